@@ -1,0 +1,142 @@
+"""The ``stdp-bench`` command line (Typer): run, show, plot, grids, bench."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from stdp_bench.config import ConfigError, apply_overrides, load_grid
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Factorial STDP grids on BindsNET networks.")
+
+DEFAULT_GRID = "smoke"
+
+
+def grids_dir() -> Path:
+    """Folder of the grid files shipped with the package."""
+    return Path(str(resources.files("stdp_bench") / "grids"))
+
+
+def resolve_grid_path(grid: str) -> Path:
+    """A path, or the name of a shipped grid (``smoke``, ``classic``, ...)."""
+    path = Path(grid)
+    if path.exists():
+        return path
+    shipped = grids_dir() / f"{grid.removesuffix('.toml')}.toml"
+    if shipped.exists():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in grids_dir().glob("*.toml")))
+    raise ConfigError(f"grid '{grid}' is neither a file nor a shipped grid ({names})")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    grid: Annotated[str, typer.Argument(help="Grid TOML file or shipped grid name.")] = DEFAULT_GRID,
+    out: Annotated[Optional[Path], typer.Option(help="Results folder (default results/NAME).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="KEY=VALUE: override a setting or pin a factor; KEY=[a,b] makes a factor.")] = None,
+    limit_train: Annotated[Optional[int], typer.Option(help="Cap n_train of every cell.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda (the fused engine runs on the CPU).")] = "cpu",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Run a grid (default: the shipped smoke grid); finished cells are skipped."""
+    from stdp_bench.runner import run_grid
+
+    try:
+        if device not in ("cpu", "cuda"):
+            raise ConfigError(f"--device {device!r} is not allowed; allowed: cpu, cuda")
+        spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
+        out_dir = out or Path("results") / spec.name
+        table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
+                         progress=not quiet)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    _print_summary(table, spec.factors)
+    typer.echo(f"results: {out_dir}/results.parquet ({len(table)} rows)")
+
+
+def _print_summary(table, factors) -> None:
+    from stdp_bench.results import summarize
+
+    if table.empty:
+        return
+    by = [f for f in factors if f != "seed" and f in table.columns] + ["readout"]
+    typer.echo(summarize(table, by).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    bad = table[table["status"] != "ok"].drop_duplicates("cell_id")
+    for _, row in bad.iterrows():
+        first = str(row.get("error") or "").strip().splitlines()
+        typer.echo(f"cell {row['cell_id']}: {row['status']}: {first[-1] if first else ''}")
+
+
+@app.command()
+def show(
+    results_dir: Annotated[Path, typer.Argument(help="Results folder of a run.")],
+    by: Annotated[Optional[list[str]], typer.Option(
+        help="Columns to group by (repeatable); default: the grid's factors and readout.")] = None,
+    metric: Annotated[str, typer.Option(help="Column to aggregate.")] = "accuracy",
+) -> None:
+    """Tidy table aggregated over seeds: mean and 95% interval."""
+    from stdp_bench.results import load_records, read_table, summarize
+
+    try:
+        if not (results_dir / "cells").exists():
+            raise ConfigError(f"{results_dir} has no cells/ folder: not a results folder")
+        table = read_table(results_dir)
+        if not by:
+            records = load_records(results_dir)
+            factors = records[0]["factors"] if records else []
+            by = [f for f in factors if f != "seed"] + ["readout"]
+        typer.echo(summarize(table, list(by), metric).to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"))
+    except (ConfigError, ValueError) as exc:
+        _fail(exc)
+
+
+@app.command()
+def plot(
+    results_dir: Annotated[Path, typer.Argument(help="Results folder of a run.")],
+    x: Annotated[str, typer.Option(help="Factor on the x axis.")] = "encoder",
+    y: Annotated[str, typer.Option(help="Factor on the y axis.")] = "rule",
+    facet: Annotated[Optional[str], typer.Option(help="One panel per level of this factor.")] = "neuron",
+    metric: Annotated[str, typer.Option(help="Column to plot.")] = "accuracy",
+    readout: Annotated[str, typer.Option(help="Readout whose rows are plotted.")] = "proportion_weighting",
+) -> None:
+    """Accuracy heatmaps, receptive fields and the best cell's confusion matrix (PNG)."""
+    from stdp_bench.plots import plot_results
+
+    try:
+        if not (results_dir / "cells").exists():
+            raise ConfigError(f"{results_dir} has no cells/ folder: not a results folder")
+        paths = plot_results(results_dir, x=x, y=y, facet=facet, metric=metric,
+                             readout=readout)
+    except (ConfigError, ValueError) as exc:
+        _fail(exc)
+        return
+    for p in paths:
+        typer.echo(str(p))
+
+
+@app.command()
+def grids() -> None:
+    """List the shipped grid files with their cell counts."""
+    from stdp_bench.grid import expand
+
+    for path in sorted(grids_dir().glob("*.toml")):
+        spec = load_grid(path)
+        typer.echo(f"{path.stem:<12} {len(expand(spec)):>5} cells  {spec.description}")
+
+
+if __name__ == "__main__":
+    app()

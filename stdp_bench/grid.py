@@ -1,0 +1,62 @@
+"""Expand a grid into cells and group compatible cells into jobs."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+from stdp_bench.config import CellConfig, GridSpec
+
+# Settings that fix tensor shapes and the sample schedule: cells that agree on all of
+# them can be trained together as independent replicas in one job.
+SHAPE_KEYS = ("family", "architecture", "dataset", "split", "n_neurons", "time", "dt",
+              "n_train", "n_label", "n_test", "epochs", "ngram_n", "device")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the factorial product."""
+
+    config: CellConfig
+    levels: tuple[tuple[str, object], ...]  # (factor, level) pairs, in grid order
+
+    @property
+    def cell_id(self) -> str:
+        """Stable id of the resolved settings."""
+        return self.config.cell_id()
+
+
+@dataclass(frozen=True)
+class Job:
+    """The unit a runner schedules: cells sharing shapes, trained as replicas."""
+
+    cells: tuple[Cell, ...]
+
+    @property
+    def job_id(self) -> str:
+        """Id made of its cells' ids (order matters for nothing but naming)."""
+        return "+".join(c.cell_id for c in self.cells)[:64]
+
+
+def expand(grid: GridSpec) -> list[Cell]:
+    """Cartesian product of the grid's factors over its fixed settings."""
+    base = CellConfig(**grid.settings)
+    names = list(grid.factors)
+    cells = []
+    for combo in itertools.product(*(grid.factors[n] for n in names)):
+        cfg = replace(base, **dict(zip(names, combo)))
+        cells.append(Cell(config=cfg, levels=tuple(zip(names, combo))))
+    return cells
+
+
+def group_jobs(cells: list[Cell], max_replicas: int = 64) -> list[Job]:
+    """Group cells whose shapes agree into jobs of at most ``max_replicas`` cells."""
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        key = tuple(getattr(cell.config, k) for k in SHAPE_KEYS)
+        groups.setdefault(key, []).append(cell)
+    jobs = []
+    for members in groups.values():
+        for i in range(0, len(members), max_replicas):
+            jobs.append(Job(cells=tuple(members[i:i + max_replicas])))
+    return jobs

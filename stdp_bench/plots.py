@@ -1,0 +1,277 @@
+"""Figures for a results folder: factor heatmaps, receptive fields, a confusion matrix.
+
+Figures are built on ``matplotlib.figure.Figure`` rather than pyplot, so no global
+figure state is kept between calls and nothing leaks in long sessions.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: grids run on servers without a display
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import colormaps  # noqa: E402
+from matplotlib.colors import Colormap, Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from stdp_bench import results  # noqa: E402
+
+FIGURES_DIR = "figures"
+NAN_COLOUR = "lightgrey"
+
+
+def _sorted_levels(values: pd.Series) -> list[object]:
+    levels = list(pd.unique(values.dropna()))
+    try:
+        return sorted(levels)
+    except TypeError:  # mixed types cannot be ordered; strings can
+        return sorted(levels, key=str)
+
+
+def _require_columns(df: pd.DataFrame, **named: str) -> None:
+    for role, col in named.items():
+        if col not in df.columns:
+            raise ValueError(f"{role}={col!r} is not a column; available columns: {list(df.columns)}")
+
+
+def heatmap_tables(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule",
+                   facet: str | None = "neuron", metric: str = "accuracy",
+                   readout: str = "proportion_weighting") -> dict[object, pd.DataFrame]:
+    """The numbers behind :func:`heatmaps`: per facet level, mean ``metric`` with y rows, x columns.
+
+    The metric is averaged over every other column (seeds and the like). All panels share
+    the same row and column levels, with NaN where a combination has no finite value.
+    The key is None when there is no facet.
+    """
+    _require_columns(df, x=x, y=y, metric=metric)
+    if "readout" in df.columns:
+        available = _sorted_levels(df["readout"])
+        df = df[df["readout"] == readout]
+        if df.empty:
+            raise ValueError(f"no rows for readout {readout!r}; available readouts: {available}")
+    df = df.assign(**{metric: pd.to_numeric(df[metric])})
+    xs, ys = _sorted_levels(df[x]), _sorted_levels(df[y])
+    use_facet = facet is not None and facet in df.columns and facet not in (x, y)
+    facet_levels: list[object] = _sorted_levels(df[facet]) if use_facet else [None]
+
+    tables: dict[object, pd.DataFrame] = {}
+    for level in facet_levels:
+        sub = df[df[facet] == level] if use_facet else df
+        sub = sub[np.isfinite(sub[metric])]
+        if sub.empty:
+            table = pd.DataFrame(np.nan, index=ys, columns=xs)
+        else:
+            table = sub.pivot_table(index=y, columns=x, values=metric, aggfunc="mean")
+        tables[level] = table.reindex(index=ys, columns=xs).astype(float)
+    return tables
+
+
+def _format_value(value: float, metric: str) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.3g}"
+
+
+def _cmap(name: str) -> Colormap:
+    cmap = colormaps[name].copy()
+    cmap.set_bad(NAN_COLOUR)
+    return cmap
+
+
+def _text_colour(cmap: Colormap, norm: Normalize, value: float) -> str:
+    if not np.isfinite(value):
+        return "black"
+    r, g, b, _ = cmap(norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, format="png")
+    return path
+
+
+def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",
+             metric: str = "accuracy", readout: str = "proportion_weighting", path: Path) -> Path:
+    """One annotated heatmap of mean ``metric`` (y rows, x columns) per level of ``facet``.
+
+    All panels share one colour scale (0..1 for accuracy); cells without data are grey
+    and marked "n/a". Raises ValueError if x, y or metric is not a column.
+    """
+    tables = heatmap_tables(df, x=x, y=y, facet=facet, metric=metric, readout=readout)
+    if metric == "accuracy":
+        norm = Normalize(0.0, 1.0)
+    else:
+        finite = np.concatenate([t.to_numpy().ravel() for t in tables.values()])
+        finite = finite[np.isfinite(finite)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        norm = Normalize(lo, hi if hi > lo else lo + 1.0)
+    cmap = _cmap("viridis")
+
+    first = next(iter(tables.values()))
+    n_rows, n_cols = first.shape
+    n_panels = len(tables)
+    panel_w, panel_h = max(3.0, 0.9 * n_cols + 1.5), max(2.5, 0.5 * n_rows + 1.5)
+    fig = Figure(figsize=(panel_w * n_panels + 1.0, panel_h + 0.6), layout="constrained")
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    image = None
+    for ax, (level, table) in zip(axes, tables.items()):
+        values = table.to_numpy()
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
+        for i in range(n_rows):
+            for j in range(n_cols):
+                v = values[i, j]
+                ax.text(j, i, _format_value(v, metric), ha="center", va="center", fontsize=8,
+                        color=_text_colour(cmap, norm, v))
+        ax.set_xticks(range(n_cols), [str(c) for c in table.columns], rotation=30, ha="right")
+        ax.set_yticks(range(n_rows), [str(r) for r in table.index])
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        if level is not None:
+            ax.set_title(f"{facet} = {level}")
+    fig.colorbar(image, ax=list(axes), shrink=0.9, label=metric)
+    fig.suptitle(f"{metric} (mean over seeds), readout: {readout}")
+    return _save(fig, path)
+
+
+def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Path,
+                     title: str = "") -> Path:
+    """Tile each neuron's input weights, reshaped to ``image_shape``, into one near-square image."""
+    w = np.asarray(weights, dtype=np.float32)  # stored as float16; imshow wants float32+
+    h, wd = int(image_shape[0]), int(image_shape[1])
+    if w.ndim != 2 or w.shape[0] != h * wd:
+        raise ValueError(f"weights of shape {w.shape} do not match (n_input={h * wd}, n_neurons) "
+                         f"for image_shape {tuple(image_shape)}")
+    n = w.shape[1]
+    cols = max(1, math.ceil(math.sqrt(n)))
+    rows = max(1, math.ceil(n / cols))
+    # One-pixel NaN gutters separate the tiles; NaN is drawn in the background colour.
+    canvas = np.full((rows * (h + 1) - 1, cols * (wd + 1) - 1), np.nan, dtype=np.float32)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        canvas[r * (h + 1): r * (h + 1) + h, c * (wd + 1): c * (wd + 1) + wd] = w[:, k].reshape(h, wd)
+
+    cmap = colormaps["hot_r"].copy()
+    cmap.set_bad("white")
+    side = min(10.0, max(3.0, 0.6 * max(rows, cols) + 1.5))
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(canvas), cmap=cmap, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(image, ax=ax, label="weight")
+    ax.set_title(title or f"receptive fields ({n} neurons)")
+    return _save(fig, path)
+
+
+def confusion_matrix_plot(confusion: list[list[int]] | np.ndarray, path: Path, title: str = "") -> Path:
+    """Annotated confusion counts: rows are true classes, columns predicted classes."""
+    cm = np.asarray(confusion)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {cm.shape}")
+    k = cm.shape[0]
+    cmap = colormaps["Blues"]
+    norm = Normalize(0.0, max(float(cm.max()), 1.0) if cm.size else 1.0)
+    side = max(3.5, 0.45 * k + 1.5)
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(cm, cmap=cmap, norm=norm)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                    color=_text_colour(cmap, norm, float(cm[i, j])))
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(image, ax=ax, label="count")
+    ax.set_title(title or "confusion matrix")
+    return _save(fig, path)
+
+
+def _record_factors(records: list[dict]) -> list[str]:
+    names: dict[str, None] = {}
+    for rec in records:
+        names.update(dict.fromkeys(rec.get("factors") or []))
+    return list(names)
+
+
+def _choose_axes(df: pd.DataFrame, records: list[dict], x: str, y: str,
+                 facet: str | None) -> tuple[str, str]:
+    """Keep x and y where they are columns; fill the others from the grid's varied factors."""
+    if x in df.columns and y in df.columns:
+        return x, y
+    # Seeds are averaged over, so they make no useful axis; the facet already has a role.
+    candidates = [f for f in _record_factors(records)
+                  if f in df.columns and f not in ("seed", facet, x, y) and df[f].nunique() > 1]
+    if not candidates:
+        raise ValueError(f"cannot plot a heatmap: x={x!r} or y={y!r} is not a column and the "
+                         f"records' factors {_record_factors(records)} have no other column "
+                         f"with more than one level")
+    chosen = [c if c in df.columns else None for c in (x, y)]
+    for i, c in enumerate(chosen):
+        if c is None and candidates:
+            chosen[i] = candidates.pop(0)
+    # With a single varied factor the other axis is the grid name: a one-row heatmap.
+    new_x, new_y = (c if c is not None else "grid" for c in chosen)
+    return new_x, new_y
+
+
+def _levels_label(record: dict) -> str:
+    settings = record.get("settings") or {}
+    return ", ".join(f"{f}={settings.get(f)}" for f in record.get("factors") or [])
+
+
+def _best_record(records: list[dict], readout: str) -> tuple[dict, float] | None:
+    best: tuple[dict, float] | None = None
+    for rec in sorted(records, key=lambda r: str(r.get("cell_id"))):
+        entry = (rec.get("readouts") or {}).get(readout) or {}
+        acc = entry.get("accuracy")
+        if rec.get("status") != "ok" or acc is None or not np.isfinite(acc) or "confusion" not in entry:
+            continue
+        if best is None or acc > best[1]:  # strict: ties go to the smallest cell_id
+            best = (rec, float(acc))
+    return best
+
+
+def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",
+                 metric: str = "accuracy", readout: str = "proportion_weighting") -> list[Path]:
+    """Write the heatmap, every stored receptive field and the best cell's confusion matrix.
+
+    Figures go to ``out_dir/figures``. If x or y is not a column, the records' first
+    factors (other than seed) with more than one level are used instead.
+    """
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / FIGURES_DIR
+    df = results.read_table(out_dir)
+    records = results.load_records(out_dir)
+    if not records:
+        raise ValueError(f"no cell records under {out_dir / results.CELLS_DIR}")
+
+    hx, hy = _choose_axes(df, records, x, y, facet)
+    hfacet = facet if facet is not None and facet in df.columns and facet not in (hx, hy) else None
+    written = [heatmaps(df, x=hx, y=hy, facet=hfacet, metric=metric, readout=readout,
+                        path=fig_dir / f"heatmap_{metric}_{readout}.png")]
+
+    for rec in records:
+        rel = (rec.get("artifacts") or {}).get("weights")
+        if not rel or not (out_dir / rel).is_file():
+            continue
+        cell_id = rec["cell_id"]
+        written.append(receptive_fields(np.load(out_dir / rel), tuple(rec["image_shape"]),
+                                        fig_dir / f"receptive_fields_{cell_id}.png",
+                                        title=f"{cell_id}: {_levels_label(rec)}"))
+
+    best = _best_record(records, readout)
+    if best is not None:
+        rec, acc = best
+        written.append(confusion_matrix_plot(
+            rec["readouts"][readout]["confusion"], fig_dir / "confusion_best.png",
+            title=f"best {readout}: {100 * acc:.1f}% ({rec['cell_id']}: {_levels_label(rec)})"))
+    return written

@@ -1,0 +1,118 @@
+"""Readouts: turn frozen-network spike responses into class predictions.
+
+Label-by-response readouts use BindsNET's ``evaluation`` module (``assign_labels``,
+``all_activity``, ``proportion_weighting``). Neurons that never fired on the labelling
+set get no label (-1), and a test sample with no vote is predicted -1, which counts as
+wrong: silent cells score 0, not the frequency of class 0. The n-gram readout follows
+BindsNET's ``update_ngram_scores`` / ``ngram`` on spike-event lists (BindsNET's versions
+loop over every time step of a dense raster, too slow for grids), and abstains likewise.
+The ``linear`` readout is a logistic regression on spike counts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import torch
+from bindsnet.evaluation import all_activity, assign_labels, proportion_weighting
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
+
+
+def _as_raster(counts: np.ndarray) -> torch.Tensor:
+    # BindsNET's evaluation functions sum over a time axis; counts are that sum.
+    return torch.as_tensor(counts, dtype=torch.float32).unsqueeze(1)
+
+
+def fire_groups(events: np.ndarray, n_events: int) -> list[list[int]]:
+    """Neurons firing at each time step that has spikes, in step order (index-sorted)."""
+    ev = events[: min(n_events, len(events))]
+    groups: list[list[int]] = []
+    last_t = None
+    for t, j in ev:
+        if t != last_t:
+            groups.append([])
+            last_t = t
+        groups[-1].append(int(j))
+    for g in groups:
+        g.sort()
+    return groups
+
+
+def ngram_scores(events: np.ndarray, n_events: np.ndarray, labels: np.ndarray,
+                 n_classes: int, n: int) -> dict[tuple[int, ...], np.ndarray]:
+    """Per-class counts of each length-n sequence of firing groups (BindsNET semantics)."""
+    scores: dict[tuple[int, ...], np.ndarray] = {}
+    for k in range(len(labels)):
+        groups = fire_groups(events[k], int(n_events[k]))
+        for window in zip(*(groups[i:] for i in range(n))):
+            for seq in itertools.product(*window):
+                if seq not in scores:
+                    scores[seq] = np.zeros(n_classes)
+                scores[seq][int(labels[k])] += 1
+    return scores
+
+
+def ngram_predict(events: np.ndarray, n_events: np.ndarray,
+                  scores: dict[tuple[int, ...], np.ndarray], n_classes: int, n: int
+                  ) -> np.ndarray:
+    """Class with the highest summed n-gram score; -1 where no n-gram was seen."""
+    preds = np.full(len(n_events), -1, dtype=np.int64)
+    for k in range(len(n_events)):
+        order = [j for g in fire_groups(events[k], int(n_events[k])) for j in g]
+        score = np.zeros(n_classes)
+        # BindsNET's loop bound (len - n) is kept so the two agree.
+        for j in range(len(order) - n):
+            hit = scores.get(tuple(order[j:j + n]))
+            if hit is not None:
+                score += hit
+        if score.any():
+            preds[k] = int(np.argmax(score))
+    return preds
+
+
+def linear_probe(train_counts: np.ndarray, train_y: np.ndarray, test_counts: np.ndarray,
+                 seed: int = 0) -> np.ndarray:
+    """Logistic regression on standardised spike counts, fitted on the labelling set."""
+    if len(np.unique(train_y)) < 2:
+        return np.full(len(test_counts), -1, dtype=np.int64)
+    model = make_pipeline(StandardScaler(),
+                          LogisticRegression(max_iter=500, C=1.0, random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train_counts.astype(np.float64), train_y)
+    return model.predict(test_counts.astype(np.float64)).astype(np.int64)
+
+
+def predict_all(label_counts: np.ndarray, label_y: np.ndarray, label_events: np.ndarray,
+                label_n_events: np.ndarray, test_counts: np.ndarray,
+                test_events: np.ndarray, test_n_events: np.ndarray, n_classes: int,
+                ngram_n: int, seed: int) -> dict[str, np.ndarray]:
+    """Fit every readout on the labelling responses and predict the test responses."""
+    torch.manual_seed(seed)  # assign_labels breaks ties with torch noise
+    assignments, proportions, _ = assign_labels(
+        _as_raster(label_counts), torch.as_tensor(label_y), n_classes)
+    test_raster = _as_raster(test_counts)
+    preds = {
+        "all_activity": all_activity(test_raster, assignments, n_classes).numpy(),
+        "proportion_weighting": proportion_weighting(
+            test_raster, assignments, proportions, n_classes).numpy(),
+    }
+    scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n)
+    preds["ngram"] = ngram_predict(test_events, test_n_events, scores, n_classes, ngram_n)
+    preds["linear"] = linear_probe(label_counts, label_y, test_counts, seed)
+    return {k: np.asarray(v, dtype=np.int64) for k, v in preds.items()}
+
+
+def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Confusion counts (true x predicted); abstentions (-1) are left out of the matrix."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    ok = pred >= 0
+    np.add.at(m, (y[ok], pred[ok]), 1)
+    return m

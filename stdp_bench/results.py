@@ -1,0 +1,241 @@
+"""Per-cell JSON records on disk, and the tidy tables built from them.
+
+One finished grid cell is one file ``OUT/cells/<cell_id>.json``; the tables
+(``results.parquet`` / ``results.csv``) are always derived from those files, so they
+can be deleted and rebuilt at any time. Only pandas and numpy are needed at import
+(scipy is imported where the confidence interval is computed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Kept local rather than imported from stdp_bench.readout, which pulls in torch and
+# BindsNET: analysing results must work on a machine without them.
+READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
+
+CELLS_DIR = "cells"
+PARQUET_NAME = "results.parquet"
+CSV_NAME = "results.csv"
+
+CORE_COLUMNS = ("cell_id", "grid", "status", "error", "readout", "accuracy")
+PROVENANCE_COLUMNS = ("config_hash", "commit", "started", "ended", "job_id", "replicas", "device")
+# Per-cell activity means reported next to the metric by summarize().
+ACTIVITY_COLUMNS = ("exc_spikes_per_sample", "silent_fraction")
+
+
+def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder, so os.replace is a rename within one file system (atomic on POSIX).
+    # The ".tmp" suffix keeps a leftover from a crash out of the "*.json" glob.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` so readers see the old file or the whole new one."""
+    text = json.dumps(obj, indent=2) + "\n"
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+
+    _replace_atomically(path, write)
+
+
+def write_record(out_dir: Path, record: dict) -> Path:
+    """Write one cell record to ``out_dir/cells/<cell_id>.json`` atomically; return the path."""
+    cell_id = record.get("cell_id")
+    if not isinstance(cell_id, str) or not cell_id or Path(cell_id).name != cell_id \
+            or cell_id.startswith("."):
+        raise ValueError(f"record has no usable cell_id (got {cell_id!r})")
+    path = Path(out_dir) / CELLS_DIR / f"{cell_id}.json"
+    write_json_atomic(path, record)
+    return path
+
+
+def _record_paths(out_dir: Path) -> list[Path]:
+    return sorted((Path(out_dir) / CELLS_DIR).glob("*.json"))
+
+
+def load_records(out_dir: Path) -> list[dict]:
+    """All records under ``out_dir/cells``, sorted by file name; [] if there are none."""
+    records = []
+    for path in _record_paths(out_dir):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read cell record {path}: {exc}") from exc
+        if not isinstance(record, dict):
+            raise ValueError(f"cell record {path} is not a JSON object")
+        records.append(record)
+    return records
+
+
+def done_cell_ids(out_dir: Path) -> set[str]:
+    """Ids of cells that have a record, whatever its status (a rerun skips them all)."""
+    # File names, not contents: write_record names each file after its cell_id, and
+    # this stays cheap when a runner asks before every job.
+    return {p.stem for p in _record_paths(out_dir)}
+
+
+def _first_seen_keys(dicts: Iterable[dict]) -> list[str]:
+    keys: dict[str, None] = {}
+    for d in dicts:
+        keys.update(dict.fromkeys(d))
+    return list(keys)
+
+
+def _accuracy(readout: object) -> float:
+    value = readout.get("accuracy") if isinstance(readout, dict) else None
+    return float("nan") if value is None else float(value)
+
+
+def _unify_mixed_columns(df: pd.DataFrame) -> pd.DataFrame:
+    # A setting whose levels mix types (e.g. 0.5 and "auto") cannot be stored in one
+    # parquet column; strings keep every level distinguishable.
+    for col in df.columns:
+        if df[col].dtype == object:
+            kinds = {type(v) for v in df[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            if len(kinds) > 1:
+                df[col] = df[col].map(lambda v: v if v is None else str(v))
+    return df
+
+
+def tidy(records: list[dict]) -> pd.DataFrame:
+    """One row per cell x readout, with settings, metrics and provenance as columns.
+
+    Every cell gets a row for each name in READOUTS (accuracy NaN where that readout is
+    missing, e.g. for error cells) so it stays visible in every per-readout view; any
+    other readouts a record has follow, sorted by name. Rows are ordered by cell_id,
+    then readout. Confusion matrices are left out.
+    """
+    records = sorted(records, key=lambda r: str(r.get("cell_id")))
+    ids = [r.get("cell_id") for r in records]
+    if len(set(ids)) != len(ids):
+        dup = sorted({str(i) for i in ids if ids.count(i) > 1})
+        raise ValueError(f"duplicate cell_id in records: {dup}")
+
+    settings_cols = _first_seen_keys(r.get("settings") or {} for r in records)
+    metric_cols = _first_seen_keys(r.get("metrics") or {} for r in records)
+    version_cols = [f"version_{k}" for k in
+                    _first_seen_keys((r.get("provenance") or {}).get("versions") or {} for r in records)]
+    columns = list(dict.fromkeys([*CORE_COLUMNS, *settings_cols, *metric_cols,
+                                  *PROVENANCE_COLUMNS, *version_cols]))
+
+    rows = []
+    for rec in records:
+        readouts = rec.get("readouts") or {}
+        prov = rec.get("provenance") or {}
+        base: dict[str, object] = {"cell_id": rec.get("cell_id"), "grid": rec.get("grid"),
+                                   "status": rec.get("status"), "error": rec.get("error")}
+        # Earlier sources win on a name clash: the seed column comes from settings,
+        # not from provenance, and no setting can shadow a core column.
+        for source in (rec.get("settings") or {}, rec.get("metrics") or {},
+                       {k: prov.get(k) for k in PROVENANCE_COLUMNS},
+                       {f"version_{k}": v for k, v in (prov.get("versions") or {}).items()}):
+            for key, value in source.items():
+                base.setdefault(key, value)
+        names = list(READOUTS) + sorted(set(readouts) - set(READOUTS))
+        for name in names:
+            rows.append({**base, "readout": name, "accuracy": _accuracy(readouts.get(name))})
+
+    df = pd.DataFrame(rows, columns=columns)
+    df["accuracy"] = df["accuracy"].astype(float)
+    return _unify_mixed_columns(df)
+
+
+def rebuild_tables(out_dir: Path) -> pd.DataFrame:
+    """Rebuild ``results.parquet`` and ``results.csv`` from the cell records; return the table."""
+    out_dir = Path(out_dir)
+    df = tidy(load_records(out_dir))
+    _replace_atomically(out_dir / PARQUET_NAME, lambda tmp: df.to_parquet(tmp, index=False))
+    _replace_atomically(out_dir / CSV_NAME, lambda tmp: df.to_csv(tmp, index=False))
+    return df
+
+
+def _table_is_stale(out_dir: Path, table: Path) -> bool:
+    # The cells folder's mtime moves whenever a record is added, replaced or removed.
+    cells = out_dir / CELLS_DIR
+    sources = [cells, *_record_paths(out_dir)] if cells.exists() else []
+    newest = max((p.stat().st_mtime_ns for p in sources), default=0)
+    return newest > table.stat().st_mtime_ns
+
+
+def read_table(out_dir: Path) -> pd.DataFrame:
+    """The results table: ``results.parquet`` if it is newer than every record, else rebuilt."""
+    out_dir = Path(out_dir)
+    table = out_dir / PARQUET_NAME
+    if table.exists() and not _table_is_stale(out_dir, table):
+        return pd.read_parquet(table)
+    return rebuild_tables(out_dir)
+
+
+def _mean_ci95(values: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean, sample std, and the t-interval of the mean, for finite ``values``."""
+    n = len(values)
+    if n == 0:
+        nan = float("nan")
+        return nan, nan, nan, nan
+    mean = float(values.mean())
+    if n == 1:
+        return mean, float("nan"), mean, mean
+    from scipy import stats
+
+    std = float(values.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def summarize(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> pd.DataFrame:
+    """Mean, std and 95% t-interval of ``metric`` per group of ``by``, best mean first.
+
+    ``n`` counts the rows with a finite metric (error cells are in the table with NaN
+    and so count for nothing). With n == 1 the interval collapses to the mean and std is
+    NaN. Means of exc_spikes_per_sample and silent_fraction are added when present.
+    """
+    by = list(by)
+    if not by:
+        raise ValueError("summarize needs at least one column in `by`")
+    for col in [*by, metric]:
+        if col not in df.columns:
+            raise ValueError(f"unknown column {col!r}; available columns: {list(df.columns)}")
+    extras = [c for c in ACTIVITY_COLUMNS if c in df.columns and c != metric and c not in by]
+
+    rows = []
+    # sort=False keeps groups in first-seen order, which settles ties deterministically
+    # and copes with levels of mixed types that cannot be ordered.
+    for key, group in df.groupby(by, sort=False, dropna=False):
+        values = pd.to_numeric(group[metric]).to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        mean, std, low, high = _mean_ci95(values)
+        row: dict[str, object] = dict(zip(by, key))
+        row.update(n=len(values), mean=mean, std=std, ci95_low=low, ci95_high=high)
+        for col in extras:
+            row[col] = float(pd.to_numeric(group[col]).mean())
+        rows.append(row)
+
+    columns = [*by, "n", "mean", "std", "ci95_low", "ci95_high", *extras]
+    out = pd.DataFrame(rows, columns=columns)
+    out = out.sort_values("mean", ascending=False, na_position="last", kind="stable")
+    return out.reset_index(drop=True)

@@ -1,0 +1,131 @@
+"""Run a grid: expand, skip finished cells, run jobs, write each cell as it finishes."""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import tomli_w
+from tqdm import tqdm
+
+from stdp_bench.config import ConfigError, GridSpec
+from stdp_bench.data import load_dataset, make_subsets
+from stdp_bench.grid import Cell, Job, expand, group_jobs
+from stdp_bench.results import done_cell_ids, rebuild_tables, write_record
+from stdp_bench.train import job_samples, run_job
+
+
+def limit_cells(cells: list[Cell], limit_train: int | None) -> list[Cell]:
+    """Cap every cell's ``n_train`` (a new config, hence a new cell id)."""
+    if limit_train is None:
+        return cells
+    if limit_train < 1:
+        raise ConfigError(f"--limit-train {limit_train} must be at least 1")
+    return [Cell(replace(c.config, n_train=min(c.config.n_train, limit_train)), c.levels)
+            for c in cells]
+
+
+@contextmanager
+def results_lock(out_dir: Path) -> Iterator[None]:
+    """Refuse a second concurrent run on the same results folder."""
+    lock = out_dir / ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _alive(pid):
+            raise ConfigError(
+                f"{out_dir} is in use by another run (pid {pid}); wait for it or remove "
+                f"{lock} if that process is gone") from None
+        lock.unlink(missing_ok=True)  # stale lock from a killed run
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def prepare_out_dir(grid: GridSpec, out_dir: Path) -> None:
+    """Create the results folder, or check that an existing one belongs to this grid."""
+    grid_file = out_dir / "grid.toml"
+    if grid_file.exists():
+        import tomllib
+
+        try:
+            old = tomllib.loads(grid_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{grid_file} is unreadable ({exc}); use another --out") from None
+        if old.get("name") != grid.name:
+            raise ConfigError(
+                f"{out_dir} holds results of grid '{old.get('name')}', not '{grid.name}'; "
+                "use another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / ".grid.toml.tmp"
+        tmp.write_text(tomli_w.dumps(grid.to_toml_dict()))
+        os.replace(tmp, grid_file)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+
+
+def preflight(cells: list[Cell], data_dir: str | Path | None) -> None:
+    """Fail before any work if a dataset is missing or too small for a cell."""
+    for cell in cells:
+        cfg = cell.config
+        ds = load_dataset(cfg.dataset, data_dir)
+        make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split)
+
+
+def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None
+         ) -> tuple[list[Cell], list[Job]]:
+    """All cells of the grid, and the jobs still to run (finished cells skipped)."""
+    cells = limit_cells(expand(grid), limit_train)
+    done = done_cell_ids(out_dir) if out_dir.exists() else set()
+    todo = [c for c in cells if c.cell_id not in done]
+    return cells, group_jobs(todo)
+
+
+def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = None,
+             limit_train: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run every unfinished cell of ``grid`` locally and return the tidy table.
+
+    Each cell's record is written atomically as soon as its job ends, so a crash or
+    Ctrl-C loses only the job in flight and rerunning the same command resumes.
+    """
+    out_dir = Path(out_dir)
+    preflight(limit_cells(expand(grid), limit_train), data_dir)
+    prepare_out_dir(grid, out_dir)
+    with results_lock(out_dir):
+        cells, jobs = plan(grid, out_dir, limit_train)
+        factors = list(grid.factors)
+        total = sum(job_samples(j) for j in jobs)
+        bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05,
+                   desc=f"{grid.name}: {sum(len(j.cells) for j in jobs)}/{len(cells)} cells")
+        try:
+            for job in jobs:
+                for record in run_job(job, grid=grid.name, factors=factors,
+                                      out_dir=out_dir, data_dir=data_dir,
+                                      on_progress=bar.update):
+                    write_record(out_dir, record)
+        finally:
+            bar.close()
+            table = rebuild_tables(out_dir)
+    return table

@@ -1,0 +1,213 @@
+"""Run one job: train its cells as replicas, label, evaluate, and build their records."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+import traceback
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from stdp_bench.config import CellConfig
+from stdp_bench.data import Dataset, Subsets, load_dataset, make_subsets
+from stdp_bench.encoders import auto_gain
+from stdp_bench.engine.replicas import ReplicaSet
+from stdp_bench.grid import Cell, Job
+from stdp_bench.readout import READOUTS, confusion, predict_all
+
+Progress = Callable[[int], None]
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """Versions of the packages that decide the numbers."""
+    out = {"python": platform.python_version()}
+    for pkg in ("stdp_bench", "bindsnet", "torch", "numpy", "numba", "scikit-learn"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """Commit of the stdp_bench checkout, with '-dirty' when it has local changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=10
+                               ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def job_samples(job: Job) -> int:
+    """Network-samples a job simulates (for progress bars): replicas x presentations."""
+    c = job.cells[0].config
+    return len(job.cells) * (c.n_train * c.epochs + c.n_label + c.n_test)
+
+
+def _train_orders(cfgs: list[CellConfig], subsets: list[Subsets]) -> np.ndarray:
+    """Presentation order per replica: the training subset, reshuffled each later epoch."""
+    rows = []
+    for cfg, sub in zip(cfgs, subsets):
+        parts = [sub.train]
+        for epoch in range(1, cfg.epochs):
+            rng = np.random.default_rng([cfg.seed, epoch, 31])
+            parts.append(rng.permutation(sub.train))
+        rows.append(np.concatenate(parts))
+    return np.stack(rows)
+
+
+def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
+                 started: str, job: Job) -> dict[str, Any]:
+    cfg = cell.config
+    return {
+        "schema": 1,
+        "cell_id": cell.cell_id,
+        "grid": grid,
+        "status": "ok",
+        "error": None,
+        "factors": list(factors),
+        "settings": cfg.to_dict(),
+        "image_shape": list(ds.image_shape) if ds is not None else None,
+        "metrics": {},
+        "readouts": {},
+        "provenance": {
+            "seed": cfg.seed,
+            "config_hash": cell.cell_id,
+            "versions": versions(),
+            "commit": git_commit(),
+            "started": started,
+            "ended": None,
+            "job_id": job.job_id,
+            "replicas": len(job.cells),
+            "device": "cpu",
+        },
+        "artifacts": {},
+    }
+
+
+def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
+            data_dir: str | Path | None = None, on_progress: Progress | None = None
+            ) -> list[dict[str, Any]]:
+    """Train, label and evaluate every cell of ``job``; never raises for a cell's failure.
+
+    A failure of the whole job (bad data, a crash in the kernel) gives every cell a
+    record with status ``error`` and the traceback, so the grid goes on.
+    """
+    started = _now()
+    ds: Dataset | None = None
+    try:
+        cfgs = [c.config for c in job.cells]
+        ds = load_dataset(cfgs[0].dataset, data_dir)
+        subsets = [make_subsets(ds, c.n_train, c.n_label, c.n_test, c.seed, c.split)
+                   for c in cfgs]
+        gains = [c.input_gain if c.input_gain > 0
+                 else auto_gain(c.encoder, ds.x_train, c.intensity_hz, c.time, c.dt)
+                 for c in cfgs]
+        replicas = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+
+        t0 = time.perf_counter()
+        stats = replicas.train(ds.x_train, ds.y_train, _train_orders(cfgs, subsets),
+                               on_progress=_scaled(on_progress, len(cfgs)))
+        train_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        label_orders = np.stack([s.label for s in subsets])
+        labelled = replicas.respond(ds.x_train, label_orders, phase=1,
+                                    on_progress=_scaled(on_progress, len(cfgs)))
+        eval_x = ds.x_train if subsets[0].eval_from_train else ds.x_test
+        eval_y = ds.y_train if subsets[0].eval_from_train else ds.y_test
+        eval_orders = np.stack([s.evaluate for s in subsets])
+        tested = replicas.respond(eval_x, eval_orders, phase=2,
+                                  on_progress=_scaled(on_progress, len(cfgs)))
+        eval_s = time.perf_counter() - t0
+    except Exception:  # noqa: BLE001 - any failure becomes a visible record
+        err = traceback.format_exc()
+        records = []
+        for cell in job.cells:
+            rec = _base_record(cell, grid, factors, ds, started, job)
+            rec.update(status="error", error=err)
+            rec["provenance"]["ended"] = _now()
+            records.append(rec)
+        return records
+
+    records = []
+    R = len(job.cells)
+    for r, cell in enumerate(job.cells):
+        cfg = cell.config
+        rec = _base_record(cell, grid, factors, ds, started, job)
+        try:
+            n = cfg.n_neurons
+            counts = tested.counts[r]
+            exc_per = counts.sum(1)
+            in_per = tested.in_spikes[r]
+            rec["metrics"] = {
+                "n_test": int(len(eval_orders[r])),
+                "exc_spikes_per_sample": float(exc_per.mean()),
+                "silent_fraction": float((exc_per == 0).mean()),
+                "input_spikes_per_sample": float(in_per.mean()),
+                # Accumulates: each input spike reaches n excitatory neurons, each
+                # excitatory spike one inhibitory neuron, and each inhibitory spike n - 1
+                # excitatory ones (the exc->inh weight makes every excitatory spike fire
+                # its partner, so inhibitory spikes are counted as excitatory ones).
+                "synops_per_sample": float((in_per * n + exc_per * n).mean()),
+                "train_seconds": train_s / R,
+                "eval_seconds": eval_s / R,
+                "job_train_seconds": train_s,
+                "job_eval_seconds": eval_s,
+                "input_gain": float(gains[r]),
+                "retries_per_sample": float(stats.retries[r].mean()),
+                "train_exc_spikes_per_sample": float(stats.exc_spikes[r].mean()),
+                "train_input_spikes_per_sample": float(stats.in_spikes[r].mean()),
+                "diverged_at_sample": int(stats.diverged_at[r]) or None,
+            }
+            if stats.diverged_at[r] > 0:
+                rec["status"] = "diverged"
+                rec["error"] = (f"non-finite weights or thresholds at training sample "
+                                f"{int(stats.diverged_at[r])}")
+            else:
+                y_test = eval_y[eval_orders[r]]
+                preds = predict_all(labelled.counts[r], ds.y_train[label_orders[r]],
+                                    labelled.events[r], labelled.n_events[r], counts,
+                                    tested.events[r], tested.n_events[r], ds.n_classes,
+                                    cfg.ngram_n, cfg.seed)
+                rec["readouts"] = {
+                    name: {"accuracy": float((preds[name] == y_test).mean()),
+                           "confusion": confusion(y_test, preds[name],
+                                                  ds.n_classes).tolist()}
+                    for name in READOUTS}
+                if exc_per.sum() == 0:
+                    rec["status"] = "silent"
+                    rec["error"] = "no excitatory spike on the test set"
+            weights_rel = Path("artifacts") / cell.cell_id / "weights.npy"
+            (out_dir / weights_rel).parent.mkdir(parents=True, exist_ok=True)
+            np.save(out_dir / weights_rel, replicas.W[r].astype(np.float16))
+            rec["artifacts"] = {"weights": str(weights_rel)}
+        except Exception:  # noqa: BLE001
+            rec["status"] = "error"
+            rec["error"] = traceback.format_exc()
+        rec["provenance"]["ended"] = _now()
+        records.append(rec)
+    return records
+
+
+def _scaled(cb: Progress | None, factor: int) -> Progress | None:
+    if cb is None:
+        return None
+    return lambda k: cb(k * factor)
