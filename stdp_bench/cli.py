@@ -48,6 +48,8 @@ def run(
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda (the fused engine runs on the CPU).")] = "cpu",
+    replicas: Annotated[int, typer.Option(
+        help="Most cells trained together as replicas in one job.")] = 8,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run a grid (default: the shipped smoke grid); finished cells are skipped."""
@@ -59,10 +61,14 @@ def run(
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
         out_dir = out or Path("results") / spec.name
         table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
-                         progress=not quiet)
+                         max_replicas=replicas, progress=not quiet)
     except ConfigError as exc:
         _fail(exc)
         return
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished cells are saved; rerun the same command to resume",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
     _print_summary(table, spec.factors)
     typer.echo(f"results: {out_dir}/results.parquet ({len(table)} rows)")
 

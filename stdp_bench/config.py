@@ -81,7 +81,7 @@ class CellConfig:
     nu_post: float = 1e-2
     tc_trace_ms: float = 20.0
     # Teacher: depolarisation added each step to the neurons of the sample's class.
-    teacher_drive_mv: float = 1.0
+    teacher_drive_mv: float = 0.25
     # Excitatory neurons.
     thresh_mv: float = -52.0
     rest_mv: float = -65.0

@@ -7,6 +7,7 @@ figure state is kept between calls and nothing leaks in long sessions.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -78,9 +79,7 @@ def _format_value(value: float, metric: str) -> str:
 
 
 def _cmap(name: str) -> Colormap:
-    cmap = colormaps[name].copy()
-    cmap.set_bad(NAN_COLOUR)
-    return cmap
+    return colormaps[name].with_extremes(bad=NAN_COLOUR)
 
 
 def _text_colour(cmap: Colormap, norm: Normalize, value: float) -> str:
@@ -88,6 +87,11 @@ def _text_colour(cmap: Colormap, norm: Normalize, value: float) -> str:
         return "black"
     r, g, b, _ = cmap(norm(value))
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _wrap(title: str, width: int = 60) -> str:
+    # Titles carry every factor level and would otherwise run off the figure.
+    return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -157,8 +161,7 @@ def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Pa
         r, c = divmod(k, cols)
         canvas[r * (h + 1): r * (h + 1) + h, c * (wd + 1): c * (wd + 1) + wd] = w[:, k].reshape(h, wd)
 
-    cmap = colormaps["hot_r"].copy()
-    cmap.set_bad("white")
+    cmap = colormaps["hot_r"].with_extremes(bad="white")
     side = min(10.0, max(3.0, 0.6 * max(rows, cols) + 1.5))
     fig = Figure(figsize=(side + 1.0, side), layout="constrained")
     ax = fig.subplots()
@@ -166,7 +169,7 @@ def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Pa
     ax.set_xticks([])
     ax.set_yticks([])
     fig.colorbar(image, ax=ax, label="weight")
-    ax.set_title(title or f"receptive fields ({n} neurons)")
+    ax.set_title(_wrap(title or f"receptive fields ({n} neurons)"), fontsize=10)
     return _save(fig, path)
 
 
@@ -191,7 +194,7 @@ def confusion_matrix_plot(confusion: list[list[int]] | np.ndarray, path: Path, t
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     fig.colorbar(image, ax=ax, label="count")
-    ax.set_title(title or "confusion matrix")
+    ax.set_title(_wrap(title or "confusion matrix"), fontsize=10)
     return _save(fig, path)
 
 
@@ -266,12 +269,12 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
         cell_id = rec["cell_id"]
         written.append(receptive_fields(np.load(out_dir / rel), tuple(rec["image_shape"]),
                                         fig_dir / f"receptive_fields_{cell_id}.png",
-                                        title=f"{cell_id}: {_levels_label(rec)}"))
+                                        title=f"{cell_id}\n{_levels_label(rec)}"))
 
     best = _best_record(records, readout)
     if best is not None:
         rec, acc = best
         written.append(confusion_matrix_plot(
             rec["readouts"][readout]["confusion"], fig_dir / "confusion_best.png",
-            title=f"best {readout}: {100 * acc:.1f}% ({rec['cell_id']}: {_levels_label(rec)})"))
+            title=f"best {readout}: {100 * acc:.1f}% ({rec['cell_id']})\n{_levels_label(rec)}"))
     return written

@@ -94,27 +94,32 @@ def preflight(cells: list[Cell], data_dir: str | Path | None) -> None:
         make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split)
 
 
-def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None
-         ) -> tuple[list[Cell], list[Job]]:
+def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,
+         max_replicas: int = 8) -> tuple[list[Cell], list[Job]]:
     """All cells of the grid, and the jobs still to run (finished cells skipped)."""
     cells = limit_cells(expand(grid), limit_train)
     done = done_cell_ids(out_dir) if out_dir.exists() else set()
     todo = [c for c in cells if c.cell_id not in done]
-    return cells, group_jobs(todo)
+    return cells, group_jobs(todo, max_replicas)
 
 
 def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = None,
-             limit_train: int | None = None, progress: bool = True) -> pd.DataFrame:
+             limit_train: int | None = None, max_replicas: int = 8,
+             progress: bool = True) -> pd.DataFrame:
     """Run every unfinished cell of ``grid`` locally and return the tidy table.
 
     Each cell's record is written atomically as soon as its job ends, so a crash or
-    Ctrl-C loses only the job in flight and rerunning the same command resumes.
+    Ctrl-C loses only the job in flight and rerunning the same command resumes. Jobs hold
+    at most ``max_replicas`` cells: fewer means less lost to a crash, more means fewer
+    kernel calls (results do not depend on the grouping).
     """
     out_dir = Path(out_dir)
     preflight(limit_cells(expand(grid), limit_train), data_dir)
     prepare_out_dir(grid, out_dir)
     with results_lock(out_dir):
-        cells, jobs = plan(grid, out_dir, limit_train)
+        if max_replicas < 1:
+            raise ConfigError(f"--replicas {max_replicas} must be at least 1")
+        cells, jobs = plan(grid, out_dir, limit_train, max_replicas)
         factors = list(grid.factors)
         total = sum(job_samples(j) for j in jobs)
         bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05,

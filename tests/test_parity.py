@@ -1,0 +1,231 @@
+"""Parity of the fused kernel with the stock BindsNET Diehl & Cook network.
+
+For every neuron model x learning rule, with R = 1, the same input spike trains, the same
+parameters and the same initial weights, ``kernel.present`` (+ ``kernel.normalize`` after
+each learning presentation, as ``train_chunk`` does) and the stock network of
+``stdp_bench.networks.stock`` (``Network.run`` + ``reset_state_variables``, as BindsNET's
+``eth_mnist`` example does) must give
+
+* exactly the same excitatory spike raster, step by step, for every presentation;
+* the same X -> Ae weights (float tolerance) after every presentation;
+* the same adaptive thresholds ``theta`` (float tolerance).
+
+The run is 7 learning presentations and 2 with learning off (interleaved), T = 100 steps
+each, i.e. 900 steps, so the normalisation and [wmin, wmax] clamp between presentations,
+the frozen-threshold evaluation and the state reset are all covered. Weights are only
+compared within float tolerance: BindsNET sums input currents with a matmul and column
+sums in float32, the kernel in index order (and the column sums in float64).
+
+The one-spike rule. ``DiehlAndCookNodes(one_spike=True)`` keeps one of several
+simultaneously spiking neurons, picked with ``torch.multinomial``; the kernel picks with
+its own counter-based RNG and logs each pick in ``tie_log``. To feed both the same
+draws, the kernel's presentation runs first, then the stock presentation runs with
+``torch.multinomial`` replaced (``bindsnet.network.nodes`` calls it as
+``torch.multinomial(probs, 1)``) by a replay that returns, in order, the kernel's logged
+picks as a [1, 1] index tensor. The replay asserts that each pick is among the stock
+network's own candidates (the neurons at or above threshold on that step) and that every
+logged pick is consumed; with a single candidate it returns that candidate, as
+multinomial must. So the tie-breaking is the only thing borrowed from the kernel, and it
+is checked to be a legal draw for the stock network.
+
+The teacher. The kernel's ``teacher`` rule adds ``teacher_drive_mv`` to the voltage of
+the labelled class's neurons (``j % n_classes == label``) before every learning step,
+which is BindsNET's ``injects_v``, and gates plasticity so that only those neurons'
+columns learn; stock ``PostPre`` has no gate. The teacher cases therefore run in a regime
+where the drive makes the labelled neurons fire early and their inhibition keeps every
+other neuron silent during learning presentations (asserted): there stock's ungated
+``PostPre`` leaves the other columns alone as well, so spikes and the whole weight matrix
+must match the stock network run with ``injects_v={"Ae": mask * drive}``. The gate itself
+(other classes spiking but not learning) is tested in tests/test_kernel.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from stdp_bench.config import CellConfig
+from stdp_bench.engine import kernel
+from stdp_bench.engine.replicas import build_params, initial_weights
+from stdp_bench.networks import build_stock_network, run_stock_presentation
+
+N_INPUT = 64
+N_NEURONS = 12
+N_CLASSES = 10
+T = 100
+# (learning, sample) per presentation: 7 learning, 2 frozen, interleaved.
+SCHEDULE = [(True, 0), (True, 1), (True, 2), (False, 3), (True, 4), (True, 5), (True, 6),
+            (True, 7), (False, 8)]
+
+NEURON_MODELS = ["if", "lif", "adaptive"]
+PLAIN_RULES = ["stdp", "weight_dependent", "hebbian", "none"]
+CASES = [(nm, rule) for nm in NEURON_MODELS for rule in PLAIN_RULES + ["teacher"]]
+
+
+def parity_config(neuron: str, rule: str) -> CellConfig:
+    """Moderate Diehl & Cook settings scaled to 64 inputs, so that neurons do spike.
+
+    ``norm`` keeps the paper's 0.1-per-input ratio x2.5, ``wmax`` is low enough that the
+    normalisation pushes some weights above it (so the clamp after normalisation is
+    exercised) and ``nu_pre`` is large enough for depression to matter.
+    """
+    return CellConfig(
+        dataset="digits", neuron=neuron, rule=rule, n_neurons=N_NEURONS, time=T,
+        intensity_hz=128.0, norm=16.0, wmax=0.4, nu_pre=2e-3, nu_post=1e-2,
+        teacher_drive_mv=1.0, seed=7)
+
+
+def digits_images(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` sklearn digits as float32 in [0, 1] and their labels."""
+    d = load_digits()
+    return (d.data[:k] / 16.0).astype(np.float32), d.target[:k].astype(np.int64)
+
+
+def bernoulli_train(x: np.ndarray, rate_hz: float, gen: torch.Generator) -> torch.Tensor:
+    """Dense [T, n_input] uint8 spike train, p = x * rate dt / 1000 per step."""
+    p = torch.from_numpy(x).float() * (rate_hz / 1000.0)
+    return torch.bernoulli(p.unsqueeze(0).expand(T, -1), generator=gen).to(torch.uint8)
+
+
+def to_events(spikes: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Dense [T, n] spikes -> kernel events: ``idx[ptr[t]:ptr[t+1]]`` fire at step t."""
+    s = spikes.numpy().astype(bool)
+    counts = s.sum(1)
+    ptr = np.zeros(s.shape[0] + 1, np.int64)
+    ptr[1:] = np.cumsum(counts)
+    idx = np.nonzero(s)[1].astype(np.int32)  # row-major: steps in order, indices increasing
+    if idx.size == 0:
+        idx = np.zeros(1, np.int32)
+    return ptr, idx
+
+
+class KernelReplica:
+    """One replica driven through ``kernel.present`` exactly as ``train_chunk`` drives it."""
+
+    def __init__(self, cfg: CellConfig, w0: torch.Tensor, n_classes: int = N_CLASSES):
+        P, IP = build_params([cfg], [1.0], n_classes=n_classes)
+        self.P, self.IP = P[0], IP[0]
+        self.W = np.ascontiguousarray(w0.numpy().astype(np.float32))
+        self.theta = np.zeros(cfg.n_neurons, np.float32)
+        self.state = np.array([0x5EED], np.uint64)
+        self.full_clamp = np.array([False])
+        self.n = cfg.n_neurons
+
+    def present(self, spikes: torch.Tensor, x: np.ndarray, learning: bool, label: int):
+        """Returns (raster [T, n] bool, spike count, tie picks)."""
+        ptr, idx = to_events(spikes)
+        steps = spikes.shape[0]
+        counts = np.zeros(self.n, np.int64)
+        ev_buf = np.zeros((steps * self.n, 2), np.int32)
+        n_ev = np.zeros(1, np.int64)
+        tie_log = np.zeros(1000, np.int64)
+        tie_n = np.zeros(1, np.int64)
+        total = kernel.present(self.W, self.theta, self.P, self.IP, ptr, idx, steps,
+                               learning, label, x, self.state, counts, ev_buf, n_ev,
+                               self.full_clamp, tie_log, tie_n)
+        assert n_ev[0] == total == counts.sum() <= ev_buf.shape[0]
+        assert tie_n[0] < tie_log.shape[0]
+        raster = np.zeros((steps, self.n), bool)
+        ev = ev_buf[: n_ev[0]]
+        raster[ev[:, 0], ev[:, 1]] = True
+        assert raster.sum() == total  # at most one event per (step, neuron)
+        if learning:
+            assert kernel.normalize(self.W, self.P[kernel.F_NORM])
+            # The next presentation's first update clamps all of W (train_chunk does this).
+            self.full_clamp[0] = True
+        return torch.from_numpy(raster), int(total), tie_log[: tie_n[0]].tolist()
+
+
+class MultinomialReplay:
+    """Stand-in for ``torch.multinomial`` that replays the kernel's one-spike picks."""
+
+    def __init__(self, picks: list[int]):
+        self.picks = list(picks)
+        self.used = 0
+        self.calls = 0
+
+    def __call__(self, probs, num_samples, *args, **kwargs):
+        assert num_samples == 1 and probs.dim() == 2 and probs.shape[0] == 1
+        self.calls += 1
+        candidates = probs[0].nonzero().flatten().tolist()
+        assert candidates, "multinomial called without a spiking neuron"
+        if len(candidates) == 1:
+            return torch.tensor([[candidates[0]]])
+        assert self.used < len(self.picks), (
+            f"stock had a tie among {candidates} that the kernel did not log")
+        pick = self.picks[self.used]
+        self.used += 1
+        assert pick in candidates, f"kernel kept neuron {pick}; stock candidates {candidates}"
+        return torch.tensor([[pick]])
+
+
+def stock_weights(net) -> torch.Tensor:
+    return net.connections[("X", "Ae")].w.detach()
+
+
+@pytest.mark.parametrize("neuron, rule", CASES, ids=[f"{nm}-{r}" for nm, r in CASES])
+def test_kernel_matches_stock_bindsnet(neuron, rule, monkeypatch):
+    cfg = parity_config(neuron, rule)
+    teacher = rule == "teacher"
+    xs, ys = digits_images(len(SCHEDULE))
+    w0 = initial_weights(cfg, N_INPUT)
+    net = build_stock_network(cfg, N_INPUT, w0)
+    rep = KernelReplica(cfg, w0)
+    assert torch.equal(stock_weights(net), torch.from_numpy(rep.W))
+    gen = torch.Generator().manual_seed(2024)
+
+    total_spikes = 0
+    total_ties = 0
+    learn_spikes = 0
+    for p, (learning, k) in enumerate(SCHEDULE):
+        spikes = bernoulli_train(xs[k], cfg.intensity_hz, gen)
+        assert spikes.sum() > 0
+        label = int(ys[k])
+        raster_k, n_k, picks = rep.present(spikes, xs[k], learning, label)
+
+        replay = MultinomialReplay(picks)
+        injects_v = None
+        class_mask = torch.arange(N_NEURONS) % N_CLASSES == label
+        if teacher and learning:
+            injects_v = {"Ae": class_mask.float() * cfg.teacher_drive_mv}
+        with monkeypatch.context() as m:
+            m.setattr(torch, "multinomial", replay)
+            raster_s = run_stock_presentation(net, spikes, learning, injects_v)
+        assert replay.used == len(picks), "kernel logged picks the stock run never asked for"
+        if neuron != "adaptive":
+            assert replay.calls == 0 and not picks
+
+        where = f"presentation {p} (learning={learning})"
+        assert torch.equal(raster_k, raster_s), (
+            f"{where}: spikes differ at (step, neuron) "
+            f"{(raster_k ^ raster_s).nonzero().tolist()[:10]}")
+        w_s = stock_weights(net)
+        w_k = torch.from_numpy(rep.W)
+        assert torch.allclose(w_k, w_s, atol=1e-5, rtol=1e-5), (
+            f"{where}: max |dW| = {(w_k - w_s).abs().max().item():.3g}")
+        if neuron == "adaptive":
+            th_s = net.layers["Ae"].theta.detach()
+            th_k = torch.from_numpy(rep.theta)
+            assert torch.allclose(th_k, th_s, atol=1e-6, rtol=1e-6), (
+                f"{where}: max |dtheta| = {(th_k - th_s).abs().max().item():.3g}")
+        if teacher and learning:
+            # The regime in which stock's ungated PostPre is the gated teacher.
+            assert not raster_k[:, ~class_mask].any(), f"{where}: another class spiked"
+            assert raster_k[:, class_mask].any(), f"{where}: the labelled class is silent"
+        total_spikes += n_k
+        total_ties += len(picks)
+        learn_spikes += n_k if learning else 0
+
+    # Not vacuous: the network spiked, learned, and (adaptive) thresholds moved.
+    assert total_spikes >= 20, total_spikes
+    assert learn_spikes >= 10, learn_spikes
+    normalised_w0 = w0 * (cfg.norm / w0.abs().sum(0, keepdim=True))
+    moved = (stock_weights(net) - normalised_w0.clamp(cfg.wmin, cfg.wmax)).abs().max()
+    if rule == "none":
+        assert torch.allclose(torch.from_numpy(rep.W), normalised_w0, atol=1e-5, rtol=1e-5)
+    else:
+        assert moved > 1e-3, f"weights barely changed ({moved:.3g})"
+    if neuron == "adaptive":
+        assert rep.theta.max() > 0
