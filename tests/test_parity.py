@@ -229,3 +229,4 @@ def test_kernel_matches_stock_bindsnet(neuron, rule, monkeypatch):
         assert moved > 1e-3, f"weights barely changed ({moved:.3g})"
     if neuron == "adaptive":
         assert rep.theta.max() > 0
+        assert total_ties > 0, "no one-spike tie: the multinomial replay went untested"
