@@ -47,7 +47,8 @@ def run(
     limit_train: Annotated[Optional[int], typer.Option(help="Cap n_train of every cell.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda (the fused engine runs on the CPU).")] = "cpu",
+    device: Annotated[str, typer.Option(
+        help="cpu (the fused replica kernel is CPU-only; cuda is refused, not ignored).")] = "cpu",
     replicas: Annotated[int, typer.Option(
         help="Most cells trained together as replicas in one job.")] = 8,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -56,8 +57,11 @@ def run(
     from stdp_bench.runner import run_grid
 
     try:
-        if device not in ("cpu", "cuda"):
-            raise ConfigError(f"--device {device!r} is not allowed; allowed: cpu, cuda")
+        if device == "cuda":
+            raise ConfigError("--device cuda: the fused replica kernel runs on the CPU only "
+                              "for now; use --device cpu")
+        if device != "cpu":
+            raise ConfigError(f"--device {device!r} is not allowed; allowed: cpu")
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
         out_dir = out or Path("results") / spec.name
         table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
@@ -142,6 +146,40 @@ def grids() -> None:
     for path in sorted(grids_dir().glob("*.toml")):
         spec = load_grid(path)
         typer.echo(f"{path.stem:<12} {len(expand(spec)):>5} cells  {spec.description}")
+
+
+@app.command()
+def bench(
+    replicas: Annotated[int, typer.Option(
+        help="Replicas trained together (cells of the factorial grid).")] = 45,
+    samples: Annotated[int, typer.Option(
+        help="Training samples per replica in the R-replica run.")] = 500,
+    samples_r1: Annotated[int, typer.Option(
+        help="Training samples of the single classic replica.")] = 2000,
+    eval_samples: Annotated[int, typer.Option(
+        help="Evaluation samples per replica.")] = 2000,
+    stock_samples: Annotated[int, typer.Option(
+        help="Timed samples of stock BindsNET (train and eval each).")] = 30,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
+    device: Annotated[str, typer.Option(
+        help="cpu or cuda (cuda runs stock BindsNET on the GPU; ours stays on the CPU).")] = "cpu",
+    dataset: Annotated[str, typer.Option(help="mnist, or digits for a quick offline run.")] = "mnist",
+) -> None:
+    """Throughput of stock BindsNET vs the fused kernel; the last line is JSON."""
+    import json
+
+    from stdp_bench.bench import format_table, run_bench
+
+    try:
+        result = run_bench(replicas=replicas, samples=samples, samples_r1=samples_r1,
+                           eval_samples=eval_samples, stock_samples=stock_samples,
+                           data_dir=data_dir, device=device, dataset=dataset)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    typer.echo(format_table(result, samples_r1=samples_r1, eval_samples=eval_samples))
+    typer.echo(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "encoder": ("poisson", "bernoulli", "rank_order"),
     "neuron": ("if", "lif", "adaptive"),
     "rule": ("stdp", "weight_dependent", "hebbian", "teacher", "none"),
-    "device": ("auto", "cpu", "cuda"),
 }
 
 # Settings that count things: they must be >= 1 (or >= 0 where listed in NON_NEGATIVE).
@@ -99,13 +98,10 @@ class CellConfig:
     inh_tc_decay_ms: float = 10.0
     # Readouts.
     ngram_n: int = 2
-    # Where to run.
-    device: str = "auto"
 
     def cell_id(self) -> str:
-        """Stable id: a hash of every resolved setting (the device is not part of it)."""
+        """Stable id: a hash of every resolved setting."""
         d = dataclasses.asdict(self)
-        d.pop("device")
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -93,7 +93,8 @@ def test_set_pins_factor_and_same_seed_same_numbers(tmp_path, grid_file):
     (["run", "smoke", "--set", "n_neurons=-3"], "'n_neurons' = -3"),
     (["run", "smoke", "--limit-train", "0"], "--limit-train 0"),
     (["run", "smoke", "--set", "dataset=mnist", "--data-dir", "/nonexistent"], "MNIST not found"),
-], ids=["missing-grid", "bad-level", "negative", "bad-limit", "missing-data"])
+    (["run", "smoke", "--device", "cuda"], "CPU only"),
+], ids=["missing-grid", "bad-level", "negative", "bad-limit", "missing-data", "cuda-refused"])
 def test_bad_input_fails_before_work(tmp_path, args, needle):
     out = tmp_path / "never"
     res = run(*args, "--out", out)
