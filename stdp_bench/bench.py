@@ -1,0 +1,301 @@
+"""Training and evaluation throughput: stock BindsNET against the fused replica kernel.
+
+Both sides run the classic Diehl & Cook network (100 excitatory neurons, Poisson inputs
+at 128 Hz, 250 steps of 1 ms, inhibition 120) on the same images in one process:
+
+* **stock** - BindsNET's own ``DiehlAndCook2015``, driven the way its MNIST examples
+  drive it: batch 1, one ``PoissonEncoder`` call per image, ``network.run`` with a spike
+  ``Monitor`` on ``"Ae"``, then ``network.reset_state_variables()``. Training has learning
+  on; evaluation calls ``network.train(mode=False)`` and repeats the loop.
+  It runs with whichever torch thread count (1 or torch's default) is faster on the
+  warm-up samples, and the ``device`` string says which.
+* **ours** - :class:`~stdp_bench.engine.replicas.ReplicaSet`: one replica with the
+  classic settings, then R replicas made of the cells of the shipped ``factorial`` grid,
+  each trained on the same images; evaluation is ``respond`` for the R replicas.
+
+Throughput is counted in network-samples per second: R networks each shown N samples in
+S seconds give ``R * N / S``. Warm-up presentations (and numba compilation) come before
+the clock starts on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import resource
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from stdp_bench.config import CellConfig, ConfigError
+
+# Presentations run before the clock starts (stock), and samples per warm-up call (ours).
+STOCK_WARMUP = 3
+OURS_WARMUP = 4
+
+RESULT_KEYS = ("device", "stock_train_sps", "train_sps_r1", "train_sps_r45",
+               "train_ratio_r1", "train_ratio_r45", "stock_eval_sps", "eval_sps",
+               "eval_ratio", "peak_rss_mb", "stock_samples", "samples", "replicas",
+               "time_steps")
+
+
+def cpu_name() -> str:
+    """CPU model from /proc/cpuinfo (else :func:`platform.processor`) and core count."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{model} ({os.cpu_count()} cores)"
+
+
+def bench_cells(replicas: int, dataset: str = "mnist") -> list[CellConfig]:
+    """The first ``replicas`` cells of the shipped ``factorial`` grid (45 of them).
+
+    More than 45 replicas cycle through the grid again with the seed raised, so every
+    replica is a distinct network. ``dataset`` replaces the grid's dataset.
+    """
+    from stdp_bench.cli import resolve_grid_path
+    from stdp_bench.config import load_grid
+    from stdp_bench.grid import expand
+
+    if replicas < 1:
+        raise ConfigError(f"replicas = {replicas} must be at least 1")
+    base = [c.config for c in expand(load_grid(resolve_grid_path("factorial")))]
+    return [replace(base[i % len(base)], dataset=dataset,
+                    seed=base[i % len(base)].seed + i // len(base))
+            for i in range(replicas)]
+
+
+def _indices(n: int, size: int, start: int = 0) -> np.ndarray:
+    """``n`` sample indices from ``start``, wrapping around a split of ``size`` images."""
+    return (start + np.arange(n, dtype=np.int64)) % size
+
+
+def _gains(cfgs: list[CellConfig], x_train: np.ndarray) -> list[float]:
+    """Input gains exactly as the runner picks them (stdp_bench/train.py)."""
+    from stdp_bench.encoders import auto_gain
+
+    return [c.input_gain if c.input_gain > 0
+            else auto_gain(c.encoder, x_train, c.intensity_hz, c.time, c.dt) for c in cfgs]
+
+
+def _stock_network(cfg: CellConfig, n_input: int, image_shape: tuple[int, int],
+                   device: str):
+    """BindsNET's DiehlAndCook2015 as eth_mnist builds it, with a spike monitor on Ae."""
+    from bindsnet.models import DiehlAndCook2015
+    from bindsnet.network.monitors import Monitor
+
+    network = DiehlAndCook2015(n_inpt=n_input, n_neurons=cfg.n_neurons, exc=cfg.exc,
+                               inh=cfg.inh, dt=cfg.dt, norm=cfg.norm,
+                               theta_plus=cfg.theta_plus, inpt_shape=(1, *image_shape))
+    steps = int(cfg.time / cfg.dt)
+    monitor = Monitor(network.layers["Ae"], state_vars=["s"], time=steps, device=device)
+    network.add_monitor(monitor, name="Ae_spikes")
+    if device != "cpu":
+        network.to(device)
+    return network, monitor
+
+
+def _stock_loop(network, monitor, x: np.ndarray, idx: np.ndarray, cfg: CellConfig,
+                image_shape: tuple[int, int], device: str) -> float:
+    """Present ``x[idx]`` one at a time, batch 1; returns the seconds taken."""
+    from bindsnet.encoding import PoissonEncoder
+
+    encoder = PoissonEncoder(time=cfg.time, dt=cfg.dt)
+    steps = int(cfg.time / cfg.dt)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for i in idx:
+        image = torch.from_numpy(x[i]).view(1, *image_shape) * cfg.intensity_hz
+        spikes = encoder(image)
+        if device != "cpu":
+            spikes = spikes.to(device)
+        network.run(inputs={"X": spikes.view(steps, 1, 1, *image_shape)}, time=cfg.time)
+        monitor.get("s")  # what the examples read back after each sample
+        network.reset_state_variables()
+    sync()
+    return time.perf_counter() - t0
+
+
+def _pick_threads(network, monitor, ds, cfg: CellConfig, device: str) -> int:
+    """Torch intra-op thread count that runs stock BindsNET fastest here (1 or default).
+
+    A batch-1, 100-neuron network gains little from intra-op threads, and on a busy
+    machine their spin-waiting can slow it down many times over; so the stock side gets
+    whichever is faster on a short warm-up, the fairest setting for it.
+    """
+    default = torch.get_num_threads()
+    if device != "cpu" or default == 1:
+        return default
+    times = {}
+    for threads in (default, 1):
+        torch.set_num_threads(threads)
+        times[threads] = _stock_loop(network, monitor, ds.x_train,
+                                     _indices(STOCK_WARMUP, len(ds.x_train)), cfg,
+                                     ds.image_shape, device)
+    return min(times, key=times.get)
+
+
+def _stock(ds, cfg: CellConfig, n: int, device: str) -> tuple[float, float, int]:
+    """Stock BindsNET train and eval network-samples per second on ``n`` images each.
+
+    Returns the two rates and the torch thread count they were measured with.
+    """
+    network, monitor = _stock_network(cfg, ds.n_input, ds.image_shape, device)
+    default = torch.get_num_threads()
+    try:
+        network.train(mode=True)
+        threads = _pick_threads(network, monitor, ds, cfg, device)  # also the warm-up
+        torch.set_num_threads(threads)
+        train_s = _stock_loop(network, monitor, ds.x_train,
+                              _indices(n, len(ds.x_train), STOCK_WARMUP), cfg,
+                              ds.image_shape, device)
+        network.train(mode=False)
+        _stock_loop(network, monitor, ds.x_test, _indices(STOCK_WARMUP, len(ds.x_test)),
+                    cfg, ds.image_shape, device)
+        eval_s = _stock_loop(network, monitor, ds.x_test,
+                             _indices(n, len(ds.x_test), STOCK_WARMUP), cfg,
+                             ds.image_shape, device)
+    finally:
+        torch.set_num_threads(default)
+    return n / train_s, n / eval_s, threads
+
+
+def _ours_train(ds, cfgs: list[CellConfig], n: int):
+    """Train fresh replicas on the same ``n`` images; returns (set, samples per second)."""
+    from stdp_bench.engine.replicas import ReplicaSet
+
+    gains = _gains(cfgs, ds.x_train)
+    R = len(cfgs)
+    # Warm-up on a throwaway set: loads (or compiles) the kernels before the clock.
+    warm = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+    warm.train(ds.x_train, ds.y_train,
+               np.tile(_indices(OURS_WARMUP, len(ds.x_train)), (R, 1)))
+    rs = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+    orders = np.tile(_indices(n, len(ds.x_train)), (R, 1))
+    t0 = time.perf_counter()
+    rs.train(ds.x_train, ds.y_train, orders)
+    return rs, R * n / (time.perf_counter() - t0)
+
+
+def _ours_eval(rs, ds, m: int) -> float:
+    """``respond`` of every replica on the same ``m`` test images: samples per second."""
+    R = rs.R
+    rs.respond(ds.x_test, np.tile(_indices(OURS_WARMUP, len(ds.x_test)), (R, 1)), phase=2)
+    orders = np.tile(_indices(m, len(ds.x_test)), (R, 1))
+    t0 = time.perf_counter()
+    rs.respond(ds.x_test, orders, phase=2)
+    return R * m / (time.perf_counter() - t0)
+
+
+def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
+              eval_samples: int = 2000, stock_samples: int = 30,
+              data_dir: str | os.PathLike | None = None, device: str = "cpu",
+              dataset: str = "mnist") -> dict[str, Any]:
+    """Time stock BindsNET and the fused kernel on the same images; return the numbers.
+
+    Args:
+        replicas: R, the replicas trained together (cells of the ``factorial`` grid).
+        samples: training samples per replica for the R-replica run.
+        samples_r1: training samples for the single classic replica.
+        eval_samples: test samples per replica for the R-replica ``respond``.
+        stock_samples: timed samples for stock BindsNET, in training and in evaluation
+            (after ``STOCK_WARMUP`` untimed ones each).
+        data_dir: data root for MNIST (else ``$STDP_BENCH_DATA``, else ``./data``).
+        device: ``"cpu"`` or ``"cuda"``; cuda moves the stock network to the GPU when one
+            is available (the fused kernel always runs on the CPU).
+        dataset: ``"mnist"`` (28x28) or ``"digits"`` (8x8, offline; for tests).
+
+    Returns:
+        ``device``; ``stock_train_sps``, ``train_sps_r1``, ``train_sps_r45`` (the R-replica
+        run, whatever R is), ``stock_eval_sps``, ``eval_sps`` in network-samples per
+        second; ``train_ratio_r1``, ``train_ratio_r45``, ``eval_ratio`` (ours / stock);
+        ``peak_rss_mb`` of this process; and ``stock_samples``, ``samples`` (per replica,
+        R-replica run), ``replicas``, ``time_steps``.
+    """
+    from stdp_bench.data import load_dataset
+
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device {device!r} is not allowed; allowed: cpu, cuda")
+    for name, value in (("samples", samples), ("samples_r1", samples_r1),
+                        ("eval_samples", eval_samples), ("stock_samples", stock_samples)):
+        if value < 1:
+            raise ConfigError(f"{name} = {value} must be at least 1")
+    ds = load_dataset(dataset, data_dir)
+    classic = CellConfig(dataset=dataset)
+    cells = bench_cells(replicas, dataset)
+
+    use_cuda = device == "cuda" and torch.cuda.is_available()
+    stock_device = "cuda" if use_cuda else "cpu"
+    cpu = cpu_name()
+    if use_cuda:
+        label = (f"cuda: {torch.cuda.get_device_name(0)} (stock BindsNET); "
+                 f"cpu: {cpu} (fused kernel)")
+    else:
+        label = f"cpu: {cpu}"
+
+    stock_train, stock_eval, threads = _stock(ds, classic, stock_samples, stock_device)
+    if not use_cuda:
+        label += f"; stock BindsNET with {threads} torch thread{'s' * (threads > 1)}"
+    _, train_r1 = _ours_train(ds, [classic], samples_r1)
+    rs, train_rn = _ours_train(ds, cells, samples)
+    eval_sps = _ours_eval(rs, ds, eval_samples)
+
+    return {
+        "device": label,
+        "stock_train_sps": stock_train,
+        "train_sps_r1": train_r1,
+        "train_sps_r45": train_rn,
+        "train_ratio_r1": train_r1 / stock_train,
+        "train_ratio_r45": train_rn / stock_train,
+        "stock_eval_sps": stock_eval,
+        "eval_sps": eval_sps,
+        "eval_ratio": eval_sps / stock_eval,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "stock_samples": stock_samples,
+        "samples": samples,
+        "replicas": len(cells),
+        "time_steps": int(classic.time / classic.dt),
+    }
+
+
+def format_table(result: dict[str, Any], *, samples_r1: int | None = None,
+                 eval_samples: int | None = None) -> str:
+    """Human-readable table of a :func:`run_bench` result."""
+    R = result["replicas"]
+    r1 = f"{samples_r1} samples" if samples_r1 else ""
+    ev = f"{R} x {eval_samples} samples" if eval_samples else f"{R} replicas"
+    rows = [
+        ("stock BindsNET, train (batch 1)", result["stock_train_sps"], 1.0,
+         f"{result['stock_samples']} samples"),
+        ("ours, train, R=1 (classic)", result["train_sps_r1"], result["train_ratio_r1"], r1),
+        (f"ours, train, R={R} (factorial)", result["train_sps_r45"],
+         result["train_ratio_r45"], f"{R} x {result['samples']} samples"),
+        ("stock BindsNET, eval (batch 1)", result["stock_eval_sps"], 1.0,
+         f"{result['stock_samples']} samples"),
+        (f"ours, eval, R={R} (respond)", result["eval_sps"], result["eval_ratio"], ev),
+    ]
+    lines = [f"device: {result['device']}   ({result['time_steps']} steps per sample)",
+             f"{'run':<34} {'net-samples/s':>14} {'x stock':>9}  workload",
+             "-" * 78]
+    for name, sps, ratio, work in rows:
+        lines.append(f"{name:<34} {sps:>14.1f} {ratio:>9.1f}  {work}")
+    lines.append(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def is_valid(result: dict[str, Any]) -> bool:
+    """Every key present and every number positive and finite."""
+    return all(k in result for k in RESULT_KEYS) and all(
+        isinstance(v, str) or (v > 0 and math.isfinite(v)) for v in result.values())
