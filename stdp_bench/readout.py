@@ -4,14 +4,14 @@ Label-by-response readouts use BindsNET's ``evaluation`` module (``assign_labels
 ``all_activity``, ``proportion_weighting``). Neurons that never fired on the labelling
 set get no label (-1), and a test sample with no vote is predicted -1, which counts as
 wrong: silent cells score 0, not the frequency of class 0. The n-gram readout follows
-BindsNET's ``update_ngram_scores`` / ``ngram`` on spike-event lists (BindsNET's versions
-loop over every time step of a dense raster, too slow for grids), and abstains likewise.
+BindsNET's ``update_ngram_scores`` / ``ngram`` on spike-event lists with dense score
+arrays (BindsNET's versions loop over every time step of a dense raster and over the
+product of co-firing neurons, too slow for grids), and abstains likewise.
 The ``linear`` readout is a logistic regression on spike counts.
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 
 import numpy as np
@@ -46,32 +46,42 @@ def fire_groups(events: np.ndarray, n_events: int) -> list[list[int]]:
 
 
 def ngram_scores(events: np.ndarray, n_events: np.ndarray, labels: np.ndarray,
-                 n_classes: int, n: int) -> dict[tuple[int, ...], np.ndarray]:
-    """Per-class counts of each length-n sequence of firing groups (BindsNET semantics)."""
-    scores: dict[tuple[int, ...], np.ndarray] = {}
+                 n_classes: int, n: int, n_neurons: int) -> np.ndarray:
+    """Per-class counts of each length-n sequence of firing groups (BindsNET semantics).
+
+    Dense: entry ``[a, b, ..., c]`` counts the windows of n consecutive firing groups
+    containing a in the first group, b in the second, ... for samples of class c. This is
+    BindsNET's ``update_ngram_scores`` (a dict over ``itertools.product`` of the groups),
+    as one einsum per sample: cells where many neurons fire together make the product
+    explode, the einsum does not.
+    """
+    scores = np.zeros((n_neurons,) * n + (n_classes,))
+    letters = "abcdefgh"[:n]
+    spec = ",".join(f"k{c}" for c in letters) + "->" + letters
     for k in range(len(labels)):
         groups = fire_groups(events[k], int(n_events[k]))
-        for window in zip(*(groups[i:] for i in range(n))):
-            for seq in itertools.product(*window):
-                if seq not in scores:
-                    scores[seq] = np.zeros(n_classes)
-                scores[seq][int(labels[k])] += 1
+        if len(groups) < n:
+            continue
+        onehot = np.zeros((len(groups), n_neurons))
+        for g, members in enumerate(groups):
+            onehot[g, members] = 1.0
+        windows = [onehot[i:len(groups) - n + 1 + i] for i in range(n)]
+        scores[..., int(labels[k])] += np.einsum(spec, *windows)
     return scores
 
 
-def ngram_predict(events: np.ndarray, n_events: np.ndarray,
-                  scores: dict[tuple[int, ...], np.ndarray], n_classes: int, n: int
-                  ) -> np.ndarray:
+def ngram_predict(events: np.ndarray, n_events: np.ndarray, scores: np.ndarray,
+                  n_classes: int, n: int) -> np.ndarray:
     """Class with the highest summed n-gram score; -1 where no n-gram was seen."""
     preds = np.full(len(n_events), -1, dtype=np.int64)
     for k in range(len(n_events)):
-        order = [j for g in fire_groups(events[k], int(n_events[k])) for j in g]
-        score = np.zeros(n_classes)
+        order = np.array([j for g in fire_groups(events[k], int(n_events[k])) for j in g],
+                         dtype=np.int64)
         # BindsNET's loop bound (len - n) is kept so the two agree.
-        for j in range(len(order) - n):
-            hit = scores.get(tuple(order[j:j + n]))
-            if hit is not None:
-                score += hit
+        m = len(order) - n
+        if m <= 0:
+            continue
+        score = scores[tuple(order[i:i + m] for i in range(n))].sum(0)
         if score.any():
             preds[k] = int(np.argmax(score))
     return preds
@@ -104,7 +114,8 @@ def predict_all(label_counts: np.ndarray, label_y: np.ndarray, label_events: np.
         "proportion_weighting": proportion_weighting(
             test_raster, assignments, proportions, n_classes).numpy(),
     }
-    scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n)
+    scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
+                          label_counts.shape[1])
     preds["ngram"] = ngram_predict(test_events, test_n_events, scores, n_classes, ngram_n)
     preds["linear"] = linear_probe(label_counts, label_y, test_counts, seed)
     return {k: np.asarray(v, dtype=np.int64) for k, v in preds.items()}

@@ -55,11 +55,11 @@ def test_ngram_matches_bindsnet_on_random_rasters():
         ts, js = np.nonzero(raster[k])
         events[k, :len(ts)] = np.stack([ts, js], 1)
         n_events[k] = len(ts)
-    ours = ngram_scores(events, n_events, labels, 3, 2)
+    ours = ngram_scores(events, n_events, labels, 3, 2, n)
     stock = update_ngram_scores(torch.tensor(raster), torch.tensor(labels), 3, 2, {})
-    assert set(ours) == set(stock)
-    for key in ours:
-        assert np.array_equal(ours[key], stock[key].numpy())
+    assert (ours.sum(-1) > 0).sum() == len(stock)
+    for key, value in stock.items():
+        assert np.array_equal(ours[key], value.numpy())
     pred = ngram_predict(events, n_events, ours, 3, 2)
     ref = stock_ngram(torch.tensor(raster), stock, 3, 2).numpy()
     seen = pred >= 0  # ours abstains where BindsNET would default to class 0
