@@ -79,9 +79,16 @@ def prepare_out_dir(grid: GridSpec, out_dir: Path) -> None:
                 "use another --out")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+
+
+def write_grid_file(grid: GridSpec, out_dir: Path) -> None:
+    """Record the grid as run (under the lock, so a refused run cannot overwrite it)."""
+    try:
         tmp = out_dir / ".grid.toml.tmp"
         tmp.write_text(tomli_w.dumps(grid.to_toml_dict()))
-        os.replace(tmp, grid_file)
+        os.replace(tmp, out_dir / "grid.toml")
     except OSError as exc:
         raise ConfigError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
 
@@ -117,6 +124,7 @@ def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = Non
     preflight(limit_cells(expand(grid), limit_train), data_dir)
     prepare_out_dir(grid, out_dir)
     with results_lock(out_dir):
+        write_grid_file(grid, out_dir)
         if max_replicas < 1:
             raise ConfigError(f"--replicas {max_replicas} must be at least 1")
         cells, jobs = plan(grid, out_dir, limit_train, max_replicas)
