@@ -123,7 +123,7 @@ class KernelReplica:
         tie_log = np.zeros(1000, np.int64)
         tie_n = np.zeros(1, np.int64)
         total = kernel.present(self.W, self.theta, self.P, self.IP, ptr, idx, steps,
-                               learning, label, x, self.state, counts, ev_buf, n_ev,
+                               learning, label, self.state, counts, ev_buf, n_ev,
                                self.full_clamp, tie_log, tie_n)
         assert n_ev[0] == total == counts.sum() <= ev_buf.shape[0]
         assert tie_n[0] < tie_log.shape[0]

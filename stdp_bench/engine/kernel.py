@@ -190,7 +190,7 @@ def gen_events(x, enc, rate_hz, T, dt, state, ev_t, ev_i, ptr, idx):
 
 
 @nb.njit(cache=True)
-def present(W, theta, P, IP, ptr, idx, T, learning, label, x, state,
+def present(W, theta, P, IP, ptr, idx, T, learning, label, state,
             counts, ev_buf, n_ev, full_clamp, tie_log, tie_n):
     """Run one presentation of T steps for one replica; returns the excitatory spike count.
 
@@ -460,7 +460,7 @@ def train_chunk(X, Y, order, start, W, theta, P, IP, T, phase,
                                ev_t, ev_i, ptr, idx)
                 in_spikes[r, k] += m
                 n_ev[0] = 0
-                spk = present(W[r], theta[r], Pr, IPr, ptr, idx, T, True, Y[s_idx], x,
+                spk = present(W[r], theta[r], Pr, IPr, ptr, idx, T, True, Y[s_idx],
                               state, counts, ev_buf, n_ev, full_clamp, tie_log, tie_n)
                 exc_spikes[r, k] = spk
                 ok = normalize(W[r], Pr[F_NORM])
@@ -519,6 +519,6 @@ def eval_chunk(X, order, start, W, theta, P, IP, T, phase, counts, ev_out, n_ev_
                            ev_t, ev_i, ptr, idx)
             in_spikes[r, k] = m
             n_ev[0] = 0
-            present(W[r], theta[r], P[r], IP[r], ptr, idx, T, False, -1, x, state,
+            present(W[r], theta[r], P[r], IP[r], ptr, idx, T, False, -1, state,
                     counts[r, k], ev_out[r, k], n_ev, full_clamp, tie_log, tie_n)
             n_ev_out[r, k] = n_ev[0]
