@@ -24,13 +24,17 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "architecture": ("dc2015",),
     "dataset": ("digits", "mnist"),
     "split": ("test", "validation"),
+    "label_source": ("heldout", "train"),
     "encoder": ("poisson", "bernoulli", "rank_order"),
     "neuron": ("if", "lif", "adaptive"),
     "rule": ("stdp", "weight_dependent", "hebbian", "teacher", "none"),
 }
 
 # Settings that count things: they must be >= 1 (or >= 0 where listed in NON_NEGATIVE).
-POSITIVE_INTS = {"n_neurons", "time", "n_train", "n_label", "n_test", "epochs", "ngram_n"}
+POSITIVE_INTS = {"n_neurons", "time", "n_train", "n_label", "n_test", "epochs", "ngram_n",
+                 "kernel_size", "stride", "n_filters", "pool", "winners", "batch_size"}
+POSITIVE_FLOATS = {"dt", "lr", "surrogate_slope", "intensity_hz", "tc_decay_ms",
+                   "tc_trace_ms", "inh_tc_decay_ms", "tc_theta_decay_ms"}
 NON_NEGATIVE = {"min_spikes", "max_retries", "seed"}
 # Guards against typos that would run for days or exhaust memory.
 UPPER_BOUNDS = {"n_neurons": 100_000, "time": 100_000, "n_train": 10_000_000,
@@ -50,6 +54,10 @@ class CellConfig:
     # Data and protocol.
     dataset: str = "mnist"
     split: str = "test"
+    # Where the labelling samples come from: "heldout" (disjoint from training) or "train"
+    # (the last n_label training samples, seen again with plasticity off, as Diehl & Cook
+    # label on training data; this lets n_train use the whole training split).
+    label_source: str = "heldout"
     n_train: int = 1000
     n_label: int = 1000
     n_test: int = 1000
@@ -98,6 +106,18 @@ class CellConfig:
     inh_tc_decay_ms: float = 10.0
     # Readouts.
     ngram_n: int = 2
+    # Convolutional / locally connected layers (architecture conv, local, cnn).
+    kernel_size: int = 12
+    stride: int = 4
+    n_filters: int = 25
+    pool: int = 1
+    winners: int = 1
+    # Gradient-trained baselines (family ann, surrogate).
+    batch_size: int = 128
+    lr: float = 1e-3
+    surrogate_slope: float = 25.0
+    surrogate_beta: float = 0.9
+    mem_reg: float = 0.0
 
     def cell_id(self) -> str:
         """Stable id: a hash of every resolved setting."""
@@ -154,6 +174,8 @@ def _check_value(key: str, value: Any, where: str) -> Any:
             f"{where}: '{key}' = {value!r} is not allowed; allowed: {', '.join(CHOICES[key])}")
     if key in POSITIVE_INTS and value < 1:
         raise ConfigError(f"{where}: '{key}' = {value!r} must be at least 1")
+    if key in POSITIVE_FLOATS and not value > 0:
+        raise ConfigError(f"{where}: '{key}' = {value!r} must be positive")
     if key in NON_NEGATIVE and value < 0:
         raise ConfigError(f"{where}: '{key}' = {value!r} must not be negative")
     if key in UPPER_BOUNDS and value > UPPER_BOUNDS[key]:

@@ -89,28 +89,37 @@ class Subsets:
     """Indices into the dataset for one seed: training, labelling and evaluation."""
 
     train: np.ndarray  # into x_train, in presentation order
-    label: np.ndarray  # into x_train, disjoint from train
+    label: np.ndarray  # into x_train; disjoint from train unless label_source = "train"
     evaluate: np.ndarray  # into x_test (split="test") or x_train (split="validation")
     eval_from_train: bool
 
 
 def make_subsets(ds: Dataset, n_train: int, n_label: int, n_test: int, seed: int,
-                 split: str = "test") -> Subsets:
-    """Deterministic, disjoint subsets for ``seed``; the test split is never used to label.
+                 split: str = "test", label_source: str = "heldout") -> Subsets:
+    """Deterministic subsets for ``seed``; the test split is never used to label.
 
-    With ``split="validation"`` the evaluation set is carved from the training split too,
+    ``label_source="heldout"`` labels on samples disjoint from training; ``"train"`` on the
+    last ``n_label`` training samples (Diehl & Cook's protocol). With
+    ``split="validation"`` the evaluation set is carved from the training split too,
     disjoint from the training and labelling samples.
     """
     rng = np.random.default_rng([seed, 7919])
     order = rng.permutation(len(ds.y_train))
-    need = n_train + n_label + (n_test if split == "validation" else 0)
+    from_train = label_source == "train"
+    if from_train and n_label > n_train:
+        raise ConfigError(f"label_source = 'train' needs n_label <= n_train; got n_label = "
+                          f"{n_label}, n_train = {n_train}")
+    n_held = 0 if from_train else n_label
+    need = n_train + n_held + (n_test if split == "validation" else 0)
     if need > len(order):
         raise ConfigError(
-            f"dataset '{ds.name}' has {len(order)} training samples but n_train + n_label"
-            f"{' + n_test' if split == 'validation' else ''} = {need}")
+            f"dataset '{ds.name}' has {len(order)} training samples but n_train"
+            f"{'' if from_train else ' + n_label'}"
+            f"{' + n_test' if split == 'validation' else ''} = {need}"
+            f"{'' if from_train else '; label_source = train labels on training samples'}")
     train = order[:n_train]
-    label = order[n_train:n_train + n_label]
+    label = train[n_train - n_label:] if from_train else order[n_train:n_train + n_label]
     if split == "validation":
-        return Subsets(train, label, order[n_train + n_label:need], True)
+        return Subsets(train, label, order[n_train + n_held:need], True)
     test_order = np.random.default_rng([seed, 104729]).permutation(len(ds.y_test))
     return Subsets(train, label, np.sort(test_order[:min(n_test, len(test_order))]), False)

@@ -98,7 +98,8 @@ def preflight(cells: list[Cell], data_dir: str | Path | None) -> None:
     for cell in cells:
         cfg = cell.config
         ds = load_dataset(cfg.dataset, data_dir)
-        make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split)
+        make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,
+                     cfg.label_source)
 
 
 def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,

@@ -115,7 +115,8 @@ def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
     try:
         cfgs = [c.config for c in job.cells]
         ds = load_dataset(cfgs[0].dataset, data_dir)
-        subsets = [make_subsets(ds, c.n_train, c.n_label, c.n_test, c.seed, c.split)
+        subsets = [make_subsets(ds, c.n_train, c.n_label, c.n_test, c.seed, c.split,
+                                 c.label_source)
                    for c in cfgs]
         gains = [c.input_gain if c.input_gain > 0
                  else auto_gain(c.encoder, ds.x_train, c.intensity_hz, c.time, c.dt)
