@@ -9,9 +9,10 @@ at 128 Hz, 250 steps of 1 ms, inhibition 120) on the same images in one process:
   on; evaluation calls ``network.train(mode=False)`` and repeats the loop.
   It runs with whichever torch thread count (1 or torch's default) is faster on the
   warm-up samples, and the ``device`` string says which.
-* **ours** - :class:`~stdp_bench.engine.replicas.ReplicaSet`: one replica with the
-  classic settings, then R replicas made of the cells of the shipped ``factorial`` grid,
-  each trained on the same images; evaluation is ``respond`` for the R replicas.
+* **ours** - :class:`~stdp_bench.engine.replicas.ReplicaSet` (the fused kernel, CPU) or,
+  on CUDA, :class:`~stdp_bench.engine.torch_engine.TorchReplicaSet`: one replica with
+  the classic settings, then R replicas made of the cells of the shipped ``factorial``
+  grid, each trained on the same images; evaluation is ``respond`` for the R replicas.
 
 Throughput is counted in network-samples per second: R networks each shown N samples in
 S seconds give ``R * N / S``. Warm-up presentations (and numba compilation) come before
@@ -32,12 +33,13 @@ import numpy as np
 import torch
 
 from stdp_bench.config import CellConfig, ConfigError
+from stdp_bench.train import Execution
 
 # Presentations run before the clock starts (stock), and samples per warm-up call (ours).
 STOCK_WARMUP = 3
 OURS_WARMUP = 4
 
-RESULT_KEYS = ("device", "stock_train_sps", "train_sps_r1", "train_sps_r45",
+RESULT_KEYS = ("device", "engine", "stock_train_sps", "train_sps_r1", "train_sps_r45",
                "train_ratio_r1", "train_ratio_r45", "stock_eval_sps", "eval_sps",
                "eval_ratio", "peak_rss_mb", "stock_samples", "samples", "replicas",
                "time_steps")
@@ -71,6 +73,7 @@ def bench_cells(replicas: int, dataset: str = "mnist") -> list[CellConfig]:
     if replicas < 1:
         raise ConfigError(f"replicas = {replicas} must be at least 1")
     base = [c.config for c in expand(load_grid(resolve_grid_path("factorial")))]
+    base = [c for c in base if c.seed == base[0].seed]  # the 45 cells of one seed
     return [replace(base[i % len(base)], dataset=dataset,
                     seed=base[i % len(base)].seed + i // len(base))
             for i in range(replicas)]
@@ -172,20 +175,35 @@ def _stock(ds, cfg: CellConfig, n: int, device: str) -> tuple[float, float, int]
     return n / train_s, n / eval_s, threads
 
 
-def _ours_train(ds, cfgs: list[CellConfig], n: int):
-    """Train fresh replicas on the same ``n`` images; returns (set, samples per second)."""
+def _replica_set(cfgs: list[CellConfig], ds, gains: list[float], execution: Execution):
+    if execution.engine == "torch":
+        from stdp_bench.engine.torch_engine import TorchReplicaSet
+
+        return TorchReplicaSet(cfgs, ds.n_input, gains, ds.n_classes, device=execution.device)
     from stdp_bench.engine.replicas import ReplicaSet
 
+    return ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+
+
+def _sync(execution: Execution) -> None:
+    if execution.device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _ours_train(ds, cfgs: list[CellConfig], n: int, execution: Execution):
+    """Train fresh replicas on the same ``n`` images; returns (set, samples per second)."""
     gains = _gains(cfgs, ds.x_train)
     R = len(cfgs)
     # Warm-up on a throwaway set: loads (or compiles) the kernels before the clock.
-    warm = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+    warm = _replica_set(cfgs, ds, gains, execution)
     warm.train(ds.x_train, ds.y_train,
                np.tile(_indices(OURS_WARMUP, len(ds.x_train)), (R, 1)))
-    rs = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+    rs = _replica_set(cfgs, ds, gains, execution)
     orders = np.tile(_indices(n, len(ds.x_train)), (R, 1))
+    _sync(execution)
     t0 = time.perf_counter()
     rs.train(ds.x_train, ds.y_train, orders)
+    _sync(execution)
     return rs, R * n / (time.perf_counter() - t0)
 
 
@@ -195,13 +213,13 @@ def _ours_eval(rs, ds, m: int) -> float:
     rs.respond(ds.x_test, np.tile(_indices(OURS_WARMUP, len(ds.x_test)), (R, 1)), phase=2)
     orders = np.tile(_indices(m, len(ds.x_test)), (R, 1))
     t0 = time.perf_counter()
-    rs.respond(ds.x_test, orders, phase=2)
+    rs.respond(ds.x_test, orders, phase=2)  # returns numpy: already synchronised
     return R * m / (time.perf_counter() - t0)
 
 
 def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
               eval_samples: int = 2000, stock_samples: int = 30,
-              data_dir: str | os.PathLike | None = None, device: str = "cpu",
+              data_dir: str | os.PathLike | None = None, device: str = "auto",
               dataset: str = "mnist") -> dict[str, Any]:
     """Time stock BindsNET and the fused kernel on the same images; return the numbers.
 
@@ -213,8 +231,9 @@ def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
         stock_samples: timed samples for stock BindsNET, in training and in evaluation
             (after ``STOCK_WARMUP`` untimed ones each).
         data_dir: data root for MNIST (else ``$STDP_BENCH_DATA``, else ``./data``).
-        device: ``"cpu"`` or ``"cuda"``; cuda moves the stock network to the GPU when one
-            is available (the fused kernel always runs on the CPU).
+        device: ``"auto"`` (cuda when torch sees one), ``"cpu"`` or ``"cuda"``. On cuda
+            both stock BindsNET and ours (the torch replica engine) run on the GPU; on
+            the CPU ours is the fused kernel.
         dataset: ``"mnist"`` (28x28) or ``"digits"`` (8x8, offline; for tests).
 
     Returns:
@@ -226,8 +245,7 @@ def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
     """
     from stdp_bench.data import load_dataset
 
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"device {device!r} is not allowed; allowed: cpu, cuda")
+    execution = Execution.resolve(device, "auto")
     for name, value in (("samples", samples), ("samples_r1", samples_r1),
                         ("eval_samples", eval_samples), ("stock_samples", stock_samples)):
         if value < 1:
@@ -236,24 +254,25 @@ def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
     classic = CellConfig(dataset=dataset)
     cells = bench_cells(replicas, dataset)
 
-    use_cuda = device == "cuda" and torch.cuda.is_available()
-    stock_device = "cuda" if use_cuda else "cpu"
+    use_cuda = execution.device == "cuda"
+    stock_device = execution.device
     cpu = cpu_name()
     if use_cuda:
-        label = (f"cuda: {torch.cuda.get_device_name(0)} (stock BindsNET); "
-                 f"cpu: {cpu} (fused kernel)")
+        label = (f"cuda: {torch.cuda.get_device_name(0)} (stock BindsNET and ours, the "
+                 f"torch replica engine)")
     else:
         label = f"cpu: {cpu}"
 
     stock_train, stock_eval, threads = _stock(ds, classic, stock_samples, stock_device)
     if not use_cuda:
         label += f"; stock BindsNET with {threads} torch thread{'s' * (threads > 1)}"
-    _, train_r1 = _ours_train(ds, [classic], samples_r1)
-    rs, train_rn = _ours_train(ds, cells, samples)
+    _, train_r1 = _ours_train(ds, [classic], samples_r1, execution)
+    rs, train_rn = _ours_train(ds, cells, samples, execution)
     eval_sps = _ours_eval(rs, ds, eval_samples)
 
     return {
         "device": label,
+        "engine": execution.engine,
         "stock_train_sps": stock_train,
         "train_sps_r1": train_r1,
         "train_sps_r45": train_rn,

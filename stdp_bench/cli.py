@@ -48,7 +48,10 @@ def run(
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
     device: Annotated[str, typer.Option(
-        help="cpu (the fused replica kernel is CPU-only; cuda is refused, not ignored).")] = "cpu",
+        help="auto (cuda when torch sees one, else cpu), cpu or cuda.")] = "auto",
+    engine: Annotated[str, typer.Option(
+        help="auto, kernel (fused numba, CPU) or torch (BindsNET replica Network; "
+             "the engine for cuda).")] = "auto",
     replicas: Annotated[int, typer.Option(
         help="Most cells trained together as replicas in one job.")] = 8,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -57,15 +60,13 @@ def run(
     from stdp_bench.runner import run_grid
 
     try:
-        if device == "cuda":
-            raise ConfigError("--device cuda: the fused replica kernel runs on the CPU only "
-                              "for now; use --device cpu")
-        if device != "cpu":
-            raise ConfigError(f"--device {device!r} is not allowed; allowed: cpu")
+        from stdp_bench.train import Execution
+
+        execution = Execution.resolve(device, engine)
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
         out_dir = out or Path("results") / spec.name
         table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
-                         max_replicas=replicas, progress=not quiet)
+                         max_replicas=replicas, progress=not quiet, execution=execution)
     except ConfigError as exc:
         _fail(exc)
         return
@@ -163,7 +164,8 @@ def bench(
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
     device: Annotated[str, typer.Option(
-        help="cpu or cuda (cuda runs stock BindsNET on the GPU; ours stays on the CPU).")] = "cpu",
+        help="auto, cpu or cuda (cuda: stock BindsNET and our torch replica engine on the "
+             "GPU; cpu: ours is the fused kernel).")] = "auto",
     dataset: Annotated[str, typer.Option(help="mnist, or digits for a quick offline run.")] = "mnist",
 ) -> None:
     """Throughput of stock BindsNET vs the fused kernel; the last line is JSON."""

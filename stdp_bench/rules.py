@@ -22,8 +22,8 @@ RULES: dict[str, Rule] = {
     "stdp": Rule(kernel.RULE_STDP, PostPre),
     "weight_dependent": Rule(kernel.RULE_WEIGHT_DEPENDENT, WeightDependentPostPre),
     "hebbian": Rule(kernel.RULE_HEBBIAN, Hebbian),
-    # Pair STDP plus a teacher: the most responsive neuron of the sample's class is
-    # clamped to spike and the other classes' neurons are kept silent.
+    # Pair STDP plus a teacher: the neurons of the sample's class (j % n_classes) get a
+    # small depolarisation each step (BindsNET's injects_v) and only they learn from it.
     "teacher": Rule(kernel.RULE_TEACHER, PostPre, supervised=True),
     "none": Rule(kernel.RULE_NONE, NoOp),
 }

@@ -17,7 +17,7 @@ from stdp_bench.config import ConfigError, GridSpec
 from stdp_bench.data import load_dataset, make_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.results import done_cell_ids, rebuild_tables, write_record
-from stdp_bench.train import job_samples, run_job
+from stdp_bench.train import Execution, job_samples, run_job
 
 
 def limit_cells(cells: list[Cell], limit_train: int | None) -> list[Cell]:
@@ -113,7 +113,7 @@ def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,
 
 def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = None,
              limit_train: int | None = None, max_replicas: int = 8,
-             progress: bool = True) -> pd.DataFrame:
+             progress: bool = True, execution: Execution = Execution()) -> pd.DataFrame:
     """Run every unfinished cell of ``grid`` locally and return the tidy table.
 
     Each cell's record is written atomically as soon as its job ends, so a crash or
@@ -137,7 +137,7 @@ def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = Non
             for job in jobs:
                 for record in run_job(job, grid=grid.name, factors=factors,
                                       out_dir=out_dir, data_dir=data_dir,
-                                      on_progress=bar.update):
+                                      on_progress=bar.update, execution=execution):
                     write_record(out_dir, record)
         finally:
             bar.close()

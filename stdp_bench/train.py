@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from dataclasses import dataclass
 import time
 import traceback
 from datetime import datetime, timezone
@@ -22,6 +23,44 @@ from stdp_bench.grid import Cell, Job
 from stdp_bench.readout import READOUTS, confusion, predict_all
 
 Progress = Callable[[int], None]
+
+ENGINES = ("auto", "kernel", "torch")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how jobs run: ``device`` cpu or cuda, ``engine`` kernel or torch.
+
+    ``kernel`` is the fused numba engine (CPU); ``torch`` the BindsNET replica
+    ``Network`` (:mod:`stdp_bench.engine.torch_engine`), the engine for CUDA.
+    """
+
+    device: str = "cpu"
+    engine: str = "kernel"
+
+    @classmethod
+    def resolve(cls, device: str = "auto", engine: str = "auto") -> "Execution":
+        """Pick concrete values; ``auto`` means CUDA when present, else the CPU kernel."""
+        import torch
+
+        from stdp_bench.config import ConfigError
+
+        if device not in DEVICES:
+            raise ConfigError(f"--device {device!r} is not allowed; allowed: {', '.join(DEVICES)}")
+        if engine not in ENGINES:
+            raise ConfigError(f"--engine {engine!r} is not allowed; allowed: {', '.join(ENGINES)}")
+        has_cuda = torch.cuda.is_available()
+        if device == "cuda" and not has_cuda:
+            raise ConfigError("--device cuda: torch sees no CUDA device here; use --device cpu "
+                              "or auto")
+        if device == "auto":
+            device = "cuda" if has_cuda else "cpu"
+        if engine == "auto":
+            engine = "torch" if device == "cuda" else "kernel"
+        if engine == "kernel" and device != "cpu":
+            raise ConfigError("--engine kernel runs on the CPU only; use --engine torch on cuda")
+        return cls(device=device, engine=engine)
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +113,7 @@ def _train_orders(cfgs: list[CellConfig], subsets: list[Subsets]) -> np.ndarray:
 
 
 def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
-                 started: str, job: Job) -> dict[str, Any]:
+                 started: str, job: Job, execution: Execution) -> dict[str, Any]:
     cfg = cell.config
     return {
         "schema": 1,
@@ -96,15 +135,16 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
             "ended": None,
             "job_id": job.job_id,
             "replicas": len(job.cells),
-            "device": "cpu",
+            "device": execution.device,
+            "engine": execution.engine,
         },
         "artifacts": {},
     }
 
 
 def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
-            data_dir: str | Path | None = None, on_progress: Progress | None = None
-            ) -> list[dict[str, Any]]:
+            data_dir: str | Path | None = None, on_progress: Progress | None = None,
+            execution: Execution = Execution()) -> list[dict[str, Any]]:
     """Train, label and evaluate every cell of ``job``; never raises for a cell's failure.
 
     A failure of the whole job (bad data, a crash in the kernel) gives every cell a
@@ -121,7 +161,13 @@ def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
         gains = [c.input_gain if c.input_gain > 0
                  else auto_gain(c.encoder, ds.x_train, c.intensity_hz, c.time, c.dt)
                  for c in cfgs]
-        replicas = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+        if execution.engine == "torch":
+            from stdp_bench.engine.torch_engine import TorchReplicaSet
+
+            replicas = TorchReplicaSet(cfgs, ds.n_input, gains, ds.n_classes,
+                                       device=execution.device)
+        else:
+            replicas = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
 
         t0 = time.perf_counter()
         stats = replicas.train(ds.x_train, ds.y_train, _train_orders(cfgs, subsets),
@@ -142,7 +188,7 @@ def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
         err = traceback.format_exc()
         records = []
         for cell in job.cells:
-            rec = _base_record(cell, grid, factors, ds, started, job)
+            rec = _base_record(cell, grid, factors, ds, started, job, execution)
             rec.update(status="error", error=err)
             rec["provenance"]["ended"] = _now()
             records.append(rec)
@@ -152,7 +198,7 @@ def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
     R = len(job.cells)
     for r, cell in enumerate(job.cells):
         cfg = cell.config
-        rec = _base_record(cell, grid, factors, ds, started, job)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution)
         try:
             n = cfg.n_neurons
             counts = tested.counts[r]

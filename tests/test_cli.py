@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from stdp_bench.cli import app
@@ -93,8 +94,11 @@ def test_set_pins_factor_and_same_seed_same_numbers(tmp_path, grid_file):
     (["run", "smoke", "--set", "n_neurons=-3"], "'n_neurons' = -3"),
     (["run", "smoke", "--limit-train", "0"], "--limit-train 0"),
     (["run", "smoke", "--set", "dataset=mnist", "--data-dir", "/nonexistent"], "MNIST not found"),
-    (["run", "smoke", "--device", "cuda"], "CPU only"),
-], ids=["missing-grid", "bad-level", "negative", "bad-limit", "missing-data", "cuda-refused"])
+    (["run", "smoke", "--device", "cuda", "--engine", "kernel"],
+     "CPU only" if torch.cuda.is_available() else "no CUDA device"),
+    (["run", "smoke", "--engine", "warp"], "'warp' is not allowed"),
+], ids=["missing-grid", "bad-level", "negative", "bad-limit", "missing-data", "cuda-refused",
+        "bad-engine"])
 def test_bad_input_fails_before_work(tmp_path, args, needle):
     out = tmp_path / "never"
     res = run(*args, "--out", out)
@@ -114,4 +118,4 @@ def test_other_grid_in_results_folder_refused(tmp_path, grid_file):
 def test_grids_lists_shipped_grids():
     res = run("grids")
     assert res.exit_code == 0
-    assert "factorial" in res.output and "45 cells" in res.output
+    assert "factorial" in res.output and "135 cells" in res.output

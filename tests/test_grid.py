@@ -7,7 +7,9 @@ from stdp_bench.grid import expand, group_jobs
 
 def test_shipped_grids_expand_to_documented_counts():
     counts = {p.stem: len(expand(load_grid(p))) for p in grids_dir().glob("*.toml")}
-    assert counts["factorial"] == 45
+    assert counts["factorial"] == 135  # 45 cells x 3 seeds
+    assert counts["dc2015"] == 12
+    assert counts["learning_curve"] == 9
     assert counts["classic"] == 1
     assert counts["smoke"] == 8
 

@@ -522,3 +522,30 @@ def eval_chunk(X, order, start, W, theta, P, IP, T, phase, counts, ev_out, n_ev_
             present(W[r], theta[r], P[r], IP[r], ptr, idx, T, False, -1, state,
                     counts[r, k], ev_out[r, k], n_ev, full_clamp, tie_log, tie_n)
             n_ev_out[r, k] = n_ev[0]
+
+
+@nb.njit(cache=True, parallel=True)
+def encode_dense(X, samples, reps, keys, rates, P, IP, T, phase, out, in_spikes):
+    """Dense input trains ``out[T, B, n_in]`` for batch rows b = 0..B-1.
+
+    Row b encodes image ``X[samples[b]]`` with replica ``reps[b]``'s encoder at rate
+    ``rates[b]``, from the same counter-based stream as ``train_chunk``/``eval_chunk``
+    (``keys[b]`` is the sample position, ``keys`` shifted by 40 bits carry the retry
+    attempt), so the torch engine sees the kernel's spike trains.
+    """
+    B = samples.shape[0]
+    n_in = X.shape[1]
+    for b in nb.prange(B):
+        ev_t = np.empty(n_in * T + 1, dtype=np.int32)
+        ev_i = np.empty(n_in * T + 1, dtype=np.int32)
+        idx = np.empty(n_in * T + 1, dtype=np.int32)
+        ptr = np.empty(T + 1, dtype=np.int64)
+        state = np.zeros(1, dtype=np.uint64)
+        r = reps[b]
+        state[0] = stream_seed(IP[r, I_SEED], phase, keys[b] & ((1 << 40) - 1), keys[b] >> 40)
+        m = gen_events(X[samples[b]], IP[r, I_ENCODER], rates[b], T, P[r, F_DT], state,
+                       ev_t, ev_i, ptr, idx)
+        in_spikes[b] = m
+        for t in range(T):
+            for e in range(ptr[t], ptr[t + 1]):
+                out[t, b, idx[e]] = True
