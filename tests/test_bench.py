@@ -17,8 +17,9 @@ def _check(result: dict) -> None:
         assert key in result, key
     assert set(result) == set(RESULT_KEYS)
     assert isinstance(result["device"], str) and result["device"].startswith("cpu")
+    assert result["engine"] == "kernel"
     for key, value in result.items():
-        if key != "device":
+        if key not in ("device", "engine"):
             assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, key
 
 
