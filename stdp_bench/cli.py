@@ -93,26 +93,57 @@ def _print_summary(table, factors) -> None:
 
 @app.command()
 def show(
-    results_dir: Annotated[Path, typer.Argument(help="Results folder of a run.")],
+    results_dirs: Annotated[list[Path], typer.Argument(
+        help="Results folder(s) of runs; several are stacked into one table.")],
     by: Annotated[Optional[list[str]], typer.Option(
-        help="Columns to group by (repeatable); default: the grid's factors and readout.")] = None,
+        help="Columns to group by (repeatable); default: the grids' factors and readout.")] = None,
     metric: Annotated[str, typer.Option(help="Column to aggregate.")] = "accuracy",
+    where: Annotated[Optional[list[str]], typer.Option(
+        help="KEY=VALUE row filter (repeatable), e.g. --where n_neurons=100.")] = None,
 ) -> None:
     """Tidy table aggregated over seeds: mean and 95% interval."""
+    import pandas as pd
+
     from stdp_bench.results import load_records, read_table, summarize
 
     try:
-        if not (results_dir / "cells").exists():
-            raise ConfigError(f"{results_dir} has no cells/ folder: not a results folder")
-        table = read_table(results_dir)
-        if not by:
+        tables, factors = [], []
+        for results_dir in results_dirs:
+            if not (results_dir / "cells").exists():
+                raise ConfigError(f"{results_dir} has no cells/ folder: not a results folder")
+            tables.append(read_table(results_dir))
             records = load_records(results_dir)
-            factors = records[0]["factors"] if records else []
+            for f in (records[0]["factors"] if records else []):
+                if f not in factors:
+                    factors.append(f)
+        table = pd.concat(tables, ignore_index=True)
+        table = _filter(table, where or [])
+        if not by:
             by = [f for f in factors if f != "seed"] + ["readout"]
         typer.echo(summarize(table, list(by), metric).to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
     except (ConfigError, ValueError) as exc:
         _fail(exc)
+
+
+def _filter(table, where: list[str]):
+    """Rows matching every ``KEY=VALUE`` (compared as text, so 100 matches 100.0 too)."""
+    for item in where:
+        if "=" not in item:
+            raise ConfigError(f"--where '{item}' must look like KEY=VALUE")
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key not in table.columns:
+            raise ConfigError(f"--where {item}: no column '{key}'")
+        col = table[key].map(lambda v: str(v))
+        alt = value
+        try:
+            alt = str(float(value)) if "." not in value else str(int(float(value)))
+        except ValueError:
+            pass
+        table = table[(col == value) | (col == alt)]
+    if table.empty:
+        raise ConfigError(f"no rows match {' and '.join(where)}")
+    return table
 
 
 @app.command()

@@ -20,12 +20,12 @@ from typing import Any
 # import time that its registry matches the list here (see tests/test_config.py), so the
 # validator never needs to import torch or numba.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "family": ("stdp",),
-    "architecture": ("dc2015",),
+    "family": ("stdp", "ann", "surrogate"),
+    "architecture": ("dc2015", "mlp", "cnn"),
     "dataset": ("digits", "mnist"),
     "split": ("test", "validation"),
     "label_source": ("heldout", "train"),
-    "encoder": ("poisson", "bernoulli", "rank_order"),
+    "encoder": ("poisson", "bernoulli", "rank_order", "direct"),
     "neuron": ("if", "lif", "adaptive"),
     "rule": ("stdp", "weight_dependent", "hebbian", "teacher", "none"),
 }
@@ -131,6 +131,27 @@ class CellConfig:
 
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(CellConfig)}
+
+# Architectures each family can build, and encoders only some families accept.
+FAMILY_ARCHITECTURES: dict[str, tuple[str, ...]] = {
+    "stdp": ("dc2015",),
+    "ann": ("mlp", "cnn"),
+    "surrogate": ("mlp", "cnn"),
+}
+GRADIENT_ONLY_ENCODERS = ("direct",)
+
+
+def check_cell(cfg: CellConfig, where: str = "cell") -> None:
+    """Reject combinations of levels that no engine can run, naming the levels."""
+    allowed = FAMILY_ARCHITECTURES[cfg.family]
+    if cfg.architecture not in allowed:
+        raise ConfigError(
+            f"{where}: architecture = {cfg.architecture!r} cannot be built by family = "
+            f"{cfg.family!r}; allowed for {cfg.family}: {', '.join(allowed)}")
+    if cfg.family == "stdp" and cfg.encoder in GRADIENT_ONLY_ENCODERS:
+        raise ConfigError(
+            f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
+            f"allowed for stdp: {', '.join(e for e in CHOICES['encoder'] if e not in GRADIENT_ONLY_ENCODERS)}")
 
 
 @dataclass(frozen=True)

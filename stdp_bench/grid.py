@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
-from stdp_bench.config import CellConfig, GridSpec
+from stdp_bench.config import CellConfig, GridSpec, check_cell
 
 # Settings that fix tensor shapes and the sample schedule: cells that agree on all of
 # them can be trained together as independent replicas in one job.
@@ -46,6 +46,7 @@ def expand(grid: GridSpec) -> list[Cell]:
     cells = []
     for combo in itertools.product(*(grid.factors[n] for n in names)):
         cfg = replace(base, **dict(zip(names, combo)))
+        check_cell(cfg, f"grid '{grid.name}', cell {dict(zip(names, combo)) or 'settings'}")
         cells.append(Cell(config=cfg, levels=tuple(zip(names, combo))))
     return cells
 
@@ -55,6 +56,8 @@ def group_jobs(cells: list[Cell], max_replicas: int = 64) -> list[Job]:
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         key = tuple(getattr(cell.config, k) for k in SHAPE_KEYS)
+        if cell.config.family != "stdp" or cell.config.architecture != "dc2015":
+            key = (cell.cell_id,)  # no replica engine for these: one cell per job
         groups.setdefault(key, []).append(cell)
     jobs = []
     for members in groups.values():

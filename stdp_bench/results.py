@@ -21,6 +21,8 @@ import pandas as pd
 # Kept local rather than imported from stdp_bench.readout, which pulls in torch and
 # BindsNET: analysing results must work on a machine without them.
 READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
+# Gradient-trained baselines (family ann / surrogate) read out through their output layer.
+BASELINE_READOUTS = ("output",)
 
 CELLS_DIR = "cells"
 PARQUET_NAME = "results.parquet"
@@ -129,9 +131,10 @@ def _unify_mixed_columns(df: pd.DataFrame) -> pd.DataFrame:
 def tidy(records: list[dict]) -> pd.DataFrame:
     """One row per cell x readout, with settings, metrics and provenance as columns.
 
-    Every cell gets a row for each name in READOUTS (accuracy NaN where that readout is
-    missing, e.g. for error cells) so it stays visible in every per-readout view; any
-    other readouts a record has follow, sorted by name. Rows are ordered by cell_id,
+    Every STDP cell gets a row for each name in READOUTS, every baseline cell one for
+    each in BASELINE_READOUTS (accuracy NaN where that readout is missing, e.g. for error
+    cells) so it stays visible in every per-readout view; any other readouts a record
+    has follow, sorted by name. Rows are ordered by cell_id,
     then readout. Confusion matrices are left out.
     """
     records = sorted(records, key=lambda r: str(r.get("cell_id")))
@@ -160,7 +163,9 @@ def tidy(records: list[dict]) -> pd.DataFrame:
                        {f"version_{k}": v for k, v in (prov.get("versions") or {}).items()}):
             for key, value in source.items():
                 base.setdefault(key, value)
-        names = list(READOUTS) + sorted(set(readouts) - set(READOUTS))
+        family = (rec.get("settings") or {}).get("family", "stdp")
+        expected = READOUTS if family == "stdp" else BASELINE_READOUTS
+        names = list(expected) + sorted(set(readouts) - set(expected))
         for name in names:
             rows.append({**base, "readout": name, "accuracy": _accuracy(readouts.get(name))})
 

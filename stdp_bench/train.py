@@ -97,6 +97,8 @@ def _now() -> str:
 def job_samples(job: Job) -> int:
     """Network-samples a job simulates (for progress bars): replicas x presentations."""
     c = job.cells[0].config
+    if c.family != "stdp":
+        return c.n_train * c.epochs + c.n_test
     return len(job.cells) * (c.n_train * c.epochs + c.n_label + c.n_test)
 
 
@@ -150,6 +152,10 @@ def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
     A failure of the whole job (bad data, a crash in the kernel) gives every cell a
     record with status ``error`` and the traceback, so the grid goes on.
     """
+    if job.cells[0].config.family != "stdp":
+        return [_run_baseline(cell, job, grid=grid, factors=factors, data_dir=data_dir,
+                              on_progress=on_progress, execution=execution)
+                for cell in job.cells]
     started = _now()
     ds: Dataset | None = None
     try:
@@ -258,3 +264,46 @@ def _scaled(cb: Progress | None, factor: int) -> Progress | None:
     if cb is None:
         return None
     return lambda k: cb(k * factor)
+
+
+def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
+                  data_dir: str | Path | None, on_progress: Progress | None,
+                  execution: Execution) -> dict[str, Any]:
+    """Train and score one gradient-trained baseline cell (family ann or surrogate)."""
+    from stdp_bench.baselines import train_baseline
+
+    cfg = cell.config
+    started = _now()
+    ds: Dataset | None = None
+    rec: dict[str, Any] = {}
+    try:
+        ds = load_dataset(cfg.dataset, data_dir)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution)
+        sub = make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,
+                           cfg.label_source)
+        eval_x = ds.x_train if sub.eval_from_train else ds.x_test
+        eval_y = (ds.y_train if sub.eval_from_train else ds.y_test)[sub.evaluate]
+        result = train_baseline(cfg, ds.x_train[sub.train], ds.y_train[sub.train],
+                                eval_x[sub.evaluate], ds.image_shape, ds.n_classes,
+                                device=execution.device, on_progress=on_progress)
+        rec["metrics"] = result.metrics
+        rec["readouts"] = {"output": {
+            "accuracy": float((result.predictions == eval_y).mean()),
+            "confusion": confusion(eval_y, result.predictions, ds.n_classes).tolist()}}
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a visible record
+        if not rec:
+            rec = _base_record(cell, grid, factors, ds, started, job, execution)
+        rec["status"] = "diverged" if isinstance(exc, FloatingPointError) else "error"
+        rec["error"] = traceback.format_exc()
+    rec["provenance"]["ended"] = _now()
+    if cfg.family == "surrogate":
+        rec["provenance"]["versions"] = {**rec["provenance"]["versions"],
+                                         "snntorch": _version("snntorch")}
+    return rec
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "missing"

@@ -24,7 +24,7 @@ def _check(result: dict) -> None:
 
 
 def test_run_bench_digits():
-    result = run_bench(dataset="digits", replicas=3, samples=20, samples_r1=20,
+    result = run_bench(dataset="digits", device="cpu", replicas=3, samples=20, samples_r1=20,
                        eval_samples=20, stock_samples=3)
     _check(result)
     assert result["replicas"] == 3 and result["samples"] == 20
@@ -40,7 +40,7 @@ def test_bench_cells_are_the_factorial_grid():
 
 
 def test_cli_bench_last_line_is_json():
-    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--replicas", "2",
+    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--device", "cpu", "--replicas", "2",
                                    "--samples", "10", "--samples-r1", "10",
                                    "--eval-samples", "10", "--stock-samples", "2"])
     assert res.exit_code == 0, res.output

@@ -68,6 +68,13 @@ def test_run_show_plot_and_resume(tmp_path, grid_file):
     res = run("show", out)
     assert res.exit_code == 0, res.output
     assert "ci95_low" in res.output and "poisson" in res.output
+    res = run("show", out, out, "--where", "encoder=bernoulli", "--where", "n_neurons=10",
+              "--by", "encoder")
+    assert res.exit_code == 0, res.output
+    assert "bernoulli" in res.output and "poisson" not in res.output
+    assert " 16 " in res.output  # both folders stacked: 2 x 2 cells x 4 readouts
+    res = run("show", out, "--where", "encoder=morse")
+    assert res.exit_code == 1 and "no rows match encoder=morse" in res.output
 
     res = run("plot", out, "--facet", "seed")
     assert res.exit_code == 0, res.output

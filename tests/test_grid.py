@@ -10,6 +10,7 @@ def test_shipped_grids_expand_to_documented_counts():
     assert counts["factorial"] == 135  # 45 cells x 3 seeds
     assert counts["dc2015"] == 12
     assert counts["learning_curve"] == 9
+    assert counts["baselines"] == 4
     assert counts["classic"] == 1
     assert counts["smoke"] == 8
 

@@ -1,0 +1,312 @@
+"""Gradient-trained comparison baselines: plain ANNs and surrogate-gradient spiking nets.
+
+Cells with ``family = "ann"`` or ``"surrogate"`` run here instead of the STDP engine,
+through the same runner, record schema, tables and plots.
+
+* ``architecture = "mlp"``: 784-N-10 (N = ``n_neurons``, the STDP network's size).
+* ``architecture = "cnn"``: 12C5-MP2-64C5-MP2-FC10 (5x5 convolutions padded on images
+  smaller than 20 pixels so that 8x8 digits fit).
+
+The ANN uses ReLU. The surrogate net uses snnTorch's ``Leaky`` neurons (decay
+``surrogate_beta``, threshold 1, reset by subtraction) with the fast-sigmoid surrogate
+derivative of slope ``surrogate_slope``, trained end to end by backpropagation through
+time over ``time`` steps. Its output layer is a non-spiking leaky integrator and the
+logits are that membrane potential averaged over the steps; ``mem_reg`` adds
+``mem_reg * mean(v_out^2)`` to the loss (the membrane-potential regulariser of the seed
+documents' spiking CNNs). snnTorch is used because it is the maintained library for
+exactly these neurons and surrogates, and its ``Leaky`` is plain torch, so it runs on
+CUDA unchanged.
+
+Encoders (``encoder``) for the surrogate net: ``direct`` feeds the pixel values as a
+current at every step; ``poisson``, ``bernoulli`` and ``rank_order`` give the same codes
+as the STDP engine (``poisson``: Poisson-distributed inter-spike intervals of mean
+1000 / (rate dt) steps, BindsNET's scheme; ``bernoulli``: one trial per step;
+``rank_order``: one spike per nonzero pixel, brighter earlier), at ``intensity_hz``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from stdp_bench.config import CellConfig
+
+Progress = Callable[[int], None]
+
+
+def _pad(image_shape: tuple[int, int]) -> int:
+    return 2 if min(image_shape) < 20 else 0
+
+
+def _cnn_flat(image_shape: tuple[int, int]) -> int:
+    pad = _pad(image_shape)
+    h, w = image_shape
+    for _ in range(2):
+        h, w = (h + 2 * pad - 4) // 2, (w + 2 * pad - 4) // 2
+    return 64 * h * w
+
+
+class ANN(nn.Module):
+    """ReLU MLP (784-N-10) or CNN (12C5-MP2-64C5-MP2-FC10)."""
+
+    def __init__(self, cfg: CellConfig, n_input: int, image_shape: tuple[int, int],
+                 n_classes: int) -> None:
+        super().__init__()
+        self.image_shape = image_shape
+        if cfg.architecture == "mlp":
+            self.body = nn.Sequential(nn.Linear(n_input, cfg.n_neurons), nn.ReLU(),
+                                      nn.Linear(cfg.n_neurons, n_classes))
+        else:
+            pad = _pad(image_shape)
+            self.body = nn.Sequential(
+                nn.Unflatten(1, (1, *image_shape)),
+                nn.Conv2d(1, 12, 5, padding=pad), nn.MaxPool2d(2), nn.ReLU(),
+                nn.Conv2d(12, 64, 5, padding=pad), nn.MaxPool2d(2), nn.ReLU(),
+                nn.Flatten(), nn.Linear(_cnn_flat(image_shape), n_classes))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits and activity statistics (non-zero activations per sample)."""
+        active = torch.zeros(len(x), device=x.device)
+        h = x
+        for layer in self.body:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                active = active + (h > 0).flatten(1).sum(1)
+        return h, {"active": active}
+
+
+class SurrogateSNN(nn.Module):
+    """LIF spiking MLP or CNN (snnTorch ``Leaky``) with a membrane-potential readout."""
+
+    def __init__(self, cfg: CellConfig, n_input: int, image_shape: tuple[int, int],
+                 n_classes: int) -> None:
+        import snntorch as snn
+        from snntorch import surrogate
+
+        super().__init__()
+        self.image_shape = image_shape
+        self.beta = cfg.surrogate_beta
+        grad = surrogate.fast_sigmoid(slope=cfg.surrogate_slope)
+        if cfg.architecture == "mlp":
+            self.convs = nn.ModuleList()
+            self.fcs = nn.ModuleList([nn.Linear(n_input, cfg.n_neurons)])
+            out_in = cfg.n_neurons
+        else:
+            pad = _pad(image_shape)
+            self.convs = nn.ModuleList([nn.Conv2d(1, 12, 5, padding=pad),
+                                        nn.Conv2d(12, 64, 5, padding=pad)])
+            self.fcs = nn.ModuleList()
+            out_in = _cnn_flat(image_shape)
+        self.lifs = nn.ModuleList([snn.Leaky(beta=self.beta, spike_grad=grad)
+                                   for _ in range(len(self.convs) + len(self.fcs))])
+        self.out = nn.Linear(out_in, n_classes)
+
+    def forward(self, x_seq: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``x_seq`` [T, B, n_input] -> logits [B, classes], spike and synop counts."""
+        T, B = x_seq.shape[:2]
+        mems = [lif.init_leaky() for lif in self.lifs]
+        v_out = torch.zeros(B, self.out.out_features, device=x_seq.device)
+        v_sum = torch.zeros_like(v_out)
+        v_sq = torch.zeros((), device=x_seq.device)
+        spikes = torch.zeros(B, device=x_seq.device)
+        synops = torch.zeros(B, device=x_seq.device)
+        for t in range(T):
+            h = x_seq[t]
+            k = 0
+            if len(self.convs):
+                h = h.view(B, 1, *self.image_shape)
+                for conv in self.convs:
+                    h = nn.functional.max_pool2d(conv(h), 2)
+                    h, mems[k] = self.lifs[k](h, mems[k])
+                    n_spk = h.flatten(1).sum(1)
+                    spikes = spikes + n_spk
+                    # A pooled conv1 spike reaches 64 maps x 5 x 5 positions of conv2;
+                    # a conv2 spike reaches every readout neuron.
+                    synops = synops + n_spk * (64 * 25 if k == 0 else self.out.out_features)
+                    k += 1
+                h = h.flatten(1)
+            for fc in self.fcs:
+                h, mems[k] = self.lifs[k](fc(h), mems[k])
+                n_spk = h.sum(1)
+                spikes = spikes + n_spk
+                synops = synops + n_spk * self.out.out_features
+                k += 1
+            # Non-spiking leaky integrator: the readout neurons never reset.
+            v_out = self.beta * v_out + self.out(h)
+            v_sum = v_sum + v_out
+            v_sq = v_sq + (v_out ** 2).mean()
+        return v_sum / T, {"spikes": spikes, "synops": synops, "v_sq": v_sq / T}
+
+
+def encode_batch(x: torch.Tensor, encoder: str, time_steps: int, rate_hz: float,
+                 dt: float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """[T, B, n] input for the surrogate net from images ``x`` [B, n] in [0, 1]."""
+    T = time_steps
+    if encoder == "direct":
+        return x.unsqueeze(0).expand(T, *x.shape)
+    if encoder == "bernoulli":
+        p = (x * (rate_hz * dt / 1000.0)).clamp(max=1.0)
+        u = torch.rand((T, *x.shape), generator=gen, device=x.device)
+        return (u < p).float()
+    if encoder == "poisson":
+        rate = x * rate_hz
+        lam = torch.where(rate > 0, 1000.0 / (rate * dt).clamp(min=1e-12),
+                          torch.zeros_like(rate))
+        # At most T intervals can fall inside the window (each is at least one step).
+        draws = torch.poisson(lam.unsqueeze(0).expand(T, *x.shape).contiguous(),
+                              generator=gen).clamp(min=1)
+        t_spike = torch.cumsum(draws, 0) - 1  # 0-based step of each spike
+        valid = (t_spike < T) & (rate > 0).unsqueeze(0)
+        out = torch.zeros((T, *x.shape), device=x.device)
+        idx = t_spike.clamp(max=T - 1).long()
+        # Spike times of a pixel strictly increase, so adding never stacks two spikes;
+        # the clamped out-of-window ones add 0.
+        out.scatter_add_(0, idx, valid.float())
+        return out
+    if encoder == "rank_order":
+        xmax = x.max(1, keepdim=True).values
+        nz = x > 0
+        rel = torch.where(nz, xmax / x.clamp(min=1e-12), torch.zeros_like(x))
+        tmax = rel.max(1, keepdim=True).values.clamp(min=1e-12)
+        t = torch.ceil(rel * T / tmax).clamp(1, T).long() - 1
+        out = torch.zeros((T, *x.shape), device=x.device)
+        out.scatter_(0, t.unsqueeze(0), nz.float().unsqueeze(0))
+        return out
+    raise ValueError(f"unknown encoder '{encoder}'")
+
+
+@dataclass
+class BaselineResult:
+    """What a trained baseline reports back to the runner."""
+
+    predictions: np.ndarray
+    metrics: dict[str, float]
+    final_loss: float
+    losses: list[float]
+
+
+def train_baseline(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray,
+                   x_test: np.ndarray, image_shape: tuple[int, int], n_classes: int,
+                   device: str = "cpu", on_progress: Progress | None = None,
+                   max_steps: int | None = None) -> BaselineResult:
+    """Train ``cfg``'s baseline on ``(x_train, y_train)`` and predict ``x_test``.
+
+    Adam at ``lr``, minibatches of ``batch_size``, ``epochs`` passes, everything seeded
+    by ``cfg.seed``. ``max_steps`` stops early (tests).
+    """
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    n_input = x_train.shape[1]
+    model_cls = SurrogateSNN if cfg.family == "surrogate" else ANN
+    model = model_cls(cfg, n_input, image_shape, n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    steps = max(1, int(cfg.time / cfg.dt))
+    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32)).to(device)
+    yt = torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.int64)).to(device)
+    order_gen = np.random.default_rng([cfg.seed, 5])
+
+    def run(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if cfg.family == "surrogate":
+            return model(encode_batch(xb, cfg.encoder, steps, cfg.intensity_hz, cfg.dt, gen))
+        return model(xb)
+
+    losses: list[float] = []
+    done = 0
+    t0 = time.perf_counter()
+    model.train()
+    for _ in range(cfg.epochs):
+        perm = torch.from_numpy(order_gen.permutation(len(xt))).to(device)
+        for lo in range(0, len(xt), cfg.batch_size):
+            idx = perm[lo:lo + cfg.batch_size]
+            logits, stats = run(xt[idx])
+            loss = nn.functional.cross_entropy(logits, yt[idx])
+            if cfg.family == "surrogate" and cfg.mem_reg > 0:
+                loss = loss + cfg.mem_reg * stats["v_sq"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at minibatch {len(losses) + 1}")
+            losses.append(value)
+            if on_progress is not None:
+                on_progress(len(idx))
+            done += 1
+            if max_steps is not None and done >= max_steps:
+                break
+        if max_steps is not None and done >= max_steps:
+            break
+    train_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    model.eval()
+    preds, spikes, synops = [], [], []
+    xe = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32)).to(device)
+    with torch.no_grad():
+        for lo in range(0, len(xe), 1000):
+            logits, stats = run(xe[lo:lo + 1000])
+            preds.append(logits.argmax(1).cpu())
+            if cfg.family == "surrogate":
+                spikes.append(stats["spikes"].cpu())
+                synops.append(stats["synops"].cpu())
+            else:
+                spikes.append(stats["active"].cpu())
+            if on_progress is not None:
+                on_progress(len(logits))
+    eval_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in model.parameters())
+    act = torch.cat(spikes).float()
+    if cfg.family == "surrogate":
+        ops = float(torch.cat(synops).mean())
+        in_ops = _input_synops(model, xe, cfg, steps, gen)
+    else:
+        # Multiply-accumulates of one forward pass: each weight is used once (MLP) or
+        # once per output position (CNN).
+        ops = float(_ann_macs(model, image_shape))
+        in_ops = 0.0
+    metrics = {
+        "n_test": int(len(xe)),
+        # "Spikes" of an ANN are its non-zero ReLU activations.
+        "exc_spikes_per_sample": float(act.mean()),
+        "silent_fraction": float((act == 0).float().mean()),
+        "synops_per_sample": ops + in_ops,
+        "train_seconds": train_s,
+        "eval_seconds": eval_s,
+        "n_params": float(n_params),
+        "final_loss": losses[-1] if losses else float("nan"),
+        "minibatches": float(len(losses)),
+    }
+    return BaselineResult(torch.cat(preds).numpy(), metrics,
+                          losses[-1] if losses else float("nan"), losses)
+
+
+def _input_synops(model: nn.Module, xe: torch.Tensor, cfg: CellConfig, steps: int,
+                  gen: torch.Generator) -> float:
+    """Synaptic operations of the input layer per sample: input events x fan-out."""
+    sample = xe[: min(200, len(xe))]
+    with torch.no_grad():
+        enc = encode_batch(sample, cfg.encoder, steps, cfg.intensity_hz, cfg.dt, gen)
+    events = float((enc != 0).float().sum((0, 2)).mean())
+    first = model.convs[0] if len(model.convs) else model.fcs[0]
+    fan = first.out_channels * 25 if isinstance(first, nn.Conv2d) else first.out_features
+    return events * fan
+
+
+def _ann_macs(model: nn.Module, image_shape: tuple[int, int]) -> int:
+    total = 0
+    h, w = image_shape
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear):
+            total += layer.in_features * layer.out_features
+        elif isinstance(layer, nn.Conv2d):
+            pad = layer.padding[0]
+            h, w = h + 2 * pad - 4, w + 2 * pad - 4
+            total += layer.in_channels * layer.out_channels * 25 * h * w
+            h, w = h // 2, w // 2
+    return total
