@@ -54,6 +54,13 @@ def run(
              "the engine for cuda).")] = "auto",
     replicas: Annotated[int, typer.Option(
         help="Most cells trained together as replicas in one job.")] = 8,
+    backend: Annotated[str, typer.Option(
+        help="local (this machine) or ray (Ray tasks; pip install 'stdp_bench[ray]').")] = "local",
+    workers: Annotated[int, typer.Option(
+        help="local: jobs run at once in worker processes; ray: CPUs of a new local "
+             "Ray instance.")] = 1,
+    address: Annotated[Optional[str], typer.Option(
+        help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run a grid (default: the shipped smoke grid); finished cells are skipped."""
@@ -66,7 +73,8 @@ def run(
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
         out_dir = out or Path("results") / spec.name
         table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
-                         max_replicas=replicas, progress=not quiet, execution=execution)
+                         max_replicas=replicas, progress=not quiet, execution=execution,
+                         backend=backend, workers=workers, address=address)
     except ConfigError as exc:
         _fail(exc)
         return

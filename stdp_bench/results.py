@@ -80,6 +80,28 @@ def write_record(out_dir: Path, record: dict) -> Path:
     return path
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, array)
+
+
+def write_cell(out_dir: Path, record: dict) -> Path:
+    """Write a record's arrays (``record["_arrays"]``) under ``artifacts/<cell_id>/``, then
+    the record itself; the record lists the arrays in ``artifacts`` by relative path.
+
+    Arrays first, so a record on disk always points at complete files.
+    """
+    record = dict(record)
+    arrays = record.pop("_arrays", None) or {}
+    artifacts = dict(record.get("artifacts") or {})
+    for name, array in arrays.items():
+        rel = Path("artifacts") / str(record.get("cell_id")) / f"{name}.npy"
+        _replace_atomically(Path(out_dir) / rel, lambda tmp, a=array: _save_npy(tmp, a))
+        artifacts[name] = str(rel)
+    record["artifacts"] = artifacts
+    return write_record(out_dir, record)
+
+
 def _record_paths(out_dir: Path) -> list[Path]:
     return sorted((Path(out_dir) / CELLS_DIR).glob("*.json"))
 
@@ -99,10 +121,21 @@ def load_records(out_dir: Path) -> list[dict]:
 
 
 def done_cell_ids(out_dir: Path) -> set[str]:
-    """Ids of cells that have a record, whatever its status (a rerun skips them all)."""
-    # File names, not contents: write_record names each file after its cell_id, and
-    # this stays cheap when a runner asks before every job.
-    return {p.stem for p in _record_paths(out_dir)}
+    """Ids of cells with a finished record: ok, silent or diverged (results, kept).
+
+    Cells whose record says ``error`` are not done: errors are mostly transient (a
+    killed worker, a full disk, memory), so a rerun tries them again and replaces the
+    record. An unreadable record counts as not done either.
+    """
+    done = set()
+    for path in _record_paths(out_dir):
+        try:
+            status = json.loads(path.read_text(encoding="utf-8")).get("status")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue
+        if status != "error":
+            done.add(path.stem)
+    return done
 
 
 def _first_seen_keys(dicts: Iterable[dict]) -> list[str]:

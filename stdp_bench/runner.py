@@ -16,8 +16,9 @@ from tqdm import tqdm
 from stdp_bench.config import ConfigError, GridSpec
 from stdp_bench.data import load_dataset, make_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
-from stdp_bench.results import done_cell_ids, rebuild_tables, write_record
-from stdp_bench.train import Execution, job_samples, run_job
+from stdp_bench.backends import JobContext, run_jobs
+from stdp_bench.results import done_cell_ids, rebuild_tables, write_cell
+from stdp_bench.train import Execution, job_samples
 
 
 def limit_cells(cells: list[Cell], limit_train: int | None) -> list[Cell]:
@@ -113,33 +114,57 @@ def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,
 
 def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = None,
              limit_train: int | None = None, max_replicas: int = 8,
-             progress: bool = True, execution: Execution = Execution()) -> pd.DataFrame:
-    """Run every unfinished cell of ``grid`` locally and return the tidy table.
+             progress: bool = True, execution: Execution = Execution(),
+             backend: str = "local", workers: int = 1, address: str | None = None
+             ) -> pd.DataFrame:
+    """Run every unfinished cell of ``grid`` and return the tidy table.
 
-    Each cell's record is written atomically as soon as its job ends, so a crash or
-    Ctrl-C loses only the job in flight and rerunning the same command resumes. Jobs hold
-    at most ``max_replicas`` cells: fewer means less lost to a crash, more means fewer
+    Each cell's record is written atomically by this process as soon as its job ends
+    (whatever the backend), so a crash or Ctrl-C loses only the jobs in flight and
+    rerunning the same command resumes. Jobs hold at most ``max_replicas`` cells: fewer
+    means less lost to a crash and more parallelism across workers, more means fewer
     kernel calls (results do not depend on the grouping).
     """
     out_dir = Path(out_dir)
+    if max_replicas < 1:
+        raise ConfigError(f"--replicas {max_replicas} must be at least 1")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} must be at least 1")
     preflight(limit_cells(expand(grid), limit_train), data_dir)
     prepare_out_dir(grid, out_dir)
     with results_lock(out_dir):
         write_grid_file(grid, out_dir)
-        if max_replicas < 1:
-            raise ConfigError(f"--replicas {max_replicas} must be at least 1")
         cells, jobs = plan(grid, out_dir, limit_train, max_replicas)
-        factors = list(grid.factors)
+        ctx = JobContext(grid=grid.name, factors=tuple(grid.factors),
+                         data_dir=None if data_dir is None else str(data_dir),
+                         execution=execution)
         total = sum(job_samples(j) for j in jobs)
         bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05,
                    desc=f"{grid.name}: {sum(len(j.cells) for j in jobs)}/{len(cells)} cells")
         try:
-            for job in jobs:
-                for record in run_job(job, grid=grid.name, factors=factors,
-                                      out_dir=out_dir, data_dir=data_dir,
-                                      on_progress=bar.update, execution=execution):
-                    write_record(out_dir, record)
+            for records in run_jobs(jobs, ctx, backend=backend, workers=workers,
+                                    address=address, on_progress=bar.update):
+                for record in records:
+                    _write(out_dir, record)
         finally:
             bar.close()
-            table = rebuild_tables(out_dir)
+            try:
+                table = rebuild_tables(out_dir)
+            except OSError as exc:  # raised after the loop's own error, if it had one
+                table = None
+                table_error = exc.strerror or str(exc)
+    if table is None:
+        raise ConfigError(f"cannot write the results table in {out_dir}: {table_error}; "
+                          "the cell records are intact")
     return table
+
+
+def _write(out_dir: Path, record: dict) -> None:
+    """Write one record; a full disk or lost permission stops the run with one line."""
+    try:
+        write_cell(out_dir, record)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write results to {out_dir}: {exc.strerror or exc}; records written "
+            "before this one are intact, and rerunning resumes after the cause is fixed"
+        ) from None

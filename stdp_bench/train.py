@@ -144,13 +144,28 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
     }
 
 
-def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
+def error_records(job: Job, grid: str, factors: list[str], error: str,
+                  ds: Dataset | None = None, started: str | None = None,
+                  execution: Execution = Execution()) -> list[dict[str, Any]]:
+    """A record with status ``error`` and the message for every cell of ``job``."""
+    records = []
+    for cell in job.cells:
+        rec = _base_record(cell, grid, factors, ds, started or _now(), job, execution)
+        rec.update(status="error", error=error)
+        rec["provenance"]["ended"] = _now()
+        records.append(rec)
+    return records
+
+
+def run_job(job: Job, *, grid: str, factors: list[str],
             data_dir: str | Path | None = None, on_progress: Progress | None = None,
             execution: Execution = Execution()) -> list[dict[str, Any]]:
     """Train, label and evaluate every cell of ``job``; never raises for a cell's failure.
 
     A failure of the whole job (bad data, a crash in the kernel) gives every cell a
-    record with status ``error`` and the traceback, so the grid goes on.
+    record with status ``error`` and the traceback, so the grid goes on. Records carry
+    their weight arrays in ``record["_arrays"]`` for the driver to write
+    (:func:`stdp_bench.results.write_cell`); nothing is written here.
     """
     if job.cells[0].config.family != "stdp":
         return [_run_baseline(cell, job, grid=grid, factors=factors, data_dir=data_dir,
@@ -191,14 +206,8 @@ def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
                                   on_progress=_scaled(on_progress, len(cfgs)))
         eval_s = time.perf_counter() - t0
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
-        err = traceback.format_exc()
-        records = []
-        for cell in job.cells:
-            rec = _base_record(cell, grid, factors, ds, started, job, execution)
-            rec.update(status="error", error=err)
-            rec["provenance"]["ended"] = _now()
-            records.append(rec)
-        return records
+        return error_records(job, grid, factors, traceback.format_exc(), ds, started,
+                             execution)
 
     records = []
     R = len(job.cells)
@@ -248,10 +257,8 @@ def run_job(job: Job, *, grid: str, factors: list[str], out_dir: Path,
                 if exc_per.sum() == 0:
                     rec["status"] = "silent"
                     rec["error"] = "no excitatory spike on the test set"
-            weights_rel = Path("artifacts") / cell.cell_id / "weights.npy"
-            (out_dir / weights_rel).parent.mkdir(parents=True, exist_ok=True)
-            np.save(out_dir / weights_rel, replicas.W[r].astype(np.float16))
-            rec["artifacts"] = {"weights": str(weights_rel)}
+            if rec["status"] != "diverged":  # non-finite weights are not worth keeping
+                rec["_arrays"] = {"weights": np.asarray(replicas.W[r]).astype(np.float16)}
         except Exception:  # noqa: BLE001
             rec["status"] = "error"
             rec["error"] = traceback.format_exc()

@@ -409,10 +409,11 @@ def normalize(W, norm):
         acc = 0.0
         for i in range(n_in):
             acc += abs(W[i, j])
-        if not np.isfinite(acc):
+        sj = np.float32(acc)
+        # A float32 sum of inf would scale the column to zero and hide the blow-up.
+        if not np.isfinite(acc) or not np.isfinite(sj):
             ok = False
             continue
-        sj = np.float32(acc)
         if sj == np.float32(0.0):
             sj = np.float32(1.0)
         scale = norm / sj

@@ -132,8 +132,10 @@ class TorchReplicaSet:
                 stats.in_spikes[active, k] += ins
                 stats.exc_spikes[active, k] = n_spk
                 rows = torch.from_numpy(active).to(self.dev)
+                conn = self.network.connections[("X", "Ae")]
                 finite = (torch.isfinite(W[rows]).all(2).all(1)
-                          & torch.isfinite(theta[rows]).all(1)).cpu().numpy()
+                          & torch.isfinite(theta[rows]).all(1)
+                          & ~conn.nonfinite[rows]).cpu().numpy()
                 stats.diverged_at[active[~finite]] = k + 1
                 again = finite & (n_spk < min_spikes[active]) & (attempt < max_retries[active])
                 active = active[again]

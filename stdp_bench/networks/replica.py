@@ -212,6 +212,8 @@ class ReplicaConnection(AbstractConnection):
         self.register_buffer("gain", (gain if gain is not None else torch.ones(R)).float())
         self.register_buffer("norm_r", norm.float() if norm is not None else None)
         self.register_buffer("replica_index", torch.arange(R))
+        # Replicas whose weights overflowed at a normalisation (the cell diverged).
+        self.register_buffer("nonfinite", torch.zeros(R, dtype=torch.bool))
         self.event_driven = event_driven
         self.one_row_per_replica = True
 
@@ -248,6 +250,8 @@ class ReplicaConnection(AbstractConnection):
         r = self.replica_index
         w = self.w[r]
         sums = w.abs().sum(1, keepdim=True)
+        # An infinite column sum would scale the column to zero and hide the blow-up.
+        self.nonfinite[r] |= ~torch.isfinite(sums).all(2).all(1)
         sums = torch.where(sums == 0, torch.ones_like(sums), sums)
         self.w[r] = w * (self.norm_r[r].view(-1, 1, 1) / sums)
         if isinstance(self.update_rule, ReplicaPostPre):

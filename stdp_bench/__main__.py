@@ -1,0 +1,5 @@
+"""``python -m stdp_bench`` is the ``stdp-bench`` command."""
+
+from stdp_bench.cli import app
+
+app()
