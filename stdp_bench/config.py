@@ -21,7 +21,7 @@ from typing import Any
 # validator never needs to import torch or numba.
 CHOICES: dict[str, tuple[str, ...]] = {
     "family": ("stdp", "ann", "surrogate"),
-    "architecture": ("dc2015", "mlp", "cnn"),
+    "architecture": ("dc2015", "conv", "local", "mlp", "cnn"),
     "dataset": ("digits", "mnist"),
     "split": ("test", "validation"),
     "label_source": ("heldout", "train"),
@@ -33,9 +33,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Settings that count things: they must be >= 1 (or >= 0 where listed in NON_NEGATIVE).
 POSITIVE_INTS = {"n_neurons", "time", "n_train", "n_label", "n_test", "epochs", "ngram_n",
                  "kernel_size", "stride", "n_filters", "pool", "winners", "batch_size"}
-POSITIVE_FLOATS = {"dt", "lr", "surrogate_slope", "intensity_hz", "tc_decay_ms",
+POSITIVE_FLOATS = {"dt", "lr", "conv_norm", "surrogate_slope", "intensity_hz", "tc_decay_ms",
                    "tc_trace_ms", "inh_tc_decay_ms", "tc_theta_decay_ms"}
-NON_NEGATIVE = {"min_spikes", "max_retries", "seed"}
+NON_NEGATIVE = {"min_spikes", "max_retries", "seed", "conv_inh", "inh", "exc", "norm",
+                "nu_pre", "nu_post", "teacher_drive_mv", "mem_reg", "theta_plus"}
 # Guards against typos that would run for days or exhaust memory.
 UPPER_BOUNDS = {"n_neurons": 100_000, "time": 100_000, "n_train": 10_000_000,
                 "n_label": 10_000_000, "n_test": 10_000_000, "epochs": 1000}
@@ -112,6 +113,10 @@ class CellConfig:
     n_filters: int = 25
     pool: int = 1
     winners: int = 1
+    # Total input weight per filter (conv) or per neuron (local), and the inhibition
+    # between feature maps at one location.
+    conv_norm: float = 10.0
+    conv_inh: float = 5.0
     # Gradient-trained baselines (family ann, surrogate).
     batch_size: int = 128
     lr: float = 1e-3
@@ -120,8 +125,16 @@ class CellConfig:
     mem_reg: float = 0.0
 
     def cell_id(self) -> str:
-        """Stable id: a hash of every resolved setting."""
+        """Stable id: a hash of every resolved setting.
+
+        Settings added after results were first published (``LATE_FIELDS``) enter the
+        hash only when they differ from their default, so adding a setting does not
+        orphan finished cells.
+        """
         d = dataclasses.asdict(self)
+        for name in LATE_FIELDS:
+            if d[name] == _DEFAULTS[name]:
+                del d[name]
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -131,10 +144,14 @@ class CellConfig:
 
 
 FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(CellConfig)}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
+# Settings added after the first published results (see CellConfig.cell_id). Append new
+# settings here; never remove one.
+LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh")
 
 # Architectures each family can build, and encoders only some families accept.
 FAMILY_ARCHITECTURES: dict[str, tuple[str, ...]] = {
-    "stdp": ("dc2015",),
+    "stdp": ("dc2015", "conv", "local"),
     "ann": ("mlp", "cnn"),
     "surrogate": ("mlp", "cnn"),
 }
@@ -148,6 +165,16 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
         raise ConfigError(
             f"{where}: architecture = {cfg.architecture!r} cannot be built by family = "
             f"{cfg.family!r}; allowed for {cfg.family}: {', '.join(allowed)}")
+    if cfg.architecture in ("conv", "local"):
+        for key, bad, why in (("rule", "teacher", "its class gate needs the dc2015 layout"),
+                              ("encoder", "rank_order", "its input gain needs the replica "
+                                                        "engine")):
+            if getattr(cfg, key) == bad:
+                raise ConfigError(f"{where}: {key} = {bad!r} is not available for "
+                                  f"architecture = {cfg.architecture!r} ({why})")
+        if cfg.min_spikes > 0:
+            raise ConfigError(f"{where}: min_spikes = {cfg.min_spikes} (retries) is not "
+                              f"available for architecture = {cfg.architecture!r}; use 0")
     if cfg.family == "stdp" and cfg.encoder in GRADIENT_ONLY_ENCODERS:
         raise ConfigError(
             f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "

@@ -23,6 +23,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
+# Extra readouts of conv / local cells (per filter; pooled linear probe when pool > 1).
+FEATURE_READOUTS = ("filter_proportion", "linear_pooled")
+# The dense n-gram score array holds n_neurons ** n x n_classes numbers; above this the
+# readout is skipped (its accuracy is left empty) rather than exhausting memory.
+NGRAM_MAX_CELLS = 50_000_000
 
 
 def _as_raster(counts: np.ndarray) -> torch.Tensor:
@@ -114,11 +119,40 @@ def predict_all(label_counts: np.ndarray, label_y: np.ndarray, label_events: np.
         "proportion_weighting": proportion_weighting(
             test_raster, assignments, proportions, n_classes).numpy(),
     }
-    scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
-                          label_counts.shape[1])
-    preds["ngram"] = ngram_predict(test_events, test_n_events, scores, n_classes, ngram_n)
+    if label_counts.shape[1] ** ngram_n * n_classes <= NGRAM_MAX_CELLS:
+        scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
+                              label_counts.shape[1])
+        preds["ngram"] = ngram_predict(test_events, test_n_events, scores, n_classes,
+                                       ngram_n)
     preds["linear"] = linear_probe(label_counts, label_y, test_counts, seed)
     return {k: np.asarray(v, dtype=np.int64) for k, v in preds.items()}
+
+
+def feature_predictions(label_counts: np.ndarray, label_y: np.ndarray,
+                        test_counts: np.ndarray, shape: tuple[int, int, int], pool: int,
+                        n_classes: int, seed: int) -> dict[str, np.ndarray]:
+    """Readouts of feature maps ``shape = (F, H, W)`` (counts are ``[N, F * H * W]``).
+
+    ``filter_proportion``: BindsNET's label assignment and proportion weighting on each
+    filter's spikes summed over locations. ``linear_pooled`` (``pool > 1``): the linear
+    probe on counts summed over ``pool x pool`` blocks of locations, per filter.
+    """
+    F, H, W = shape
+    lab = label_counts.reshape(len(label_counts), F, H * W).sum(2)
+    tst = test_counts.reshape(len(test_counts), F, H * W).sum(2)
+    torch.manual_seed(seed)
+    assignments, proportions, _ = assign_labels(_as_raster(lab), torch.as_tensor(label_y),
+                                                n_classes)
+    out = {"filter_proportion": proportion_weighting(
+        _as_raster(tst), assignments, proportions, n_classes).numpy().astype(np.int64)}
+    if pool > 1:
+        def pooled(c: np.ndarray) -> np.ndarray:
+            t = torch.as_tensor(c, dtype=torch.float32).view(len(c), F, H, W)
+            return (torch.nn.functional.avg_pool2d(t, pool, ceil_mode=True) * pool * pool
+                    ).flatten(1).numpy()
+        out["linear_pooled"] = linear_probe(pooled(label_counts), label_y,
+                                            pooled(test_counts), seed)
+    return out
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from stdp_bench.data import Dataset, Subsets, load_dataset, make_subsets
 from stdp_bench.encoders import auto_gain
 from stdp_bench.engine.replicas import ReplicaSet
 from stdp_bench.grid import Cell, Job
-from stdp_bench.readout import READOUTS, confusion, predict_all
+from stdp_bench.readout import confusion, feature_predictions, predict_all
 
 Progress = Callable[[int], None]
 
@@ -171,6 +171,10 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         return [_run_baseline(cell, job, grid=grid, factors=factors, data_dir=data_dir,
                               on_progress=on_progress, execution=execution)
                 for cell in job.cells]
+    if job.cells[0].config.architecture in ("conv", "local"):
+        return [_run_feature_cell(cell, job, grid=grid, factors=factors, data_dir=data_dir,
+                                  on_progress=on_progress, execution=execution)
+                for cell in job.cells]
     started = _now()
     ds: Dataset | None = None
     try:
@@ -253,7 +257,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
                     name: {"accuracy": float((preds[name] == y_test).mean()),
                            "confusion": confusion(y_test, preds[name],
                                                   ds.n_classes).tolist()}
-                    for name in READOUTS}
+                    for name in preds}
                 if exc_per.sum() == 0:
                     rec["status"] = "silent"
                     rec["error"] = "no excitatory spike on the test set"
@@ -314,3 +318,77 @@ def _version(pkg: str) -> str:
         return metadata.version(pkg)
     except metadata.PackageNotFoundError:
         return "missing"
+
+
+def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
+                      data_dir: str | Path | None, on_progress: Progress | None,
+                      execution: Execution) -> dict[str, Any]:
+    """Train, label and evaluate one conv / local cell (stock BindsNET layers)."""
+    from stdp_bench.engine.feature_engine import FeatureCell
+
+    cfg = cell.config
+    started = _now()
+    ds: Dataset | None = None
+    try:
+        ds = load_dataset(cfg.dataset, data_dir)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution)
+        sub = make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,
+                           cfg.label_source)
+        fc = FeatureCell(cfg, ds.image_shape, 1.0, ds.n_classes, device=execution.device)
+        t0 = time.perf_counter()
+        stats = fc.train(ds.x_train, ds.y_train, _train_orders([cfg], [sub])[0],
+                         on_progress=on_progress)
+        train_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        labelled = fc.respond(ds.x_train, sub.label, phase=1, on_progress=on_progress)
+        eval_x = ds.x_train if sub.eval_from_train else ds.x_test
+        eval_y = (ds.y_train if sub.eval_from_train else ds.y_test)[sub.evaluate]
+        tested = fc.respond(eval_x, sub.evaluate, phase=2, on_progress=on_progress)
+        eval_s = time.perf_counter() - t0
+        counts = tested.counts[0]
+        exc_per = counts.sum(1)
+        in_per = tested.in_spikes[0]
+        F, H, W = fc.shape
+        k2 = cfg.kernel_size ** 2
+        rec["metrics"] = {
+            "n_test": int(len(sub.evaluate)),
+            "n_excitatory": int(fc.n),
+            "exc_spikes_per_sample": float(exc_per.mean()),
+            "silent_fraction": float((exc_per == 0).mean()),
+            "input_spikes_per_sample": float(in_per.mean()),
+            # An input spike reaches the filters of every location whose field holds it
+            # (about F * k^2 * H * W / n_input of them); a spike inhibits the F - 1 other
+            # maps at its location.
+            "synops_per_sample": float((in_per * F * k2 * H * W / ds.n_input
+                                        + exc_per * (F - 1)).mean()),
+            "train_seconds": train_s,
+            "eval_seconds": eval_s,
+            "job_train_seconds": train_s,
+            "job_eval_seconds": eval_s,
+            "train_exc_spikes_per_sample": float(stats.exc_spikes[0].mean()),
+            "diverged_at_sample": int(stats.diverged_at[0]) or None,
+        }
+        if stats.diverged_at[0] > 0:
+            rec["status"] = "diverged"
+            rec["error"] = (f"non-finite weights or thresholds at training sample "
+                            f"{int(stats.diverged_at[0])}")
+        else:
+            label_y = ds.y_train[sub.label]
+            preds = predict_all(labelled.counts[0], label_y, labelled.events[0],
+                                labelled.n_events[0], counts, tested.events[0],
+                                tested.n_events[0], ds.n_classes, cfg.ngram_n, cfg.seed)
+            preds.update(feature_predictions(labelled.counts[0], label_y, counts, fc.shape,
+                                             cfg.pool, ds.n_classes, cfg.seed))
+            rec["readouts"] = {
+                name: {"accuracy": float((p == eval_y).mean()),
+                       "confusion": confusion(eval_y, p, ds.n_classes).tolist()}
+                for name, p in preds.items()}
+            if exc_per.sum() == 0:
+                rec["status"] = "silent"
+                rec["error"] = "no excitatory spike on the test set"
+            rec["_arrays"] = {"filters": fc.filters().astype(np.float16)}
+    except Exception:  # noqa: BLE001 - any failure becomes a visible record
+        return error_records(job, grid, factors, traceback.format_exc(), ds, started,
+                             execution)[0]
+    rec["provenance"]["ended"] = _now()
+    return rec

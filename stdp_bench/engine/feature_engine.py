@@ -1,0 +1,113 @@
+"""Train and probe one ``conv`` or ``local`` cell (stock BindsNET, one cell per job).
+
+Training is online STDP at batch 1 (``Network.run`` per sample, as BindsNET's examples
+do); labelling and test passes freeze the weights and thresholds and run many samples
+per ``Network.run`` (BindsNET's batch dimension is exact when nothing learns). Input
+spike trains come from the replica kernel's encoder and counter-based streams, so a
+``conv`` cell sees the same spikes a ``dc2015`` cell with the same encoder and seed sees.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from bindsnet.network.monitors import Monitor
+
+from stdp_bench.config import CellConfig
+from stdp_bench.engine import kernel
+from stdp_bench.engine.replicas import EVENT_CAP, Responses, TrainStats, build_params, replica_seed
+from stdp_bench.networks.conv import build_feature_network, feature_shape, filters_of
+
+_MON = "Ae_spikes"
+
+
+class FeatureCell:
+    """One conv/local cell: ``train`` and ``respond`` like the replica engines (R = 1)."""
+
+    def __init__(self, cfg: CellConfig, image_shape: tuple[int, int], gain: float,
+                 n_classes: int, device: str = "cpu") -> None:
+        self.cfg = cfg
+        self.image_shape = image_shape
+        self.gain = gain
+        self.dev = torch.device(device)
+        self.network = build_feature_network(cfg, image_shape, replica_seed(cfg) % (2**31),
+                                             device=self.dev)
+        self.network.add_monitor(Monitor(self.network.layers["Ae"], state_vars=["s"]),
+                                 name=_MON)
+        self.P, self.IP = build_params([cfg], [gain], n_classes)
+        self.steps = int(cfg.time / cfg.dt)
+        self.shape = feature_shape(cfg, image_shape)
+        self.n = int(np.prod(self.shape))
+
+    def _run(self, X: np.ndarray, samples: np.ndarray, keys: np.ndarray, phase: int,
+             learning: bool) -> tuple[torch.Tensor, np.ndarray]:
+        B, T = len(samples), self.steps
+        dense = np.zeros((T, B, X.shape[1]), np.bool_)
+        ins = np.zeros(B, np.int64)
+        reps = np.zeros(B, np.int64)
+        rates = np.full(B, self.P[0, kernel.F_RATE], np.float64)
+        kernel.encode_dense(X, samples, reps, keys, rates, self.P, self.IP, T, phase,
+                            dense, ins)
+        net = self.network
+        net.train(learning)
+        spikes = torch.from_numpy(dense).to(self.dev).view(T, B, 1, *self.image_shape)
+        # The input gain scales currents, as in the replica engines: fractional spikes.
+        inputs = spikes.float() * self.gain if self.gain != 1.0 else spikes
+        net.monitors[_MON].reset_state_variables()
+        net.run(inputs={"X": inputs}, time=T * net.dt)
+        out = net.monitors[_MON].get("s").view(T, B, -1).bool()
+        net.reset_state_variables()
+        return out, ins
+
+    def train(self, X: np.ndarray, Y: np.ndarray, order: np.ndarray,
+              on_progress: Callable[[int], None] | None = None) -> TrainStats:
+        """Present ``X[order[k]]`` one at a time with plasticity on."""
+        K = len(order)
+        stats = TrainStats(np.zeros((1, K), np.int64), np.zeros((1, K), np.int64),
+                           np.zeros((1, K), np.int64), np.zeros(1, np.int64))
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        conn = self.network.connections[("X", "Ae")]
+        theta = self.network.layers["Ae"].theta
+        for k in range(K):
+            spikes, ins = self._run(X, order[k:k + 1], np.array([k]), 0, True)
+            stats.exc_spikes[0, k] = int(spikes.sum())
+            stats.in_spikes[0, k] = int(ins[0])
+            if not (torch.isfinite(conn.w).all() and torch.isfinite(theta).all()):
+                stats.diverged_at[0] = k + 1
+                break
+            if on_progress is not None and (k + 1) % 50 == 0:
+                on_progress(50)
+        if on_progress is not None and K % 50:
+            on_progress(K % 50)
+        return stats
+
+    def respond(self, X: np.ndarray, order: np.ndarray, *, phase: int, chunk: int = 200,
+                on_progress: Callable[[int], None] | None = None) -> Responses:
+        """Frozen responses to ``X[order]``, ``chunk`` samples per run."""
+        K = len(order)
+        counts = np.zeros((1, K, self.n), np.int64)
+        events = np.zeros((1, K, EVENT_CAP, 2), np.int32)
+        n_events = np.zeros((1, K), np.int64)
+        in_spikes = np.zeros((1, K), np.int64)
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        for lo in range(0, K, chunk):
+            hi = min(K, lo + chunk)
+            spikes, ins = self._run(X, order[lo:hi], np.arange(lo, hi), phase, False)
+            s = spikes.permute(1, 0, 2).cpu()  # [B, T, n]
+            counts[0, lo:hi] = s.sum(1).numpy()
+            in_spikes[0, lo:hi] = ins
+            b, t, j = (a.numpy() for a in s.nonzero(as_tuple=True))
+            starts = np.searchsorted(b, np.arange(hi - lo))
+            rank = np.arange(len(b)) - starts[b]
+            keep = rank < EVENT_CAP
+            events[0, lo + b[keep], rank[keep]] = np.stack([t[keep], j[keep]], 1)
+            n_events[0, lo:hi] = np.bincount(b, minlength=hi - lo)
+            if on_progress is not None:
+                on_progress(hi - lo)
+        return Responses(counts, events, n_events, in_spikes)
+
+    def filters(self) -> np.ndarray:
+        """Learned filters ``[n_filters, k, k]``."""
+        return filters_of(self.network, self.cfg, self.image_shape)

@@ -1,0 +1,190 @@
+"""Convolutional and locally connected STDP layers as BindsNET networks.
+
+``architecture = "conv"``: input -> ``Conv2dConnection`` (shared ``kernel_size`` x
+``kernel_size`` filters, ``stride``) -> an excitatory layer of ``n_filters`` feature
+maps. ``architecture = "local"``: the locally connected SNN of Saunders et al. (2019),
+``LocalConnection`` (every location has its own ``n_filters`` filters). Both layers
+have shape ``(n_filters, H, W)`` and the same competition:
+
+* lateral inhibition between the feature maps at each location
+  (:class:`LocationInhibition`, strength ``conv_inh``), as in Saunders et al.;
+* at most ``winners`` maps spike per location and step (:class:`LocationWTANodes`: the
+  ones furthest above threshold), the winner-take-all of Kheradpisheh et al.
+
+The neurons are IF, LIF or adaptive-threshold LIF by the ``neuron`` factor, the
+``X -> Ae`` connection is plastic under the ``rule`` factor (BindsNET's ``PostPre``,
+``WeightDependentPostPre``, ``Hebbian``; ``none`` for the random-feature control), and
+weights are normalised to a total of ``conv_norm`` per filter (conv) or per neuron
+(local).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from bindsnet.network import Network
+from bindsnet.network.nodes import Input, Nodes
+from bindsnet.network.topology import AbstractConnection, Conv2dConnection, LocalConnection
+
+from stdp_bench.config import CellConfig
+from stdp_bench.neurons import NEURONS, decay
+from stdp_bench.rules import RULES
+
+
+def feature_shape(cfg: CellConfig, image_shape: tuple[int, int]) -> tuple[int, int, int]:
+    """``(n_filters, H, W)`` of the excitatory layer for ``cfg`` on images of this shape."""
+    h = (image_shape[0] - cfg.kernel_size) // cfg.stride + 1
+    w = (image_shape[1] - cfg.kernel_size) // cfg.stride + 1
+    if h < 1 or w < 1:
+        raise ValueError(f"kernel_size = {cfg.kernel_size} does not fit {image_shape} images")
+    return cfg.n_filters, h, w
+
+
+class LocationWTANodes(Nodes):
+    """IF / LIF / adaptive LIF feature maps where at most ``winners`` maps spike per location.
+
+    Among the maps at or above threshold at a location on a step, the ``winners`` with
+    the largest ``v - threshold`` spike, are reset and (adaptive) raise their threshold;
+    the others keep their voltage and are inhibited by the winners next step.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], cfg: CellConfig, winners: int,
+                 **kwargs) -> None:
+        super().__init__(shape=list(shape), traces=True, tc_trace=cfg.tc_trace_ms, **kwargs)
+        model = NEURONS[cfg.neuron]
+        self.leaky = model.leaky
+        self.adaptive = model.adaptive
+        self.winners = winners
+        self.thresh_v = cfg.thresh_mv
+        self.rest_v = cfg.rest_mv
+        self.reset_v = cfg.reset_mv
+        self.refrac_t = float(cfg.refrac_ms)
+        self.v_decay = decay(cfg.dt, cfg.tc_decay_ms)
+        self.theta_plus = cfg.theta_plus if model.adaptive else 0.0
+        self.theta_decay = decay(cfg.dt, cfg.tc_theta_decay_ms)
+        self.v_init = cfg.rest_mv if model.leaky else cfg.reset_mv
+        self.register_buffer("theta", torch.zeros(*shape))
+        self.register_buffer("v", torch.full((1, *shape), self.v_init))
+        self.register_buffer("refrac_count", torch.zeros(1, *shape))
+
+    def set_batch_size(self, batch_size) -> None:
+        super().set_batch_size(batch_size=batch_size)
+        self.v = torch.full((batch_size, *self.shape), self.v_init, device=self.s.device)
+        self.refrac_count = torch.zeros_like(self.v)
+
+    def reset_state_variables(self) -> None:
+        super().reset_state_variables()
+        self.v.fill_(self.v_init)
+        self.refrac_count.zero_()
+
+    def forward(self, x: torch.Tensor) -> None:
+        """One step: leak, integrate, pick at most ``winners`` maps per location, reset."""
+        if self.leaky:
+            self.v = (self.v - self.rest_v) * self.v_decay + self.rest_v
+        if self.adaptive and self.learning:
+            self.theta *= self.theta_decay
+        self.v = self.v + (self.refrac_count <= 0).float() * x
+        self.refrac_count = self.refrac_count - self.dt
+        thr = self.thresh_v + self.theta
+        over = self.v >= thr
+        if self.winners < self.shape[0] and bool(over.any()):
+            margin = torch.where(over, self.v - thr, torch.full_like(self.v, -torch.inf))
+            top = margin.topk(self.winners, dim=1).indices
+            keep = torch.zeros_like(over).scatter_(1, top, True)
+            over = over & keep
+        self.s = over
+        self.refrac_count = torch.where(over, torch.full_like(self.v, self.refrac_t),
+                                        self.refrac_count)
+        self.v = torch.where(over, torch.full_like(self.v, self.reset_v), self.v)
+        if self.adaptive and self.learning:
+            self.theta += self.theta_plus * over.float().sum(0)
+        super().forward(x)
+
+
+class LocationInhibition(AbstractConnection):
+    """Each spike inhibits the other feature maps at its location by ``inh``.
+
+    The same currents as a ``Connection`` whose weight is ``-inh`` between different
+    maps at one location (Saunders et al.'s recurrent inhibition), without the dense
+    ``n x n`` matrix.
+    """
+
+    def __init__(self, source: Nodes, target: Nodes, inh: float, **kwargs) -> None:
+        super().__init__(source, target, **kwargs)
+        self.inh = inh
+        self.w = torch.nn.Parameter(torch.tensor(-inh), requires_grad=False)
+
+    def compute(self, s: torch.Tensor) -> torch.Tensor:
+        """Inhibitory currents ``[batch, F, H, W]``."""
+        s = s.float()
+        return -self.inh * (s.sum(1, keepdim=True) - s)
+
+    def update(self, **kwargs) -> None:
+        super().update(**kwargs)
+
+    def normalize(self) -> None:
+        """Fixed inhibition: nothing to normalise."""
+
+    def reset_state_variables(self) -> None:
+        super().reset_state_variables()
+
+
+class BatchedLocalConnection(LocalConnection):
+    """``LocalConnection`` whose ``compute`` keeps the batch dimension.
+
+    BindsNET 0.3.4 reshapes the currents to the target's shape without the batch, which
+    breaks a batched (frozen-weight) evaluation; training at batch 1 is unchanged.
+    """
+
+    def compute(self, s: torch.Tensor) -> torch.Tensor:
+        """Currents ``[batch, *target.shape]``."""
+        a_post = s.float().view(s.size(0), -1) @ self.w.view(self.source.n, self.target.n)
+        return (a_post + self.b).view(s.size(0), *self.target.shape)
+
+
+def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: int,
+                          device: str | torch.device = "cpu") -> Network:
+    """The ``conv`` or ``local`` network of ``cfg``: layers ``X``, ``Ae``."""
+    if cfg.architecture not in ("conv", "local"):
+        raise ValueError(f"architecture {cfg.architecture!r} is not conv or local")
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))  # LocalConnection draws its weights from numpy
+    shape = feature_shape(cfg, image_shape)
+    k = cfg.kernel_size
+    net = Network(dt=cfg.dt)
+    x = Input(shape=[1, *image_shape], traces=True, tc_trace=cfg.tc_trace_ms)
+    ae = LocationWTANodes(shape, cfg, cfg.winners)
+    net.add_layer(x, name="X")
+    net.add_layer(ae, name="Ae")
+    rule = RULES[cfg.rule].stock_class
+    norm = cfg.conv_norm
+    common = dict(update_rule=rule, nu=(cfg.nu_pre, cfg.nu_post), wmin=cfg.wmin,
+                  wmax=cfg.wmax)
+    if cfg.architecture == "conv":
+        w = cfg.w_init_max * torch.rand(cfg.n_filters, 1, k, k)
+        conn = Conv2dConnection(x, ae, kernel_size=k, stride=cfg.stride, w=w, norm=norm,
+                                **common)
+    else:
+        # LocalConnection multiplies its norm by the kernel area (mean weight per input).
+        conn = BatchedLocalConnection(x, ae, kernel_size=k, stride=cfg.stride,
+                                      n_filters=cfg.n_filters, input_shape=image_shape,
+                                      norm=norm / (k * k), **common)
+        conn.w.data.mul_(cfg.w_init_max)
+    net.add_connection(conn, source="X", target="Ae")
+    net.add_connection(LocationInhibition(ae, ae, cfg.conv_inh), source="Ae", target="Ae")
+    net.to(device)
+    conn.normalize()
+    return net
+
+
+def filters_of(net: Network, cfg: CellConfig, image_shape: tuple[int, int]) -> np.ndarray:
+    """Learned filters ``[n_filters, k, k]``: conv's kernels; local's at the central location."""
+    conn = net.connections[("X", "Ae")]
+    k = cfg.kernel_size
+    if cfg.architecture == "conv":
+        return conn.w.detach().cpu().view(cfg.n_filters, k, k).numpy()
+    F, H, W = feature_shape(cfg, image_shape)
+    c = (H // 2) * W + W // 2
+    idx = conn.locations[:, c].cpu()
+    w = conn.w.detach().cpu().view(-1, F, H * W)[:, :, c]  # [n_input, F]
+    return w[idx].T.reshape(F, k, k).numpy()
