@@ -263,13 +263,20 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
                         path=fig_dir / f"heatmap_{metric}_{readout}.png")]
 
     for rec in records:
-        rel = (rec.get("artifacts") or {}).get("weights")
-        if not rel or not (out_dir / rel).is_file():
-            continue
+        arts = rec.get("artifacts") or {}
         cell_id = rec["cell_id"]
-        written.append(receptive_fields(np.load(out_dir / rel), tuple(rec["image_shape"]),
-                                        fig_dir / f"receptive_fields_{cell_id}.png",
-                                        title=f"{cell_id}\n{_levels_label(rec)}"))
+        rel = arts.get("weights")
+        if rel and (out_dir / rel).is_file():
+            written.append(receptive_fields(np.load(out_dir / rel), tuple(rec["image_shape"]),
+                                            fig_dir / f"receptive_fields_{cell_id}.png",
+                                            title=f"{cell_id}\n{_levels_label(rec)}"))
+        rel = arts.get("filters")
+        if rel and (out_dir / rel).is_file():
+            filt = np.load(out_dir / rel)  # [n_filters, k, k]
+            written.append(receptive_fields(
+                filt.reshape(len(filt), -1).T, filt.shape[1:],
+                fig_dir / f"filters_{cell_id}.png",
+                title=f"learned filters, {cell_id}\n{_levels_label(rec)}"))
 
     best = _best_record(records, readout)
     if best is not None:

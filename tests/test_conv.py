@@ -1,0 +1,148 @@
+"""Convolutional and locally connected STDP layers (architecture conv / local)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stdp_bench.config import CellConfig, ConfigError, parse_grid
+from stdp_bench.data import load_dataset
+from stdp_bench.engine.feature_engine import FeatureCell
+from stdp_bench.grid import expand
+from stdp_bench.networks.conv import LocationWTANodes, build_feature_network, feature_shape
+from stdp_bench.readout import feature_predictions
+
+
+def cfg(arch: str, **kw) -> CellConfig:
+    base = dict(architecture=arch, dataset="digits", kernel_size=3, stride=1, n_filters=6,
+                winners=2, time=40, intensity_hz=256.0, conv_norm=2.0, n_neurons=216)
+    return CellConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("arch, k, stride, expect", [
+    ("conv", 3, 1, (6, 6, 6)), ("local", 3, 1, (6, 6, 6)), ("conv", 4, 2, (6, 3, 3)),
+    ("local", 5, 3, (6, 2, 2))])
+def test_shapes_and_neuron_counts(arch, k, stride, expect):
+    c = cfg(arch, kernel_size=k, stride=stride)
+    assert feature_shape(c, (8, 8)) == expect
+    net = build_feature_network(c, (8, 8), seed=0)
+    assert tuple(net.layers["Ae"].shape) == expect
+    assert net.layers["Ae"].n == int(np.prod(expect))
+    w = net.connections[("X", "Ae")].w
+    if arch == "conv":
+        assert tuple(w.shape) == (6, 1, k, k)
+        # normalised to conv_norm per filter
+        assert torch.allclose(w.sum((1, 2, 3)), torch.full((6,), 2.0), atol=1e-4)
+    else:
+        assert tuple(w.shape) == (64, int(np.prod(expect)))
+        fields = (w != 0).sum(0)
+        assert (fields == k * k).all()  # each neuron sees only its k x k field
+
+
+@pytest.mark.parametrize("arch", ["conv", "local"])
+def test_stdp_changes_filters_and_none_does_not(arch):
+    ds = load_dataset("digits")
+    moved = {}
+    for rule in ("stdp", "none"):
+        fc = FeatureCell(cfg(arch, rule=rule), (8, 8), 1.0, 10)
+        before = fc.filters().copy()
+        stats = fc.train(ds.x_train, ds.y_train, np.arange(15))
+        assert stats.exc_spikes.sum() > 0
+        moved[rule] = np.abs(fc.filters() - before).max()
+    assert moved["stdp"] > 1e-3 and moved["none"] < 1e-6, moved
+
+
+@pytest.mark.parametrize("winners", [1, 2, 4])
+def test_at_most_k_winners_per_location(winners):
+    c = CellConfig(architecture="conv", neuron="lif", winners=winners)
+    nodes = LocationWTANodes((6, 3, 3), c, winners)
+    nodes.compute_decays(1.0)
+    nodes.set_batch_size(5)
+    gen = torch.Generator().manual_seed(0)
+    fired_max, total = 0, 0
+    for _ in range(30):
+        nodes.forward(torch.rand(5, 6, 3, 3, generator=gen) * 12.0)
+        per_loc = nodes.s.sum(1)  # [batch, H, W]
+        fired_max = max(fired_max, int(per_loc.max()))
+        total += int(nodes.s.sum())
+    assert fired_max == winners  # reached, never exceeded
+    assert total > 0
+
+
+def test_batched_local_evaluation_equals_one_by_one():
+    ds = load_dataset("digits")
+    fc = FeatureCell(cfg("local"), (8, 8), 1.0, 10)
+    order = np.arange(6)
+    batched = fc.respond(ds.x_test, order, phase=2, chunk=6)
+    single = fc.respond(ds.x_test, order, phase=2, chunk=1)
+    assert np.array_equal(batched.counts, single.counts)
+    assert batched.counts.sum() > 0
+
+
+def test_feature_readouts_on_synthetic_counts():
+    rng = np.random.default_rng(0)
+    F, H, W = 10, 4, 4
+    y_lab, y_test = rng.integers(0, 10, 300), rng.integers(0, 10, 100)
+
+    def counts(y):
+        c = rng.poisson(0.2, (len(y), F, H, W))
+        c[np.arange(len(y)), y] += rng.poisson(3.0, (len(y), H, W))  # filter y answers
+        return c.reshape(len(y), -1)
+
+    preds = feature_predictions(counts(y_lab), y_lab, counts(y_test), (F, H, W), 2, 10, 0)
+    assert (preds["filter_proportion"] == y_test).mean() > 0.95
+    assert (preds["linear_pooled"] == y_test).mean() > 0.9
+    assert "linear_pooled" not in feature_predictions(counts(y_lab), y_lab, counts(y_test),
+                                                      (F, H, W), 1, 10, 0)
+
+
+def test_conv_rejects_what_it_cannot_run():
+    for bad, needle in (({"rule": "teacher"}, "rule = 'teacher' is not available"),
+                        ({"encoder": "rank_order"}, "encoder = 'rank_order' is not available"),
+                        ({"min_spikes": 5}, "min_spikes = 5")):
+        spec = parse_grid({"name": "g", "settings": {"architecture": "conv", **bad}})
+        with pytest.raises(ConfigError, match=needle):
+            expand(spec)
+
+
+def test_cli_conv_and_local_cells_with_filter_plots(tmp_path):
+    from typer.testing import CliRunner
+
+    import pandas as pd
+
+    from stdp_bench.cli import app
+
+    grid = tmp_path / "c.toml"
+    grid.write_text("""
+name = "tiny_conv"
+[settings]
+dataset = "digits"
+time = 60
+intensity_hz = 256.0
+kernel_size = 3
+stride = 1
+n_filters = 4
+winners = 2
+pool = 2
+conv_norm = 3.0
+n_train = 30
+n_label = 60
+n_test = 60
+[factors]
+architecture = ["conv", "local"]
+rule = ["stdp", "none"]
+""")
+    out = tmp_path / "r"
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(grid), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(out / "results.parquet")
+    assert set(table["readout"]) >= {"linear", "linear_pooled", "filter_proportion",
+                                     "proportion_weighting"}
+    assert (table.drop_duplicates("cell_id")["status"] == "ok").all()
+    assert (table.drop_duplicates("cell_id")["n_excitatory"] == 144).all()
+    res = runner.invoke(app, ["plot", str(out), "--facet", "architecture", "--x", "rule",
+                              "--y", "architecture"])
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "figures").glob("filters_*.png"))) == 4
