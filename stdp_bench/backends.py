@@ -156,6 +156,19 @@ def _ray_job(job: Job, ctx: JobContext) -> list[dict]:
     return _run(job, ctx)
 
 
+def check_backend(backend: str, address: str | None) -> None:
+    """Reject a backend name or option combination before anything is written."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
+    if backend == "local" and address:
+        raise ConfigError("--address is for --backend ray")
+    if backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'") from None
+
+
 def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", workers: int = 1,
              address: str | None = None, on_progress: Progress | None = None
              ) -> Iterator[list[dict]]:

@@ -9,6 +9,7 @@ their registry lists. Errors name the bad key, the bad value and what is allowed
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import tomllib
@@ -204,8 +205,10 @@ class ConfigError(ValueError):
 def _check_value(key: str, value: Any, where: str) -> Any:
     """Validate one setting value and return it coerced to the field's type."""
     if key not in FIELD_TYPES:
+        close = difflib.get_close_matches(key, FIELD_TYPES, n=3)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise ConfigError(
-            f"{where}: unknown setting '{key}'; allowed: {', '.join(sorted(FIELD_TYPES))}")
+            f"{where}: unknown setting '{key}'; {hint}allowed: {', '.join(sorted(FIELD_TYPES))}")
     want = FIELD_TYPES[key]
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -110,13 +110,14 @@ def make_subsets(ds: Dataset, n_train: int, n_label: int, n_test: int, seed: int
         raise ConfigError(f"label_source = 'train' needs n_label <= n_train; got n_label = "
                           f"{n_label}, n_train = {n_train}")
     n_held = 0 if from_train else n_label
+    hint = ' (label_source = "train" would label on training samples instead)'
     need = n_train + n_held + (n_test if split == "validation" else 0)
     if need > len(order):
         raise ConfigError(
             f"dataset '{ds.name}' has {len(order)} training samples but n_train"
             f"{'' if from_train else ' + n_label'}"
             f"{' + n_test' if split == 'validation' else ''} = {need}"
-            f"{'' if from_train else '; label_source = train labels on training samples'}")
+            f"{'' if from_train else hint}")
     train = order[:n_train]
     label = train[n_train - n_label:] if from_train else order[n_train:n_train + n_label]
     if split == "validation":

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from stdp_bench.config import ConfigError, GridSpec
 from stdp_bench.data import load_dataset, make_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
-from stdp_bench.backends import JobContext, run_jobs
+from stdp_bench.backends import JobContext, check_backend, run_jobs
 from stdp_bench.results import done_cell_ids, rebuild_tables, write_cell
 from stdp_bench.train import Execution, job_samples
 
@@ -130,6 +130,7 @@ def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = Non
         raise ConfigError(f"--replicas {max_replicas} must be at least 1")
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be at least 1")
+    check_backend(backend, address)
     preflight(limit_cells(expand(grid), limit_train), data_dir)
     prepare_out_dir(grid, out_dir)
     with results_lock(out_dir):
