@@ -114,6 +114,14 @@ def _train_orders(cfgs: list[CellConfig], subsets: list[Subsets]) -> np.ndarray:
     return np.stack(rows)
 
 
+def score(preds: dict[str, np.ndarray], y: np.ndarray, n_classes: int
+          ) -> dict[str, dict[str, Any]]:
+    """Accuracy and confusion matrix of every readout's predictions."""
+    return {name: {"accuracy": float((p == y).mean()),
+                   "confusion": confusion(y, p, n_classes).tolist()}
+            for name, p in preds.items()}
+
+
 def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
                  started: str, job: Job, execution: Execution) -> dict[str, Any]:
     cfg = cell.config
@@ -253,11 +261,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
                                     labelled.events[r], labelled.n_events[r], counts,
                                     tested.events[r], tested.n_events[r], ds.n_classes,
                                     cfg.ngram_n, cfg.seed)
-                rec["readouts"] = {
-                    name: {"accuracy": float((preds[name] == y_test).mean()),
-                           "confusion": confusion(y_test, preds[name],
-                                                  ds.n_classes).tolist()}
-                    for name in preds}
+                rec["readouts"] = score(preds, y_test, ds.n_classes)
                 if exc_per.sum() == 0:
                     rec["status"] = "silent"
                     rec["error"] = "no excitatory spike on the test set"
@@ -298,9 +302,7 @@ def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
                                 eval_x[sub.evaluate], ds.image_shape, ds.n_classes,
                                 device=execution.device, on_progress=on_progress)
         rec["metrics"] = result.metrics
-        rec["readouts"] = {"output": {
-            "accuracy": float((result.predictions == eval_y).mean()),
-            "confusion": confusion(eval_y, result.predictions, ds.n_classes).tolist()}}
+        rec["readouts"] = score({"output": result.predictions}, eval_y, ds.n_classes)
     except Exception as exc:  # noqa: BLE001 - any failure becomes a visible record
         if not rec:
             rec = _base_record(cell, grid, factors, ds, started, job, execution)
@@ -379,10 +381,7 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
                                 tested.n_events[0], ds.n_classes, cfg.ngram_n, cfg.seed)
             preds.update(feature_predictions(labelled.counts[0], label_y, counts, fc.shape,
                                              cfg.pool, ds.n_classes, cfg.seed))
-            rec["readouts"] = {
-                name: {"accuracy": float((p == eval_y).mean()),
-                       "confusion": confusion(eval_y, p, ds.n_classes).tolist()}
-                for name, p in preds.items()}
+            rec["readouts"] = score(preds, eval_y, ds.n_classes)
             if exc_per.sum() == 0:
                 rec["status"] = "silent"
                 rec["error"] = "no excitatory spike on the test set"

@@ -17,7 +17,8 @@ from bindsnet.network.monitors import Monitor
 
 from stdp_bench.config import CellConfig
 from stdp_bench.engine import kernel
-from stdp_bench.engine.replicas import EVENT_CAP, Responses, TrainStats, build_params, replica_seed
+from stdp_bench.engine.replicas import (EVENT_CAP, Responses, TrainStats, build_params,
+                                        first_events, replica_seed)
 from stdp_bench.networks.conv import build_feature_network, feature_shape, filters_of
 
 _MON = "Ae_spikes"
@@ -98,12 +99,7 @@ class FeatureCell:
             s = spikes.permute(1, 0, 2).cpu()  # [B, T, n]
             counts[0, lo:hi] = s.sum(1).numpy()
             in_spikes[0, lo:hi] = ins
-            b, t, j = (a.numpy() for a in s.nonzero(as_tuple=True))
-            starts = np.searchsorted(b, np.arange(hi - lo))
-            rank = np.arange(len(b)) - starts[b]
-            keep = rank < EVENT_CAP
-            events[0, lo + b[keep], rank[keep]] = np.stack([t[keep], j[keep]], 1)
-            n_events[0, lo:hi] = np.bincount(b, minlength=hi - lo)
+            events[0, lo:hi], n_events[0, lo:hi] = first_events(s)
             if on_progress is not None:
                 on_progress(hi - lo)
         return Responses(counts, events, n_events, in_spikes)

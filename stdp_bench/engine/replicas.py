@@ -79,6 +79,23 @@ def initial_weights(cfg: CellConfig, n_input: int) -> torch.Tensor:
     return cfg.w_init_max * torch.rand(n_input, cfg.n_neurons, generator=gen)
 
 
+def first_events(spikes: torch.Tensor, cap: int = EVENT_CAP
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``cap`` (step, neuron) events of each row of ``spikes`` [B, T, n].
+
+    Returns ``events`` [B, cap, 2] in step order (neurons increasing within a step), as
+    the kernel logs them, and the total number of events per row.
+    """
+    B = spikes.shape[0]
+    b, t, j = (a.cpu().numpy() for a in spikes.nonzero(as_tuple=True))
+    # nonzero is row-major, so events come sorted by row, step, neuron.
+    rank = np.arange(len(b)) - np.searchsorted(b, np.arange(B))[b]
+    keep = rank < cap
+    events = np.zeros((B, cap, 2), np.int32)
+    events[b[keep], rank[keep]] = np.stack([t[keep], j[keep]], 1)
+    return events, np.bincount(b, minlength=B)
+
+
 @dataclass
 class TrainStats:
     """Per-replica, per-sample counts from training."""

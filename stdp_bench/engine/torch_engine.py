@@ -24,7 +24,7 @@ from bindsnet.network.monitors import Monitor
 from stdp_bench.config import CellConfig
 from stdp_bench.engine import kernel
 from stdp_bench.engine.replicas import (EVENT_CAP, Responses, TrainStats, build_params,
-                                        initial_weights, replica_seed)
+                                        first_events, initial_weights, replica_seed)
 from stdp_bench.networks.replica import bind_replicas, build_replica_network
 
 _MON = "Ae_spikes"
@@ -168,14 +168,7 @@ class TorchReplicaSet:
             s = spikes.permute(1, 0, 2).cpu()  # [B, T, n]
             counts[reps, pos] = s.sum(1).numpy()
             in_spikes[reps, pos] = ins
-            b, t, j = s.nonzero(as_tuple=True)
-            b, t, j = b.numpy(), t.numpy(), j.numpy()
-            # Rank of each event within its row (events come sorted by row, step, neuron).
-            starts = np.searchsorted(b, np.arange(len(reps)))
-            rank = np.arange(len(b)) - starts[b]
-            keep = rank < EVENT_CAP
-            events[reps[b[keep]], pos[b[keep]], rank[keep]] = np.stack([t[keep], j[keep]], 1)
-            n_events[reps, pos] = np.bincount(b, minlength=len(reps))
+            events[reps, pos], n_events[reps, pos] = first_events(s)
             if on_progress is not None:
                 on_progress(hi - lo)
         return Responses(counts, events, n_events, in_spikes)
