@@ -146,3 +146,48 @@ rule = ["stdp", "none"]
                               "--y", "architecture"])
     assert res.exit_code == 0, res.output
     assert len(list((out / "figures").glob("filters_*.png"))) == 4
+
+
+@pytest.mark.parametrize("rule", ["stdp", "weight_dependent", "hebbian"])
+def test_event_local_rule_matches_stock_bindsnet(rule):
+    """EventLocalConnection + EventLocalPostPre vs stock LocalConnection + the stock rule."""
+    from bindsnet.network.monitors import Monitor
+
+    from stdp_bench.networks.conv import BatchedLocalConnection
+    from stdp_bench.rules import RULES
+
+    c = cfg("local", rule=rule, neuron="lif", nu_pre=5e-3, nu_post=2e-2, wmax=0.6,
+            conv_norm=3.0)
+    ours = build_feature_network(c, (8, 8), seed=3)
+    stock = build_feature_network(c, (8, 8), seed=3)
+    old = stock.connections[("X", "Ae")]
+    ref = BatchedLocalConnection(stock.layers["X"], stock.layers["Ae"], kernel_size=3,
+                                 stride=1, n_filters=6, input_shape=(8, 8),
+                                 update_rule=RULES[rule].stock_class,
+                                 nu=(c.nu_pre, c.nu_post), wmin=c.wmin, wmax=c.wmax,
+                                 norm=c.conv_norm / 9, w=old.w.detach().clone())
+    stock.connections[("X", "Ae")] = ref
+    # The stock constructor clamps the normalised weights to wmax; start both from that.
+    ours.connections[("X", "Ae")].w.data.copy_(ref.w)
+    for net in (ours, stock):
+        net.add_monitor(Monitor(net.layers["Ae"], state_vars=["s"]), name="m")
+        net.train(True)
+    gen = torch.Generator().manual_seed(5)
+    ds = load_dataset("digits")
+    spikes_total = 0
+    for k in range(4):
+        p = torch.from_numpy(ds.x_train[k]).view(1, 1, 8, 8) * 0.4
+        x = torch.bernoulli(p.expand(60, 1, 1, 8, 8).contiguous(), generator=gen)
+        out = []
+        for net in (ours, stock):
+            net.monitors["m"].reset_state_variables()
+            net.run(inputs={"X": x.clone()}, time=60)
+            out.append(net.monitors["m"].get("s").bool().clone())
+            net.reset_state_variables()
+        assert torch.equal(out[0], out[1]), f"presentation {k}: spikes differ"
+        w_ours = ours.connections[("X", "Ae")].w
+        assert torch.allclose(w_ours, ref.w, atol=1e-5), (
+            f"presentation {k}: max |dW| {(w_ours - ref.w).abs().max():.3g}")
+        spikes_total += int(out[0].sum())
+    assert spikes_total > 0
+    assert (ref.w[ref.mask] == 0).all() and (w_ours[ref.mask] == 0).all()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from bindsnet.learning import LearningRule
 from bindsnet.network import Network
 from bindsnet.network.nodes import Input, Nodes
 from bindsnet.network.topology import AbstractConnection, Conv2dConnection, LocalConnection
@@ -142,6 +143,88 @@ class BatchedLocalConnection(LocalConnection):
         return (a_post + self.b).view(s.size(0), *self.target.shape)
 
 
+class EventLocalConnection(BatchedLocalConnection):
+    """``LocalConnection`` whose batch-1 currents add the weight rows of inputs that fired.
+
+    Its learning rule (:class:`EventLocalPostPre`) touches only rows of inputs that fired
+    and columns of neurons that fired and keeps the entries outside each neuron's field
+    at zero itself, so the full-matrix mask fill of ``LocalConnection.update`` (784 x n
+    every step) is skipped; with ``NoOp`` nothing changes and nothing is filled.
+    """
+
+    def compute(self, s: torch.Tensor) -> torch.Tensor:
+        """Currents ``[batch, *target.shape]``; event-driven for one sample."""
+        if s.size(0) != 1:
+            return super().compute(s)
+        rows = s.view(-1).nonzero().flatten()
+        a_post = self.w.view(self.source.n, self.target.n)[rows].sum(0) + self.b
+        return a_post.view(1, *self.target.shape)
+
+    def update(self, **kwargs) -> None:
+        """Apply the learning rule (it keeps the field mask on what it touches)."""
+        if kwargs.get("learning", True):
+            self.update_rule.update(**kwargs)
+
+    def normalize(self) -> None:
+        super().normalize()
+        if isinstance(self.update_rule, EventLocalPostPre):
+            self.update_rule.full_clamp = True
+
+
+class EventLocalPostPre(LearningRule):
+    """Pair STDP (``kind = "stdp"``), weight-dependent STDP or Hebbian, event-driven.
+
+    The updates of BindsNET's ``PostPre`` / ``WeightDependentPostPre`` / ``Hebbian`` on a
+    ``LocalConnection`` at batch 1, restricted to the rows of inputs that fired and the
+    columns of neurons that fired (every other entry's update is zero), followed by the
+    [wmin, wmax] clamp and the field mask on those entries; the first step after a
+    normalisation clamps the whole matrix, as BindsNET's every-step clamp would
+    (tests/test_conv.py compares it with the stock classes).
+    """
+
+    def __init__(self, connection: AbstractConnection, nu=None, reduction=None,
+                 weight_decay: float = 0.0, kind: str = "stdp", **kwargs) -> None:
+        super().__init__(connection=connection, nu=nu, reduction=reduction,
+                         weight_decay=weight_decay, **kwargs)
+        if kind not in ("stdp", "weight_dependent", "hebbian"):
+            raise ValueError(f"kind {kind!r}; allowed: stdp, weight_dependent, hebbian")
+        self.kind = kind
+        self.full_clamp = False
+
+    def update(self, **kwargs) -> None:
+        """One step at batch 1."""
+        conn = self.connection
+        w = conn.w.view(conn.source.n, conn.target.n)
+        lo, hi = float(conn.wmin), float(conn.wmax)
+        keep = ~conn.mask.view_as(w)
+        if self.full_clamp:
+            w.clamp_(lo, hi)
+            self.full_clamp = False
+        s_in = self.source.s.view(-1).bool()
+        x_in = self.source.x.view(-1)
+        s_out = self.target.s.view(-1).bool()
+        x_out = self.target.x.view(-1)
+        i = s_in.nonzero().flatten()
+        j = s_out.nonzero().flatten()
+        nu_pre, nu_post = float(self.nu[0]), float(self.nu[1])
+        if self.kind == "weight_dependent":
+            rows = w[i]
+            upd = -((nu_pre * x_out) * (rows - lo))
+            upd = torch.where(s_out, upd + (nu_post * x_in[i].unsqueeze(1)) * (hi - rows), upd)
+            w[i] = rows + upd
+            cols = w[:, j]
+            w[:, j] = torch.where(s_in.unsqueeze(1), cols,
+                                  cols + (nu_post * x_in.unsqueeze(1)) * (hi - cols))
+        else:
+            sign = 1.0 if self.kind == "hebbian" else -1.0
+            if nu_pre != 0.0:
+                w[i] = w[i] + sign * (x_out * nu_pre)
+            if nu_post != 0.0:
+                w[:, j] = w[:, j] + x_in.unsqueeze(1) * nu_post
+        w[i] = w[i].clamp(lo, hi) * keep[i]
+        w[:, j] = w[:, j].clamp(lo, hi) * keep[:, j]
+
+
 def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: int,
                           device: str | torch.device = "cpu") -> Network:
     """The ``conv`` or ``local`` network of ``cfg``: layers ``X``, ``Ae``."""
@@ -165,10 +248,12 @@ def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: i
         conn = Conv2dConnection(x, ae, kernel_size=k, stride=cfg.stride, w=w, norm=norm,
                                 **common)
     else:
+        if cfg.rule != "none":
+            common.update(update_rule=EventLocalPostPre, kind=cfg.rule)
         # LocalConnection multiplies its norm by the kernel area (mean weight per input).
-        conn = BatchedLocalConnection(x, ae, kernel_size=k, stride=cfg.stride,
-                                      n_filters=cfg.n_filters, input_shape=image_shape,
-                                      norm=norm / (k * k), **common)
+        conn = EventLocalConnection(x, ae, kernel_size=k, stride=cfg.stride,
+                                    n_filters=cfg.n_filters, input_shape=image_shape,
+                                    norm=norm / (k * k), **common)
         conn.w.data.mul_(cfg.w_init_max)
     net.add_connection(conn, source="X", target="Ae")
     net.add_connection(LocationInhibition(ae, ae, cfg.conv_inh), source="Ae", target="Ae")
