@@ -71,6 +71,19 @@ class FeatureCell:
         X = np.ascontiguousarray(X, dtype=np.float32)
         conn = self.network.connections[("X", "Ae")]
         theta = self.network.layers["Ae"].theta
+        # Batch-1 steps are tiny ops: intra-op threads only add spin-waiting, which on a
+        # busy machine slows them down many times over.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self._train_loop(X, order, stats, conn, theta, on_progress)
+        finally:
+            torch.set_num_threads(threads)
+        return stats
+
+    def _train_loop(self, X: np.ndarray, order: np.ndarray, stats: TrainStats, conn,
+                    theta: torch.Tensor, on_progress: Callable[[int], None] | None) -> None:
+        K = len(order)
         for k in range(K):
             spikes, ins = self._run(X, order[k:k + 1], np.array([k]), 0, True)
             stats.exc_spikes[0, k] = int(spikes.sum())
@@ -82,7 +95,6 @@ class FeatureCell:
                 on_progress(50)
         if on_progress is not None and K % 50:
             on_progress(K % 50)
-        return stats
 
     def respond(self, X: np.ndarray, order: np.ndarray, *, phase: int, chunk: int = 200,
                 on_progress: Callable[[int], None] | None = None) -> Responses:
