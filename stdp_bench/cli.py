@@ -107,7 +107,10 @@ def show(
         help="Columns to group by (repeatable); default: the grids' factors and readout.")] = None,
     metric: Annotated[str, typer.Option(help="Column to aggregate.")] = "accuracy",
     where: Annotated[Optional[list[str]], typer.Option(
-        help="KEY=VALUE row filter (repeatable), e.g. --where n_neurons=100.")] = None,
+        help="KEY=VALUE[,VALUE...] row filter (repeatable), e.g. --where n_neurons=100 "
+             "--where readout=proportion_weighting,output.")] = None,
+    top: Annotated[Optional[int], typer.Option(
+        help="Only the N groups with the highest mean.")] = None,
 ) -> None:
     """Tidy table aggregated over seeds: mean and 95% interval."""
     import pandas as pd
@@ -128,27 +131,33 @@ def show(
         table = _filter(table, where or [])
         if not by:
             by = [f for f in factors if f != "seed"] + ["readout"]
-        typer.echo(summarize(table, list(by), metric).to_string(
-            index=False, float_format=lambda v: f"{v:.4f}"))
+        summary = summarize(table, list(by), metric)
+        if top is not None:
+            summary = summary.sort_values("mean", ascending=False).head(top)
+        typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     except (ConfigError, ValueError) as exc:
         _fail(exc)
 
 
 def _filter(table, where: list[str]):
-    """Rows matching every ``KEY=VALUE`` (compared as text, so 100 matches 100.0 too)."""
+    """Rows matching every ``KEY=VALUE[,VALUE...]`` (compared as text; 100 matches 100.0)."""
     for item in where:
         if "=" not in item:
             raise ConfigError(f"--where '{item}' must look like KEY=VALUE")
-        key, value = (part.strip() for part in item.split("=", 1))
+        key, values = (part.strip() for part in item.split("=", 1))
         if key not in table.columns:
             raise ConfigError(f"--where {item}: no column '{key}'")
-        col = table[key].map(lambda v: str(v))
-        alt = value
-        try:
-            alt = str(float(value)) if "." not in value else str(int(float(value)))
-        except ValueError:
-            pass
-        table = table[(col == value) | (col == alt)]
+        wanted = set()
+        for value in values.split(","):
+            value = value.strip()
+            wanted.add(value)
+            try:
+                number = float(value)
+                wanted.update({str(number), str(int(number))} if number == int(number)
+                              else {str(number)})
+            except ValueError:
+                pass
+        table = table[table[key].map(lambda v: str(v)).isin(wanted)]
     if table.empty:
         raise ConfigError(f"no rows match {' and '.join(where)}")
     return table

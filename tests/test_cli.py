@@ -73,6 +73,10 @@ def test_run_show_plot_and_resume(tmp_path, grid_file):
     assert res.exit_code == 0, res.output
     assert "bernoulli" in res.output and "poisson" not in res.output
     assert " 16 " in res.output  # both folders stacked: 2 x 2 cells x 4 readouts
+    res = run("show", out, "--where", "encoder=morse,bernoulli", "--where",
+              "readout=linear", "--by", "rule", "--top", "1")
+    assert res.exit_code == 0, res.output
+    assert len(res.output.strip().splitlines()) == 2  # header + the best group
     res = run("show", out, "--where", "encoder=morse")
     assert res.exit_code == 1 and "no rows match encoder=morse" in res.output
 
