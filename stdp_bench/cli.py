@@ -171,6 +171,11 @@ def plot(
     facet: Annotated[Optional[str], typer.Option(help="One panel per level of this factor.")] = "neuron",
     metric: Annotated[str, typer.Option(help="Column to plot.")] = "accuracy",
     readout: Annotated[str, typer.Option(help="Readout whose rows are plotted.")] = "proportion_weighting",
+    fields: Annotated[str, typer.Option(
+        help="Receptive fields / filters of all cells, of the best cell per architecture "
+             "(best), or none.")] = "all",
+    curve: Annotated[Optional[str], typer.Option(
+        help="Also plot the metric against this factor, e.g. n_train.")] = None,
 ) -> None:
     """Accuracy heatmaps, receptive fields and the best cell's confusion matrix (PNG)."""
     from stdp_bench.plots import plot_results
@@ -179,7 +184,7 @@ def plot(
         if not (results_dir / "cells").exists():
             raise ConfigError(f"{results_dir} has no cells/ folder: not a results folder")
         paths = plot_results(results_dir, x=x, y=y, facet=facet, metric=metric,
-                             readout=readout)
+                             readout=readout, fields=fields, curve=curve)
     except (ConfigError, ValueError) as exc:
         _fail(exc)
         return

@@ -243,13 +243,40 @@ def _best_record(records: list[dict], readout: str) -> tuple[dict, float] | None
     return best
 
 
+def learning_curve(df: pd.DataFrame, *, x: str = "n_train", metric: str = "accuracy",
+                   path: Path, title: str = "") -> Path:
+    """Mean ``metric`` (with min-max over seeds) against ``x``, one line per readout."""
+    _require_columns(df, x=x, metric=metric)
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    for readout, part in df.groupby("readout") if "readout" in df.columns else [("", df)]:
+        g = part.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
+        if g["mean"].notna().any():
+            ax.plot(g.index, g["mean"], marker="o", label=str(readout))
+            ax.fill_between(g.index, g["min"], g["max"], alpha=0.15)
+    if pd.api.types.is_numeric_dtype(df[x]) and (df[x] > 0).all():
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(title="readout", fontsize=8)
+    ax.set_title(_wrap(title or f"{metric} against {x}"), fontsize=10)
+    return _save(fig, path)
+
+
 def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",
-                 metric: str = "accuracy", readout: str = "proportion_weighting") -> list[Path]:
-    """Write the heatmap, every stored receptive field and the best cell's confusion matrix.
+                 metric: str = "accuracy", readout: str = "proportion_weighting",
+                 fields: str = "all", curve: str | None = None) -> list[Path]:
+    """Write the heatmap, receptive fields / filters and the best cell's confusion matrix.
 
     Figures go to ``out_dir/figures``. If x or y is not a column, the records' first
-    factors (other than seed) with more than one level are used instead.
+    factors (other than seed) with more than one level are used instead. ``fields``:
+    ``all`` draws every stored cell's receptive fields (or filters), ``best`` only the
+    best cell's (by ``readout``) and the best of each architecture, ``none`` none.
+    ``curve`` also draws ``metric`` against that factor (e.g. ``n_train``).
     """
+    if fields not in ("all", "best", "none"):
+        raise ValueError(f"fields = {fields!r}; allowed: all, best, none")
     out_dir = Path(out_dir)
     fig_dir = out_dir / FIGURES_DIR
     df = results.read_table(out_dir)
@@ -262,7 +289,24 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
     written = [heatmaps(df, x=hx, y=hy, facet=hfacet, metric=metric, readout=readout,
                         path=fig_dir / f"heatmap_{metric}_{readout}.png")]
 
-    for rec in records:
+    if curve is not None:
+        written.append(learning_curve(df, x=curve, metric=metric,
+                                      path=fig_dir / f"curve_{metric}_{curve}.png",
+                                      title=f"{metric} against {curve} ({records[0].get('grid')})"))
+    chosen = records
+    if fields == "none":
+        chosen = []
+    elif fields == "best":
+        keep = set()
+        by_arch: dict[object, list[dict]] = {}
+        for rec in records:
+            by_arch.setdefault((rec.get("settings") or {}).get("architecture"), []).append(rec)
+        for group in by_arch.values():
+            top = _best_record(group, readout) or _best_record(group, "linear")
+            if top is not None:
+                keep.add(top[0]["cell_id"])
+        chosen = [r for r in records if r["cell_id"] in keep]
+    for rec in chosen:
         arts = rec.get("artifacts") or {}
         cell_id = rec["cell_id"]
         rel = arts.get("weights")

@@ -84,6 +84,12 @@ def test_run_show_plot_and_resume(tmp_path, grid_file):
     assert res.exit_code == 0, res.output
     assert any((out / "figures").glob("heatmap_*.png"))
     assert any((out / "figures").glob("receptive_fields_*.png"))
+    for f in (out / "figures").glob("receptive_fields_*.png"):
+        f.unlink()
+    res = run("plot", out, "--fields", "best", "--curve", "encoder")
+    assert res.exit_code == 0, res.output
+    assert len(list((out / "figures").glob("receptive_fields_*.png"))) == 1
+    assert (out / "figures" / "curve_accuracy_encoder.png").exists()
 
 
 def test_set_pins_factor_and_same_seed_same_numbers(tmp_path, grid_file):
