@@ -68,8 +68,8 @@ def _key(table: pd.DataFrame) -> pd.DataFrame:
             .sort_values(["cell_id", "readout"]).reset_index(drop=True))
 
 
-def _cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stdp_bench", *args],
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "stdp_bench", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -107,7 +107,9 @@ def _check_complete(out: Path, reference: pd.DataFrame) -> None:
 def test_ray_cluster_survives_a_killed_worker(grid_file, reference, tmp_path):
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A private head on 127.0.0.1: no usage reporting, and no token authentication (a
+    # token left in ~/.ray by an earlier local instance would otherwise be demanded).
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     start = subprocess.run(
         [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
          "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
@@ -117,7 +119,7 @@ def test_ray_cluster_survives_a_killed_worker(grid_file, reference, tmp_path):
         out = tmp_path / "ray"
         t0 = time.time()
         proc = _cli("run", str(grid_file), "--out", str(out), "--quiet", "--replicas", "1",
-                    "--backend", "ray", "--address", f"127.0.0.1:{port}")
+                    "--backend", "ray", "--address", f"127.0.0.1:{port}", env=env)
         killed = _kill_first("ray::_ray_job", proc)
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output
