@@ -51,12 +51,19 @@ def _run(job: Job, ctx: JobContext, on_progress: Progress | None = None) -> list
                    on_progress=on_progress, execution=ctx.execution)
 
 
-def _worker_init(threads: int) -> None:
-    # N workers share the machine's cores: each gets its share of numba and torch threads.
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+def _set_threads(threads: int) -> None:
+    """Numba and torch threads of this process (numba is already imported by now, so its
+    environment variable would come too late; ``set_num_threads`` works at run time)."""
+    import numba
     import torch
 
-    torch.set_num_threads(threads)
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(max(1, threads))
+
+
+def _worker_init(threads: int) -> None:
+    # N workers share the machine's cores: each gets its share of the threads.
+    _set_threads(threads)
 
 
 def run_local(jobs: list[Job], ctx: JobContext, *, workers: int = 1, max_retries: int = 2,
@@ -145,14 +152,10 @@ def run_ray(jobs: list[Job], ctx: JobContext, *, address: str | None = None,
 
 
 def _ray_job(job: Job, ctx: JobContext) -> list[dict]:
-    # Inside a Ray worker: its CPU share decides numba's thread count.
-    try:
-        import ray
+    # Inside a Ray worker: the task's CPU share decides its thread count.
+    import ray
 
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(max(1, int(cpus))))
-    except Exception:  # noqa: BLE001 - threads are an optimisation only
-        pass
+    _set_threads(int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
     return _run(job, ctx)
 
 
@@ -173,12 +176,9 @@ def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", worker
              address: str | None = None, on_progress: Progress | None = None
              ) -> Iterator[list[dict]]:
     """Dispatch to a backend by name; yields each job's records as it finishes."""
+    check_backend(backend, address)
     if backend == "local":
-        if address:
-            raise ConfigError("--address is for --backend ray")
         return run_local(jobs, ctx, workers=workers, on_progress=on_progress)
-    if backend == "ray":
-        return run_ray(jobs, ctx, address=address, num_cpus=workers if workers > 1 else None,
-                       on_progress=on_progress)
-    raise ConfigError(f"--backend {backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
+    return run_ray(jobs, ctx, address=address, num_cpus=workers if workers > 1 else None,
+                   on_progress=on_progress)
 

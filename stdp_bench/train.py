@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from dataclasses import dataclass
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stdp_bench.config import CellConfig
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.data import Dataset, Subsets, load_dataset, make_subsets
 from stdp_bench.encoders import auto_gain
 from stdp_bench.engine.replicas import ReplicaSet
@@ -43,8 +43,6 @@ class Execution:
     def resolve(cls, device: str = "auto", engine: str = "auto") -> "Execution":
         """Pick concrete values; ``auto`` means CUDA when present, else the CPU kernel."""
         import torch
-
-        from stdp_bench.config import ConfigError
 
         if device not in DEVICES:
             raise ConfigError(f"--device {device!r} is not allowed; allowed: {', '.join(DEVICES)}")

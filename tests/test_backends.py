@@ -87,7 +87,8 @@ def _kill_first(pattern: str, proc: subprocess.Popen, timeout: float = 120) -> i
             os.kill(pids[0], signal.SIGKILL)
             return pids[0]
         time.sleep(0.02)
-    raise AssertionError(f"no process matching {pattern!r} appeared")
+    output = proc.communicate(timeout=60)[0] if proc.poll() is not None else "(still running)"
+    raise AssertionError(f"no process matching {pattern!r} appeared; run output:\n{output}")
 
 
 def _free_port() -> int:
