@@ -20,6 +20,7 @@ inside the records (``record["_arrays"]``) and the driver writes them.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -165,11 +166,8 @@ def check_backend(backend: str, address: str | None) -> None:
         raise ConfigError(f"--backend {backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
     if backend == "local" and address:
         raise ConfigError("--address is for --backend ray")
-    if backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'") from None
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'")
 
 
 def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", workers: int = 1,

@@ -13,7 +13,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from stdp_bench.cli import app
