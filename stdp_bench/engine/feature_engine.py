@@ -66,8 +66,7 @@ class FeatureCell:
               on_progress: Callable[[int], None] | None = None) -> TrainStats:
         """Present ``X[order[k]]`` one at a time with plasticity on."""
         K = len(order)
-        stats = TrainStats(np.zeros((1, K), np.int64), np.zeros((1, K), np.int64),
-                           np.zeros((1, K), np.int64), np.zeros(1, np.int64))
+        stats = TrainStats.zeros(1, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
         conn = self.network.connections[("X", "Ae")]
         theta = self.network.layers["Ae"].theta

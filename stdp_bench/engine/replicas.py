@@ -105,6 +105,12 @@ class TrainStats:
     retries: np.ndarray  # (R, n_train)
     diverged_at: np.ndarray  # (R,) 1-based sample position, 0 when finite throughout
 
+    @classmethod
+    def zeros(cls, R: int, K: int) -> "TrainStats":
+        """All-zero statistics for R replicas and K training presentations."""
+        return cls(np.zeros((R, K), np.int64), np.zeros((R, K), np.int64),
+                   np.zeros((R, K), np.int64), np.zeros(R, np.int64))
+
 
 @dataclass
 class Responses:
@@ -147,8 +153,7 @@ class ReplicaSet:
               ) -> TrainStats:
         """Present ``X[orders[r, k]]`` to replica r for k = 0.. with plasticity on."""
         R, K = orders.shape
-        stats = TrainStats(np.zeros((R, K), np.int64), np.zeros((R, K), np.int64),
-                           np.zeros((R, K), np.int64), np.zeros(R, np.int64))
+        stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
         Y = np.ascontiguousarray(Y, dtype=np.int64)
         for lo in range(0, K, chunk):

@@ -111,8 +111,7 @@ class TorchReplicaSet:
               ) -> TrainStats:
         """Present ``X[orders[r, k]]`` to replica r for k = 0.. with plasticity on."""
         R, K = orders.shape
-        stats = TrainStats(np.zeros((R, K), np.int64), np.zeros((R, K), np.int64),
-                           np.zeros((R, K), np.int64), np.zeros(R, np.int64))
+        stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
         min_spikes = self.IP[:, kernel.I_MIN_SPIKES]
         max_retries = self.IP[:, kernel.I_MAX_RETRIES]
