@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from bindsnet.learning import LearningRule
 from bindsnet.network import Network
@@ -34,8 +35,7 @@ from bindsnet.network.topology import AbstractConnection
 
 from stdp_bench.config import CellConfig
 from stdp_bench.engine import kernel
-from stdp_bench.neurons import NEURONS, decay
-from stdp_bench.rules import RULES
+from stdp_bench.engine.replicas import build_params
 
 # splitmix64 constants as signed int64 (torch has no uint64 arithmetic).
 _GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)
@@ -355,39 +355,31 @@ class ReplicaPostPre(LearningRule):
             W[r2, :, j] = self._clamp(W[r2, :, j], r2)
 
 
-def _layer_params(cfgs: Sequence[CellConfig], inhibitory: bool) -> dict[str, torch.Tensor]:
-    def col(values: list[float]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32)
+def _layer_params(P: np.ndarray, IP: np.ndarray, inhibitory: bool) -> dict[str, torch.Tensor]:
+    """Per-replica neuron parameters of one layer, read from the kernel's parameter rows
+    (``engine.replicas.build_params``), so both engines map a ``CellConfig`` one way."""
+    def col(j: int) -> torch.Tensor:
+        return torch.from_numpy(P[:, j].copy())
+
+    def icol(j: int) -> torch.Tensor:
+        return torch.from_numpy(IP[:, j].astype(np.float32))
 
     if inhibitory:
-        return {
-            "thresh": col([c.inh_thresh_mv for c in cfgs]),
-            "rest": col([c.inh_rest_mv for c in cfgs]),
-            "reset": col([c.inh_reset_mv for c in cfgs]),
-            "refrac": col([c.inh_refrac_ms for c in cfgs]),
-            "decay": col([decay(c.dt, c.inh_tc_decay_ms) for c in cfgs]),
-            "theta_plus": col([0.0] * len(cfgs)),
-            "theta_decay": col([1.0] * len(cfgs)),
-            "leaky": col([1.0] * len(cfgs)),
-            "adaptive": col([0.0] * len(cfgs)),
-            "one_spike": col([0.0] * len(cfgs)),
-            "v_init": col([c.inh_rest_mv for c in cfgs]),
-        }
-    models = [NEURONS[c.neuron] for c in cfgs]
-    return {
-        "thresh": col([c.thresh_mv for c in cfgs]),
-        "rest": col([c.rest_mv for c in cfgs]),
-        "reset": col([c.reset_mv for c in cfgs]),
-        "refrac": col([c.refrac_ms for c in cfgs]),
-        "decay": col([decay(c.dt, c.tc_decay_ms) for c in cfgs]),
-        "theta_plus": col([c.theta_plus if m.adaptive else 0.0 for c, m in zip(cfgs, models)]),
-        "theta_decay": col([decay(c.dt, c.tc_theta_decay_ms) for c in cfgs]),
-        "leaky": col([float(m.leaky) for m in models]),
-        "adaptive": col([float(m.adaptive) for m in models]),
-        "one_spike": col([float(m.adaptive and c.one_spike) for c, m in zip(cfgs, models)]),
-        # IFNodes start at (and reset to) their reset potential; the others at rest.
-        "v_init": col([c.rest_mv if m.leaky else c.reset_mv for c, m in zip(cfgs, models)]),
-    }
+        zeros, ones = torch.zeros(len(P)), torch.ones(len(P))
+        return {"thresh": col(kernel.F_ITHRESH), "rest": col(kernel.F_IREST),
+                "reset": col(kernel.F_IRESET), "refrac": col(kernel.F_IREFRAC),
+                "decay": col(kernel.F_IDECAY), "theta_plus": zeros, "theta_decay": ones,
+                "leaky": ones, "adaptive": zeros, "one_spike": zeros,
+                "v_init": col(kernel.F_IREST)}
+    adaptive = icol(kernel.I_ADAPTIVE)
+    return {"thresh": col(kernel.F_THRESH), "rest": col(kernel.F_REST),
+            "reset": col(kernel.F_RESET), "refrac": col(kernel.F_REFRAC),
+            "decay": col(kernel.F_DECAY),
+            # Non-adaptive rows never raise theta.
+            "theta_plus": col(kernel.F_THETA_PLUS) * adaptive,
+            "theta_decay": col(kernel.F_THETA_DECAY), "leaky": icol(kernel.I_LEAKY),
+            "adaptive": adaptive, "one_spike": icol(kernel.I_ONE_SPIKE),
+            "v_init": col(kernel.F_VINIT)}
 
 
 def build_replica_network(cfgs: Sequence[CellConfig], n_input: int, w0: torch.Tensor,
@@ -409,31 +401,31 @@ def build_replica_network(cfgs: Sequence[CellConfig], n_input: int, w0: torch.Te
         raise ValueError("replicas must share n_neurons and dt")
     if tuple(w0.shape) != (R, n_input, n):
         raise ValueError(f"w0 has shape {tuple(w0.shape)}; expected ({R}, {n_input}, {n})")
+    P, IP = build_params(cfgs, list(gains), n_classes)
     tc_trace = torch.tensor([c.tc_trace_ms for c in cfgs])
     seed_t = torch.tensor(list(seeds), dtype=torch.long)
     net = Network(dt=cfgs[0].dt, batch_size=R)
     x = ReplicaInput(n_input, tc_trace=tc_trace)
-    ae = ReplicaNodes(n, _layer_params(cfgs, False), seed_t, traces=True, tc_trace=tc_trace)
-    ai = ReplicaNodes(n, _layer_params(cfgs, True), seed_t, traces=False)
+    ae = ReplicaNodes(n, _layer_params(P, IP, False), seed_t, traces=True, tc_trace=tc_trace)
+    ai = ReplicaNodes(n, _layer_params(P, IP, True), seed_t, traces=False)
     net.add_layer(x, name="X")
     net.add_layer(ae, name="Ae")
     net.add_layer(ai, name="Ai")
 
-    def col(values: list[float]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32)
+    def col(j: int) -> torch.Tensor:
+        return torch.from_numpy(P[:, j].copy())
 
     eye = torch.eye(n)
     x_ae = ReplicaConnection(
-        x, ae, w0, gain=col(list(gains)), norm=col([c.norm for c in cfgs]),
+        x, ae, w0, gain=col(kernel.F_GAIN), norm=col(kernel.F_NORM),
         event_driven=event_driven, update_rule=ReplicaPostPre,
-        code=torch.tensor([RULES[c.rule].code for c in cfgs]),
-        nu_pre=col([c.nu_pre for c in cfgs]), nu_post=col([c.nu_post for c in cfgs]),
-        wmin=col([c.wmin for c in cfgs]), wmax=col([c.wmax for c in cfgs]),
-        n_classes=n_classes)
-    exc = col([c.exc for c in cfgs]).view(R, 1, 1)
-    inh = col([c.inh for c in cfgs]).view(R, 1, 1)
-    ae_ai = ReplicaConnection(ae, ai, exc * eye, event_driven=event_driven)
-    ai_ae = ReplicaConnection(ai, ae, -inh * (1 - eye), event_driven=event_driven)
+        code=torch.from_numpy(IP[:, kernel.I_RULE].copy()),
+        nu_pre=col(kernel.F_NU_PRE), nu_post=col(kernel.F_NU_POST),
+        wmin=col(kernel.F_WMIN), wmax=col(kernel.F_WMAX), n_classes=n_classes)
+    ae_ai = ReplicaConnection(ae, ai, col(kernel.F_EXC).view(R, 1, 1) * eye,
+                              event_driven=event_driven)
+    ai_ae = ReplicaConnection(ai, ae, -col(kernel.F_INH).view(R, 1, 1) * (1 - eye),
+                              event_driven=event_driven)
     net.add_connection(x_ae, source="X", target="Ae")
     net.add_connection(ae_ai, source="Ae", target="Ai")
     net.add_connection(ai_ae, source="Ai", target="Ae")
