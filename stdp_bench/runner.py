@@ -84,6 +84,13 @@ def prepare_out_dir(grid: GridSpec, out_dir: Path) -> None:
         raise ConfigError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
 
 
+def remove_stale_temp_files(out_dir: Path) -> None:
+    """Delete temp files a killed run left behind (results.py writes ``.NAME.*.tmp`` and
+    renames it). Only called under the lock, so no live writer owns them."""
+    for tmp in out_dir.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def write_grid_file(grid: GridSpec, out_dir: Path) -> None:
     """Record the grid as run (under the lock, so a refused run cannot overwrite it)."""
     try:
@@ -134,6 +141,7 @@ def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = Non
     preflight(limit_cells(expand(grid), limit_train), data_dir)
     prepare_out_dir(grid, out_dir)
     with results_lock(out_dir):
+        remove_stale_temp_files(out_dir)
         write_grid_file(grid, out_dir)
         cells, jobs = plan(grid, out_dir, limit_train, max_replicas)
         ctx = JobContext(grid=grid.name, factors=tuple(grid.factors),
