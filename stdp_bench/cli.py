@@ -55,7 +55,7 @@ def run(
     replicas: Annotated[int, typer.Option(
         help="Most cells trained together as replicas in one job.")] = 8,
     backend: Annotated[str, typer.Option(
-        help="local (this machine) or ray (Ray tasks; pip install 'stdp_bench[ray]').")] = "local",
+        help="local (this machine) or ray (Ray tasks; pip install 'stdp_bench\\[ray]').")] = "local",
     workers: Annotated[int, typer.Option(
         help="local: jobs run at once in worker processes; ray: CPUs of a new local "
              "Ray instance.")] = 1,

@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "encoder": ("poisson", "bernoulli", "rank_order", "direct"),
     "neuron": ("if", "lif", "adaptive"),
     "rule": ("stdp", "weight_dependent", "hebbian", "teacher", "none"),
+    "conv_learning": ("every_spike", "first_spike"),
 }
 
 # Settings that count things: they must be >= 1 (or >= 0 where listed in NON_NEGATIVE).
@@ -118,6 +119,10 @@ class CellConfig:
     # between feature maps at one location.
     conv_norm: float = 10.0
     conv_inh: float = 5.0
+    # Which spikes of a conv / local layer learn: "every_spike" (BindsNET's rules as they
+    # are) or "first_spike" (Kheradpisheh et al. 2018: each filter once per image, at its
+    # first spike, claiming that place; see networks/first_spike.py). dc2015 ignores it.
+    conv_learning: str = "every_spike"
     # Gradient-trained baselines (family ann, surrogate).
     batch_size: int = 128
     lr: float = 1e-3
@@ -148,7 +153,7 @@ FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(CellConf
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # Settings added after the first published results (see CellConfig.cell_id). Append new
 # settings here; never remove one.
-LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh")
+LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning")
 
 # Architectures each family can build, and encoders only some families accept.
 FAMILY_ARCHITECTURES: dict[str, tuple[str, ...]] = {

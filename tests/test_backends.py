@@ -78,8 +78,12 @@ def _pids(pattern: str) -> list[int]:
     return [int(p) for p in out.split() if int(p) != os.getpid()]
 
 
-def _kill_first(pattern: str, proc: subprocess.Popen, timeout: float = 120) -> int:
-    """SIGKILL the first process matching ``pattern`` while ``proc`` still runs."""
+def _kill_first(pattern: str, proc: subprocess.Popen, timeout: float = 300) -> int:
+    """SIGKILL the first process matching ``pattern`` while ``proc`` still runs.
+
+    The timeout is generous: with two grid workers busy on this 2-core machine, no Ray
+    task had started after 120 s, and the whole Ray grid then took 270 s (16 s when quiet).
+    """
     end = time.time() + timeout
     while time.time() < end and proc.poll() is None:
         pids = _pids(pattern)

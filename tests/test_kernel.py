@@ -72,7 +72,6 @@ def run_present(W, theta, cfg: CellConfig, raster: np.ndarray, learning: bool = 
     counts = np.zeros(n, np.int64)
     ev_buf = np.zeros((T * n, 2), np.int32)
     n_ev = np.zeros(1, np.int64)
-    x = np.zeros(W.shape[0], np.float32)
     kernel.present(W, theta, P[0], IP[0], ptr, idx, T, learning, label,
                    np.array([3], np.uint64), counts, ev_buf, n_ev, np.array([False]),
                    np.zeros(1000, np.int64), np.zeros(1, np.int64))

@@ -13,9 +13,10 @@ have shape ``(n_filters, H, W)`` and the same competition:
 
 The neurons are IF, LIF or adaptive-threshold LIF by the ``neuron`` factor, the
 ``X -> Ae`` connection is plastic under the ``rule`` factor (BindsNET's ``PostPre``,
-``WeightDependentPostPre``, ``Hebbian``; ``none`` for the random-feature control), and
-weights are normalised to a total of ``conv_norm`` per filter (conv) or per neuron
-(local).
+``WeightDependentPostPre``, ``Hebbian``; ``none`` for the random-feature control; with
+``conv_learning = "first_spike"`` the competitive first-spike form of that rule,
+:mod:`stdp_bench.networks.first_spike`), and weights are normalised to a total of
+``conv_norm`` per filter (conv) or per neuron (local).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import torch
 from bindsnet.learning import LearningRule
 from bindsnet.network import Network
 from bindsnet.network.nodes import Input, Nodes
-from bindsnet.network.topology import AbstractConnection, Conv2dConnection, LocalConnection
+from bindsnet.network.topology import AbstractConnection, LocalConnection
 
 from stdp_bench.config import CellConfig
+from stdp_bench.networks.first_spike import (ClaimingConv2dConnection, FirstSpikePostPre,
+                                             ResetsRule)
 from stdp_bench.neurons import NEURONS, decay
 from stdp_bench.rules import RULES
 
@@ -143,7 +146,7 @@ class BatchedLocalConnection(LocalConnection):
         return (a_post + self.b).view(s.size(0), *self.target.shape)
 
 
-class EventLocalConnection(BatchedLocalConnection):
+class EventLocalConnection(ResetsRule, BatchedLocalConnection):
     """``LocalConnection`` whose batch-1 currents add the weight rows of inputs that fired.
 
     Its learning rule (:class:`EventLocalPostPre`) touches only rows of inputs that fired
@@ -243,12 +246,15 @@ def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: i
     norm = cfg.conv_norm
     common = dict(update_rule=rule, nu=(cfg.nu_pre, cfg.nu_post), wmin=cfg.wmin,
                   wmax=cfg.wmax)
+    first_spike = cfg.conv_learning == "first_spike" and cfg.rule != "none"
+    if first_spike:
+        common.update(update_rule=FirstSpikePostPre, kind=cfg.rule)
     if cfg.architecture == "conv":
         w = cfg.w_init_max * torch.rand(cfg.n_filters, 1, k, k)
-        conn = Conv2dConnection(x, ae, kernel_size=k, stride=cfg.stride, w=w, norm=norm,
-                                **common)
+        conn = ClaimingConv2dConnection(x, ae, kernel_size=k, stride=cfg.stride, w=w,
+                                        norm=norm, **common)
     else:
-        if cfg.rule != "none":
+        if cfg.rule != "none" and not first_spike:
             common.update(update_rule=EventLocalPostPre, kind=cfg.rule)
         # LocalConnection multiplies its norm by the kernel area (mean weight per input).
         conn = EventLocalConnection(x, ae, kernel_size=k, stride=cfg.stride,

@@ -1,0 +1,144 @@
+"""First-spike competitive STDP for conv / local layers (``conv_learning = "first_spike"``).
+
+BindsNET's ``PostPre`` on a ``Conv2dConnection`` sums the update of every spike at every
+location into the shared kernel, so each filter learns the average of all the patches it
+answers: the kernels blur into the same blob and are worse features than random ones
+(results/conv, session 2). Kheradpisheh et al. (2018) train their convolutional STDP
+layers differently, and this rule does the same on BindsNET's connections:
+
+* each filter learns at most once per image, from its first spike;
+* the winning location is *claimed* for the image: no other filter learns at locations
+  whose patches overlap it by more than half (``claim_radius``), so filters that answer
+  the same stroke cannot all learn it, and the maps spread over different features;
+* among spikes of one step, the filter whose weights match its patch best goes first.
+
+For ``local`` layers every location has its own filters, so "filter" means one neuron
+and a location is claimed by the first neuron to spike there (radius 0).
+
+The update is the rule's potentiation term at that spike: ``nu_post * x_pre`` over the
+patch for ``stdp`` and ``hebbian``, times ``(wmax - w)`` for ``weight_dependent``; the
+per-filter normalisation (``conv_norm``) after each image supplies the depression.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from bindsnet.learning import LearningRule
+from bindsnet.network.topology import AbstractConnection, Conv2dConnection
+
+KINDS = ("stdp", "weight_dependent", "hebbian")
+
+
+def claim_radius(kernel_size: int, stride: int) -> int:
+    """Locations within this distance have patches overlapping by more than half."""
+    return max(0, math.ceil(kernel_size / (2 * stride)) - 1)
+
+
+class FirstSpikePostPre(LearningRule):
+    """Once-per-image, claim-based STDP on a ``Conv2dConnection`` or local connection."""
+
+    def __init__(self, connection: AbstractConnection, nu=None, reduction=None,
+                 weight_decay: float = 0.0, kind: str = "stdp", **kwargs) -> None:
+        super().__init__(connection=connection, nu=nu, reduction=reduction,
+                         weight_decay=weight_decay, **kwargs)
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r}; allowed: {', '.join(KINDS)}")
+        self.kind = kind
+        self.shared = isinstance(connection, Conv2dConnection)
+        self.learned: torch.Tensor | None = None  # [F]: filter has learned this image
+        self.claimed: torch.Tensor | None = None  # [H, W]: location claimed this image
+        # (filter, y, x) of each update this image, in order; n_updates over all images.
+        self.claims: list[tuple[int, int, int]] = []
+        self.n_updates = 0
+
+    def reset_state_variables(self) -> None:
+        """A new image: every filter may learn again and no location is claimed."""
+        self.learned = None
+        self.claimed = None
+        self.claims = []
+
+    def _geometry(self) -> tuple[int, int]:
+        # The connection sets its kernel size and stride after building its rule.
+        conn = self.connection
+        k, s = conn.kernel_size, conn.stride
+        return (int(k[0] if isinstance(k, tuple) else k),
+                int(s[0] if isinstance(s, tuple) else s))
+
+    def _patches(self) -> torch.Tensor:
+        """Presynaptic traces under each location, ``[k * k, H * W]``."""
+        x = self.source.x.float()
+        k, s = self._geometry()
+        return F.unfold(x.view(1, 1, *x.shape[-2:]), k, stride=s)[0]
+
+    def update(self, **kwargs) -> None:
+        """Learn from the first spikes of this step that find their filter and place free."""
+        s = self.target.s[0]
+        if not bool(s.any()):
+            return
+        n_f, h, w = s.shape
+        if self.claimed is None:
+            self.claimed = torch.zeros(h, w, dtype=torch.bool, device=s.device)
+            self.learned = torch.zeros(n_f, dtype=torch.bool, device=s.device)
+        cand = s & ~self.claimed
+        if self.shared:
+            cand &= ~self.learned.view(n_f, 1, 1)
+        idx = cand.nonzero()
+        if len(idx) == 0:
+            return
+        f, y, x = idx.unbind(1)
+        loc = y * w + x
+        cols = self._patches()
+        conn = self.connection
+        if self.shared:
+            kernels = conn.w.view(n_f, -1)
+            match = (kernels[f] * cols[:, loc].T).sum(1)
+        else:
+            wl = conn.w.view(conn.source.n, -1)
+            match = (wl[:, f * h * w + loc] * self.source.x.view(-1, 1)).sum(0)
+        r = claim_radius(*self._geometry()) if self.shared else 0
+        for c in torch.argsort(match, descending=True, stable=True).tolist():
+            fc, yc, xc = int(f[c]), int(y[c]), int(x[c])
+            if bool(self.claimed[yc, xc]) or (self.shared and bool(self.learned[fc])):
+                continue
+            self.claimed[max(0, yc - r):yc + r + 1, max(0, xc - r):xc + r + 1] = True
+            self.learned[fc] = True
+            self._potentiate(fc, yc * w + xc, cols, h * w)
+            self.claims.append((fc, yc, xc))
+            self.n_updates += 1
+
+    def _potentiate(self, f: int, loc: int, cols: torch.Tensor, n_loc: int) -> None:
+        conn = self.connection
+        nu = float(self.nu[1])
+        lo, hi = float(conn.wmin), float(conn.wmax)
+        if self.shared:
+            wf = conn.w.data[f, 0]
+            pre = cols[:, loc].view_as(wf)
+        else:
+            wl = conn.w.data.view(conn.source.n, -1)
+            j = f * n_loc + loc
+            field = ~conn.mask.view_as(wl)[:, j]
+            wf = wl[:, j]
+            pre = self.source.x.view(-1).float() * field
+        dw = nu * pre
+        if self.kind == "weight_dependent":
+            dw = dw * (hi - wf)
+        wf.add_(dw).clamp_(lo, hi)
+        if not self.shared:
+            wf.mul_(field)
+
+
+class ResetsRule:
+    """Connection mixin: ``reset_state_variables`` (a new image) also resets the rule."""
+
+    def reset_state_variables(self) -> None:
+        super().reset_state_variables()
+        reset = getattr(self.update_rule, "reset_state_variables", None)
+        if reset is not None:
+            reset()
+
+
+class ClaimingConv2dConnection(ResetsRule, Conv2dConnection):
+    """``Conv2dConnection`` that tells its learning rule when a new image starts."""
