@@ -3,7 +3,7 @@
 BindsNET's ``PostPre`` on a ``Conv2dConnection`` sums the update of every spike at every
 location into the shared kernel, so each filter learns the average of all the patches it
 answers: the kernels blur into the same blob and are worse features than random ones
-(results/conv, session 2). Kheradpisheh et al. (2018) train their convolutional STDP
+(grids/conv_learning.toml). Kheradpisheh et al. (2018) train their convolutional STDP
 layers differently, and this rule does the same on BindsNET's connections:
 
 * each filter learns at most once per image, from its first spike;
