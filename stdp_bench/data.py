@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stdp_bench.config import ConfigError
+from stdp_bench.config import CellConfig, ConfigError
 
 DATASETS = ("digits", "mnist")
 
@@ -93,6 +93,12 @@ class Subsets:
     evaluate: np.ndarray  # into x_test (split="test") or x_train (split="validation")
     eval_from_train: bool
 
+    def eval_split(self, ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` of the split that ``evaluate`` indexes."""
+        if self.eval_from_train:
+            return ds.x_train, ds.y_train
+        return ds.x_test, ds.y_test
+
 
 def make_subsets(ds: Dataset, n_train: int, n_label: int, n_test: int, seed: int,
                  split: str = "test", label_source: str = "heldout") -> Subsets:
@@ -124,3 +130,9 @@ def make_subsets(ds: Dataset, n_train: int, n_label: int, n_test: int, seed: int
         return Subsets(train, label, order[n_train + n_held:need], True)
     test_order = np.random.default_rng([seed, 104729]).permutation(len(ds.y_test))
     return Subsets(train, label, np.sort(test_order[:min(n_test, len(test_order))]), False)
+
+
+def cell_subsets(ds: Dataset, cfg: CellConfig) -> Subsets:
+    """:func:`make_subsets` with a cell's sizes, seed, split and label source."""
+    return make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,
+                        cfg.label_source)

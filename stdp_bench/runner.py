@@ -14,7 +14,7 @@ import tomli_w
 from tqdm import tqdm
 
 from stdp_bench.config import ConfigError, GridSpec
-from stdp_bench.data import load_dataset, make_subsets
+from stdp_bench.data import load_dataset, cell_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.backends import JobContext, check_backend, run_jobs
 from stdp_bench.results import done_cell_ids, rebuild_tables, write_cell
@@ -106,8 +106,7 @@ def preflight(cells: list[Cell], data_dir: str | Path | None) -> None:
     for cell in cells:
         cfg = cell.config
         ds = load_dataset(cfg.dataset, data_dir)
-        make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,
-                     cfg.label_source)
+        cell_subsets(ds, cfg)
 
 
 def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,

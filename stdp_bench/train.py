@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from stdp_bench.config import CellConfig, ConfigError
-from stdp_bench.data import Dataset, Subsets, load_dataset, make_subsets
+from stdp_bench.data import Dataset, Subsets, cell_subsets, load_dataset
 from stdp_bench.encoders import auto_gain
 from stdp_bench.engine.replicas import ReplicaSet
 from stdp_bench.grid import Cell, Job
@@ -186,9 +186,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
     try:
         cfgs = [c.config for c in job.cells]
         ds = load_dataset(cfgs[0].dataset, data_dir)
-        subsets = [make_subsets(ds, c.n_train, c.n_label, c.n_test, c.seed, c.split,
-                                 c.label_source)
-                   for c in cfgs]
+        subsets = [cell_subsets(ds, c) for c in cfgs]
         gains = [c.input_gain if c.input_gain > 0
                  else auto_gain(c.encoder, ds.x_train, c.intensity_hz, c.time, c.dt)
                  for c in cfgs]
@@ -209,8 +207,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         label_orders = np.stack([s.label for s in subsets])
         labelled = replicas.respond(ds.x_train, label_orders, phase=1,
                                     on_progress=_scaled(on_progress, len(cfgs)))
-        eval_x = ds.x_train if subsets[0].eval_from_train else ds.x_test
-        eval_y = ds.y_train if subsets[0].eval_from_train else ds.y_test
+        eval_x, eval_y = subsets[0].eval_split(ds)
         eval_orders = np.stack([s.evaluate for s in subsets])
         tested = replicas.respond(eval_x, eval_orders, phase=2,
                                   on_progress=_scaled(on_progress, len(cfgs)))
@@ -292,10 +289,9 @@ def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
     try:
         ds = load_dataset(cfg.dataset, data_dir)
         rec = _base_record(cell, grid, factors, ds, started, job, execution)
-        sub = make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,
-                           cfg.label_source)
-        eval_x = ds.x_train if sub.eval_from_train else ds.x_test
-        eval_y = (ds.y_train if sub.eval_from_train else ds.y_test)[sub.evaluate]
+        sub = cell_subsets(ds, cfg)
+        eval_x, eval_y = sub.eval_split(ds)
+        eval_y = eval_y[sub.evaluate]
         result = train_baseline(cfg, ds.x_train[sub.train], ds.y_train[sub.train],
                                 eval_x[sub.evaluate], ds.image_shape, ds.n_classes,
                                 device=execution.device, on_progress=on_progress)
@@ -332,8 +328,7 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
     try:
         ds = load_dataset(cfg.dataset, data_dir)
         rec = _base_record(cell, grid, factors, ds, started, job, execution)
-        sub = make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,
-                           cfg.label_source)
+        sub = cell_subsets(ds, cfg)
         fc = FeatureCell(cfg, ds.image_shape, 1.0, ds.n_classes, device=execution.device)
         t0 = time.perf_counter()
         stats = fc.train(ds.x_train, ds.y_train, _train_orders([cfg], [sub])[0],
@@ -341,8 +336,8 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         labelled = fc.respond(ds.x_train, sub.label, phase=1, on_progress=on_progress)
-        eval_x = ds.x_train if sub.eval_from_train else ds.x_test
-        eval_y = (ds.y_train if sub.eval_from_train else ds.y_test)[sub.evaluate]
+        eval_x, eval_y = sub.eval_split(ds)
+        eval_y = eval_y[sub.evaluate]
         tested = fc.respond(eval_x, sub.evaluate, phase=2, on_progress=on_progress)
         eval_s = time.perf_counter() - t0
         counts = tested.counts[0]
