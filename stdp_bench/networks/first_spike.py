@@ -90,9 +90,10 @@ class FirstSpikePostPre(LearningRule):
             return
         f, y, x = idx.unbind(1)
         loc = y * w + x
-        cols = self._patches()
         conn = self.connection
+        cols = None  # local neurons read the whole trace map: no patches to cut
         if self.shared:
+            cols = self._patches()
             kernels = conn.w.view(n_f, -1)
             match = (kernels[f] * cols[:, loc].T).sum(1)
         else:
@@ -109,7 +110,7 @@ class FirstSpikePostPre(LearningRule):
             self.claims.append((fc, yc, xc))
             self.n_updates += 1
 
-    def _potentiate(self, f: int, loc: int, cols: torch.Tensor, n_loc: int) -> None:
+    def _potentiate(self, f: int, loc: int, cols: torch.Tensor | None, n_loc: int) -> None:
         conn = self.connection
         nu = float(self.nu[1])
         lo, hi = float(conn.wmin), float(conn.wmax)
