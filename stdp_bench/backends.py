@@ -16,6 +16,9 @@ inside the records (``record["_arrays"]``) and the driver writes them.
   task that still fails gives its cells ``error`` records. ``address`` joins a running
   cluster (``auto`` or ``HOST:PORT``); without one a local Ray instance is started.
   Every node needs stdp_bench installed and the data root at the same path.
+
+Grid jobs and tuning rungs are both tasks of a :class:`TaskKind`, which says how to run
+one, how much progress it counts for, and what stands for it when it is lost.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing import get_context
-from typing import Callable
+from typing import Any, Callable, Generic, TypeVar
 
 from stdp_bench.config import ConfigError
 from stdp_bench.grid import Job
@@ -35,6 +39,8 @@ from stdp_bench.train import Execution, error_records, job_samples, run_job
 
 BACKENDS = ("local", "ray")
 Progress = Callable[[int], None]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,34 @@ class JobContext:
     execution: Execution
 
 
-def _run(job: Job, ctx: JobContext, on_progress: Progress | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class TaskKind(Generic[T, R]):
+    """How to run one kind of task on any backend.
+
+    ``run(task, on_progress)`` does the work (a module-level function or a
+    ``functools.partial`` of one, so it pickles to workers); ``size(task)`` is the
+    progress it counts for when it runs elsewhere; ``lost(task, message)`` is the result
+    that stands for a task whose worker died beyond its retries.
+    """
+
+    run: Callable[[T, Progress | None], R]
+    size: Callable[[T], int]
+    lost: Callable[[T, str], R]
+
+
+def _run(job: Job, on_progress: Progress | None, ctx: JobContext) -> list[dict]:
     return run_job(job, grid=ctx.grid, factors=list(ctx.factors), data_dir=ctx.data_dir,
                    on_progress=on_progress, execution=ctx.execution)
+
+
+def _lost_job(job: Job, message: str, ctx: JobContext) -> list[dict]:
+    return error_records(job, ctx.grid, list(ctx.factors), message)
+
+
+def grid_jobs(ctx: JobContext) -> TaskKind[Job, list[dict]]:
+    """Grid jobs: each yields its cells' records (error records for a lost job)."""
+    return TaskKind(run=partial(_run, ctx=ctx), size=job_samples,
+                    lost=partial(_lost_job, ctx=ctx))
 
 
 def _set_threads(threads: int) -> None:
@@ -67,51 +98,54 @@ def _worker_init(threads: int) -> None:
     _set_threads(threads)
 
 
-def run_local(jobs: list[Job], ctx: JobContext, *, workers: int = 1, max_retries: int = 2,
-              on_progress: Progress | None = None) -> Iterator[list[dict]]:
-    """Yield each job's records as it finishes, running ``workers`` jobs at a time."""
+def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
+              max_retries: int = 2, on_progress: Progress | None = None
+              ) -> Iterator[tuple[T, R]]:
+    """Yield ``(task, result)`` as each task finishes, running ``workers`` at a time."""
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be at least 1")
     if workers == 1:
-        for job in jobs:
-            yield _run(job, ctx, on_progress)
+        for task in tasks:
+            yield task, kind.run(task, on_progress)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    attempts = {id(job): 0 for job in jobs}
-    pending = list(jobs)
+    attempts = {id(task): 0 for task in tasks}
+    pending = list(tasks)
     while pending:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                    initializer=_worker_init, initargs=(threads,))
-        futures: dict[Future, Job] = {pool.submit(_run, job, ctx): job for job in pending}
+        futures: dict[Future, Any] = {pool.submit(kind.run, task, None): task
+                                      for task in pending}
         pending = []
         try:
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    job = futures.pop(fut)
+                    task = futures.pop(fut)
                     try:
-                        records = fut.result()
+                        result = fut.result()
                     except BrokenProcessPool:
-                        # A worker died; every job still in this pool is lost with it.
-                        attempts[id(job)] += 1
-                        if attempts[id(job)] > max_retries:
-                            yield error_records(job, ctx.grid, list(ctx.factors),
-                                                f"worker process died {attempts[id(job)]} "
-                                                "times running this job")
+                        # A worker died; every task still in this pool is lost with it.
+                        attempts[id(task)] += 1
+                        if attempts[id(task)] > max_retries:
+                            yield task, kind.lost(task, f"worker process died "
+                                                        f"{attempts[id(task)]} times "
+                                                        "running this job")
                         else:
-                            pending.append(job)
+                            pending.append(task)
                         continue
                     if on_progress is not None:
-                        on_progress(job_samples(job))
-                    yield records
+                        on_progress(kind.size(task))
+                    yield task, result
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_ray(jobs: list[Job], ctx: JobContext, *, address: str | None = None,
+def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
             num_cpus: int | None = None, cpus_per_job: float = 1.0, max_retries: int = 3,
-            on_progress: Progress | None = None) -> Iterator[list[dict]]:
-    """Yield each job's records as its Ray task finishes (see the module docstring)."""
+            gpus_per_job: int = 0, on_progress: Progress | None = None
+            ) -> Iterator[tuple[T, R]]:
+    """Yield ``(task, result)`` as each Ray task finishes (see the module docstring)."""
     try:
         import ray
     except ImportError:
@@ -127,24 +161,22 @@ def run_ray(jobs: list[Job], ctx: JobContext, *, address: str | None = None,
             raise ConfigError(f"--backend ray: cannot reach a Ray cluster at "
                               f"{address or 'a new local instance'}: {exc}") from None
         started_here = True
-    gpus = 1 if ctx.execution.device == "cuda" else 0
-    task = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus, max_retries=max_retries,
-                      retry_exceptions=False)(_ray_job)
-    refs = {task.remote(job, ctx): job for job in jobs}
+    remote = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
+                        max_retries=max_retries, retry_exceptions=False)(_ray_job)
+    refs = {remote.remote(kind.run, task): task for task in tasks}
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
-                job = refs.pop(ref)
+                task = refs.pop(ref)
                 try:
-                    records = ray.get(ref)
+                    result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - worker lost beyond its retries
-                    records = error_records(job, ctx.grid, list(ctx.factors),
-                                            f"Ray task failed after {max_retries} retries: "
-                                            f"{type(exc).__name__}: {exc}")
+                    result = kind.lost(task, f"Ray task failed after {max_retries} "
+                                             f"retries: {type(exc).__name__}: {exc}")
                 if on_progress is not None:
-                    on_progress(job_samples(job))
-                yield records
+                    on_progress(kind.size(task))
+                yield task, result
     finally:
         for ref in refs:
             ray.cancel(ref, force=True)
@@ -152,12 +184,12 @@ def run_ray(jobs: list[Job], ctx: JobContext, *, address: str | None = None,
             ray.shutdown()
 
 
-def _ray_job(job: Job, ctx: JobContext) -> list[dict]:
+def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any) -> Any:
     # Inside a Ray worker: the task's CPU share decides its thread count.
     import ray
 
     _set_threads(int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
-    return _run(job, ctx)
+    return run(task, None)
 
 
 def check_backend(backend: str, address: str | None) -> None:
@@ -170,13 +202,23 @@ def check_backend(backend: str, address: str | None) -> None:
         raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'")
 
 
+def run_tasks(tasks: list[T], kind: TaskKind[T, R], *, backend: str = "local",
+              workers: int = 1, address: str | None = None, gpus_per_job: int = 0,
+              on_progress: Progress | None = None) -> Iterator[tuple[T, R]]:
+    """Dispatch to a backend by name; yields ``(task, result)`` as each task finishes."""
+    check_backend(backend, address)
+    if backend == "local":
+        return run_local(tasks, kind, workers=workers, on_progress=on_progress)
+    return run_ray(tasks, kind, address=address, num_cpus=workers if workers > 1 else None,
+                   gpus_per_job=gpus_per_job, on_progress=on_progress)
+
+
 def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", workers: int = 1,
              address: str | None = None, on_progress: Progress | None = None
              ) -> Iterator[list[dict]]:
-    """Dispatch to a backend by name; yields each job's records as it finishes."""
-    check_backend(backend, address)
-    if backend == "local":
-        return run_local(jobs, ctx, workers=workers, on_progress=on_progress)
-    return run_ray(jobs, ctx, address=address, num_cpus=workers if workers > 1 else None,
-                   on_progress=on_progress)
-
+    """Grid jobs on a backend; yields each job's records as it finishes."""
+    gpus = 1 if ctx.execution.device == "cuda" else 0
+    for _, records in run_tasks(jobs, grid_jobs(ctx), backend=backend, workers=workers,
+                                address=address, gpus_per_job=gpus,
+                                on_progress=on_progress):
+        yield records

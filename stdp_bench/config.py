@@ -195,19 +195,25 @@ class GridSpec:
     description: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     factors: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # The ``[search]`` table as written; ``stdp-bench tune`` validates it
+    # (:func:`stdp_bench.search_space.parse_search`), ``run`` does not read it.
+    search: dict[str, Any] = field(default_factory=dict)
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The grid as it would be written back to TOML."""
-        return {"name": self.name, "description": self.description,
-                "settings": dict(self.settings),
-                "factors": {k: list(v) for k, v in self.factors.items()}}
+        out = {"name": self.name, "description": self.description,
+               "settings": dict(self.settings),
+               "factors": {k: list(v) for k, v in self.factors.items()}}
+        if self.search:
+            out["search"] = self.search
+        return out
 
 
 class ConfigError(ValueError):
     """A grid file or override that cannot be run; the message names the problem."""
 
 
-def _check_value(key: str, value: Any, where: str) -> Any:
+def check_value(key: str, value: Any, where: str) -> Any:
     """Validate one setting value and return it coerced to the field's type."""
     if key not in FIELD_TYPES:
         close = difflib.get_close_matches(key, FIELD_TYPES, n=3)
@@ -244,7 +250,7 @@ def _check_value(key: str, value: Any, where: str) -> Any:
 
 def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
     """Validate a grid read from TOML (or built in code)."""
-    allowed_top = {"name", "description", "settings", "factors"}
+    allowed_top = {"name", "description", "settings", "factors", "search"}
     for key in data:
         if key not in allowed_top:
             raise ConfigError(
@@ -259,19 +265,22 @@ def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
         raise ConfigError(f"{source}: 'settings' must be a table")
     if not isinstance(factors_raw, dict):
         raise ConfigError(f"{source}: 'factors' must be a table")
-    settings = {k: _check_value(k, v, f"{source} [settings]") for k, v in settings_raw.items()}
+    search_raw = data.get("search", {})
+    if not isinstance(search_raw, dict):
+        raise ConfigError(f"{source}: 'search' must be a table")
+    settings = {k: check_value(k, v, f"{source} [settings]") for k, v in settings_raw.items()}
     factors: dict[str, tuple[Any, ...]] = {}
     for key, levels in factors_raw.items():
         if not isinstance(levels, list) or not levels:
             raise ConfigError(f"{source} [factors]: '{key}' = {levels!r} must be a non-empty list")
-        checked = tuple(_check_value(key, v, f"{source} [factors]") for v in levels)
+        checked = tuple(check_value(key, v, f"{source} [factors]") for v in levels)
         if len(set(checked)) != len(checked):
             raise ConfigError(f"{source} [factors]: '{key}' = {levels!r} repeats a level")
         if key in settings:
             raise ConfigError(f"{source}: '{key}' is both a setting and a factor")
         factors[key] = checked
     return GridSpec(name=name, description=str(data.get("description", "")),
-                    settings=settings, factors=factors)
+                    settings=settings, factors=factors, search=search_raw)
 
 
 def load_grid(path: str | Path) -> GridSpec:
@@ -308,10 +317,10 @@ def apply_overrides(grid: GridSpec, overrides: list[str]) -> GridSpec:
         value = _parse_scalar(text)
         where = f"--set {item}"
         if isinstance(value, list):
-            factors[key] = tuple(_check_value(key, v, where) for v in value)
+            factors[key] = tuple(check_value(key, v, where) for v in value)
             settings.pop(key, None)
         else:
-            settings[key] = _check_value(key, value, where)
+            settings[key] = check_value(key, value, where)
             factors.pop(key, None)
     return GridSpec(name=grid.name, description=grid.description, settings=settings,
-                    factors=factors)
+                    factors=factors, search=grid.search)

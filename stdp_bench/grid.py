@@ -6,6 +6,7 @@ import itertools
 from dataclasses import dataclass, replace
 
 from stdp_bench.config import CellConfig, GridSpec, check_cell
+from stdp_bench.results import record_key
 
 # Settings that fix tensor shapes and the sample schedule: cells that agree on all of
 # them can be trained together as independent replicas in one job.
@@ -20,11 +21,19 @@ class Cell:
 
     config: CellConfig
     levels: tuple[tuple[str, object], ...]  # (factor, level) pairs, in grid order
+    # Tuned grids run each cell twice, at its default and at its tuned settings; the
+    # two can coincide, so the stage is part of the record's key but not of the id.
+    stage: str | None = None
 
     @property
     def cell_id(self) -> str:
         """Stable id of the resolved settings."""
         return self.config.cell_id()
+
+    @property
+    def record_key(self) -> str:
+        """Name of the cell's record: its id, prefixed by its stage when it has one."""
+        return record_key(self.cell_id, self.stage)
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class Job:
     @property
     def job_id(self) -> str:
         """Id made of its cells' ids (order matters for nothing but naming)."""
-        return "+".join(c.cell_id for c in self.cells)[:64]
+        return "+".join(c.record_key for c in self.cells)[:64]
 
 
 def expand(grid: GridSpec) -> list[Cell]:

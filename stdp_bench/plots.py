@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -101,6 +102,23 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def annotated_heatmap(ax, table: pd.DataFrame, cmap: Colormap, norm: Normalize,
+                      fmt: Callable[[float], str]):
+    """Draw ``table`` (rows on y, columns on x) on ``ax`` with each value written in its
+    cell; return the image for a colour bar."""
+    values = table.to_numpy(dtype=float)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            v = values[i, j]
+            ax.text(j, i, fmt(v), ha="center", va="center", fontsize=8,
+                    color=_text_colour(cmap, norm, v))
+    ax.set_xticks(range(values.shape[1]), [str(c) for c in table.columns], rotation=30,
+                  ha="right")
+    ax.set_yticks(range(values.shape[0]), [str(r) for r in table.index])
+    return image
+
+
 def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",
              metric: str = "accuracy", readout: str = "proportion_weighting", path: Path) -> Path:
     """One annotated heatmap of mean ``metric`` (y rows, x columns) per level of ``facet``.
@@ -118,23 +136,14 @@ def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: st
         norm = Normalize(lo, hi if hi > lo else lo + 1.0)
     cmap = _cmap("viridis")
 
-    first = next(iter(tables.values()))
-    n_rows, n_cols = first.shape
+    n_rows, n_cols = next(iter(tables.values())).shape
     n_panels = len(tables)
     panel_w, panel_h = max(3.0, 0.9 * n_cols + 1.5), max(2.5, 0.5 * n_rows + 1.5)
     fig = Figure(figsize=(panel_w * n_panels + 1.0, panel_h + 0.6), layout="constrained")
     axes = fig.subplots(1, n_panels, squeeze=False)[0]
     image = None
     for ax, (level, table) in zip(axes, tables.items()):
-        values = table.to_numpy()
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
-        for i in range(n_rows):
-            for j in range(n_cols):
-                v = values[i, j]
-                ax.text(j, i, _format_value(v, metric), ha="center", va="center", fontsize=8,
-                        color=_text_colour(cmap, norm, v))
-        ax.set_xticks(range(n_cols), [str(c) for c in table.columns], rotation=30, ha="right")
-        ax.set_yticks(range(n_rows), [str(r) for r in table.index])
+        image = annotated_heatmap(ax, table, cmap, norm, lambda v: _format_value(v, metric))
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         if level is not None:
@@ -226,9 +235,14 @@ def _choose_axes(df: pd.DataFrame, records: list[dict], x: str, y: str,
     return new_x, new_y
 
 
+def _key(record: dict) -> str:
+    return results.record_key(record["cell_id"], record.get("stage"))
+
+
 def _levels_label(record: dict) -> str:
     settings = record.get("settings") or {}
-    return ", ".join(f"{f}={settings.get(f)}" for f in record.get("factors") or [])
+    # "stage" (tuned grids) is a factor of the record, not a setting.
+    return ", ".join(f"{f}={settings.get(f, record.get(f))}" for f in record.get("factors") or [])
 
 
 def _best_record(records: list[dict], readout: str) -> tuple[dict, float] | None:
@@ -286,8 +300,13 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
 
     hx, hy = _choose_axes(df, records, x, y, facet)
     hfacet = facet if facet is not None and facet in df.columns and facet not in (hx, hy) else None
-    written = [heatmaps(df, x=hx, y=hy, facet=hfacet, metric=metric, readout=readout,
-                        path=fig_dir / f"heatmap_{metric}_{readout}.png")]
+    written = []
+    # A tuned grid's table holds two stages of every cell: averaging them would mean
+    # nothing, so its heatmaps are drawn per stage by stdp_bench.tune_plots.
+    if "stage" not in df.columns:
+        written.append(heatmaps(df, x=hx, y=hy, facet=hfacet, metric=metric,
+                                readout=readout,
+                                path=fig_dir / f"heatmap_{metric}_{readout}.png"))
 
     if curve is not None:
         written.append(learning_curve(df, x=curve, metric=metric,
@@ -304,11 +323,11 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
         for group in by_arch.values():
             top = _best_record(group, readout) or _best_record(group, "linear")
             if top is not None:
-                keep.add(top[0]["cell_id"])
-        chosen = [r for r in records if r["cell_id"] in keep]
+                keep.add(_key(top[0]))
+        chosen = [r for r in records if _key(r) in keep]
     for rec in chosen:
         arts = rec.get("artifacts") or {}
-        cell_id = rec["cell_id"]
+        cell_id = _key(rec)
         rel = arts.get("weights")
         if rel and (out_dir / rel).is_file():
             written.append(receptive_fields(np.load(out_dir / rel), tuple(rec["image_shape"]),

@@ -105,27 +105,48 @@ def linear_probe(train_counts: np.ndarray, train_y: np.ndarray, test_counts: np.
     return model.predict(test_counts.astype(np.float64)).astype(np.int64)
 
 
+def predict_readout(name: str, label_counts: np.ndarray, label_y: np.ndarray,
+                    label_events: np.ndarray, label_n_events: np.ndarray,
+                    test_counts: np.ndarray, test_events: np.ndarray,
+                    test_n_events: np.ndarray, n_classes: int, ngram_n: int, seed: int
+                    ) -> np.ndarray | None:
+    """One readout fitted on the labelling responses, predicting the test responses.
+
+    None for ``ngram`` when its dense score array would exceed ``NGRAM_MAX_CELLS``.
+    """
+    if name in ("all_activity", "proportion_weighting"):
+        torch.manual_seed(seed)  # assign_labels breaks ties with torch noise
+        assignments, proportions, _ = assign_labels(
+            _as_raster(label_counts), torch.as_tensor(label_y), n_classes)
+        test_raster = _as_raster(test_counts)
+        if name == "all_activity":
+            pred = all_activity(test_raster, assignments, n_classes).numpy()
+        else:
+            pred = proportion_weighting(test_raster, assignments, proportions,
+                                        n_classes).numpy()
+    elif name == "ngram":
+        if label_counts.shape[1] ** ngram_n * n_classes > NGRAM_MAX_CELLS:
+            return None
+        scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
+                              label_counts.shape[1])
+        pred = ngram_predict(test_events, test_n_events, scores, n_classes, ngram_n)
+    elif name == "linear":
+        pred = linear_probe(label_counts, label_y, test_counts, seed)
+    else:
+        raise ValueError(f"unknown readout '{name}'; allowed: {', '.join(READOUTS)}")
+    return np.asarray(pred, dtype=np.int64)
+
+
 def predict_all(label_counts: np.ndarray, label_y: np.ndarray, label_events: np.ndarray,
                 label_n_events: np.ndarray, test_counts: np.ndarray,
                 test_events: np.ndarray, test_n_events: np.ndarray, n_classes: int,
                 ngram_n: int, seed: int) -> dict[str, np.ndarray]:
     """Fit every readout on the labelling responses and predict the test responses."""
-    torch.manual_seed(seed)  # assign_labels breaks ties with torch noise
-    assignments, proportions, _ = assign_labels(
-        _as_raster(label_counts), torch.as_tensor(label_y), n_classes)
-    test_raster = _as_raster(test_counts)
-    preds = {
-        "all_activity": all_activity(test_raster, assignments, n_classes).numpy(),
-        "proportion_weighting": proportion_weighting(
-            test_raster, assignments, proportions, n_classes).numpy(),
-    }
-    if label_counts.shape[1] ** ngram_n * n_classes <= NGRAM_MAX_CELLS:
-        scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
-                              label_counts.shape[1])
-        preds["ngram"] = ngram_predict(test_events, test_n_events, scores, n_classes,
-                                       ngram_n)
-    preds["linear"] = linear_probe(label_counts, label_y, test_counts, seed)
-    return {k: np.asarray(v, dtype=np.int64) for k, v in preds.items()}
+    preds = {name: predict_readout(name, label_counts, label_y, label_events,
+                                   label_n_events, test_counts, test_events, test_n_events,
+                                   n_classes, ngram_n, seed)
+             for name in READOUTS}
+    return {k: v for k, v in preds.items() if v is not None}
 
 
 def feature_predictions(label_counts: np.ndarray, label_y: np.ndarray,

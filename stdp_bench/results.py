@@ -25,8 +25,12 @@ READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
 BASELINE_READOUTS = ("output",)
 
 CELLS_DIR = "cells"
-PARQUET_NAME = "results.parquet"
-CSV_NAME = "results.csv"
+TABLE_STEM = "results"  # results.parquet and results.csv
+PARQUET_NAME = f"{TABLE_STEM}.parquet"
+# A tuned grid's folder also holds its Optuna studies and the table of their trials.
+STUDY_DB = "study.db"
+TRIALS_STEM = "trials"  # trials.parquet and trials.csv
+STAGES = ("default", "tuned")  # the final runs of a tuned grid, per cell
 
 CORE_COLUMNS = ("cell_id", "grid", "status", "error", "readout", "accuracy")
 PROVENANCE_COLUMNS = ("config_hash", "commit", "started", "ended", "job_id", "replicas", "device")
@@ -69,13 +73,29 @@ def write_json_atomic(path: Path, obj: dict) -> None:
     _replace_atomically(path, write)
 
 
-def write_record(out_dir: Path, record: dict) -> Path:
-    """Write one cell record to ``out_dir/cells/<cell_id>.json`` atomically; return the path."""
+def record_key(cell_id: str, stage: str | None) -> str:
+    """Name of a cell's record: ``cell_id``, or ``STAGE-cell_id`` for a cell of a tuned
+    grid's final runs (its default and tuned settings may coincide, so the stage keeps
+    the two records apart).
+
+    >>> record_key("0123abcd4567", None), record_key("0123abcd4567", "tuned")
+    ('0123abcd4567', 'tuned-0123abcd4567')
+    """
+    return cell_id if stage is None else f"{stage}-{cell_id}"
+
+
+def _key_of(record: dict) -> str:
     cell_id = record.get("cell_id")
     if not isinstance(cell_id, str) or not cell_id or Path(cell_id).name != cell_id \
             or cell_id.startswith("."):
         raise ValueError(f"record has no usable cell_id (got {cell_id!r})")
-    path = Path(out_dir) / CELLS_DIR / f"{cell_id}.json"
+    return record_key(cell_id, record.get("stage"))
+
+
+def write_record(out_dir: Path, record: dict) -> Path:
+    """Write one cell record to ``out_dir/cells/<key>.json`` atomically (the key is the
+    cell id, prefixed by the stage of a tuned grid's record); return the path."""
+    path = Path(out_dir) / CELLS_DIR / f"{_key_of(record)}.json"
     write_json_atomic(path, record)
     return path
 
@@ -95,7 +115,7 @@ def write_cell(out_dir: Path, record: dict) -> Path:
     arrays = record.pop("_arrays", None) or {}
     artifacts = dict(record.get("artifacts") or {})
     for name, array in arrays.items():
-        rel = Path("artifacts") / str(record.get("cell_id")) / f"{name}.npy"
+        rel = Path("artifacts") / _key_of(record) / f"{name}.npy"
         _replace_atomically(Path(out_dir) / rel, lambda tmp, a=array: _save_npy(tmp, a))
         artifacts[name] = str(rel)
     record["artifacts"] = artifacts
@@ -121,7 +141,8 @@ def load_records(out_dir: Path) -> list[dict]:
 
 
 def done_cell_ids(out_dir: Path) -> set[str]:
-    """Ids of cells with a finished record: ok, silent or diverged (results, kept).
+    """Record keys (:func:`record_key`) of cells with a finished record: ok, silent or
+    diverged (results, kept).
 
     Cells whose record says ``error`` are not done: errors are mostly transient (a
     killed worker, a full disk, memory), so a rerun tries them again and replaces the
@@ -167,20 +188,23 @@ def tidy(records: list[dict]) -> pd.DataFrame:
     Every STDP cell gets a row for each name in READOUTS, every baseline cell one for
     each in BASELINE_READOUTS (accuracy NaN where that readout is missing, e.g. for error
     cells) so it stays visible in every per-readout view; any other readouts a record
-    has follow, sorted by name. Rows are ordered by cell_id,
-    then readout. Confusion matrices are left out.
+    has follow, sorted by name. Rows are ordered by cell_id
+    (then stage), then readout; records with a ``stage`` add a ``stage`` column. Confusion matrices are left out.
     """
-    records = sorted(records, key=lambda r: str(r.get("cell_id")))
-    ids = [r.get("cell_id") for r in records]
+    records = sorted(records, key=lambda r: (str(r.get("cell_id")), str(r.get("stage"))))
+    ids = [record_key(str(r.get("cell_id")), r.get("stage")) for r in records]
     if len(set(ids)) != len(ids):
         dup = sorted({str(i) for i in ids if ids.count(i) > 1})
         raise ValueError(f"duplicate cell_id in records: {dup}")
+    # Records of a tuned grid's final runs say which stage (default / tuned) they are.
+    staged = any("stage" in r for r in records)
 
     settings_cols = _first_seen_keys(r.get("settings") or {} for r in records)
     metric_cols = _first_seen_keys(r.get("metrics") or {} for r in records)
     version_cols = [f"version_{k}" for k in
                     _first_seen_keys((r.get("provenance") or {}).get("versions") or {} for r in records)]
-    columns = list(dict.fromkeys([*CORE_COLUMNS, *settings_cols, *metric_cols,
+    columns = list(dict.fromkeys([*CORE_COLUMNS, *(["stage"] if staged else []),
+                                  *settings_cols, *metric_cols,
                                   *PROVENANCE_COLUMNS, *version_cols]))
 
     rows = []
@@ -189,6 +213,8 @@ def tidy(records: list[dict]) -> pd.DataFrame:
         prov = rec.get("provenance") or {}
         base: dict[str, object] = {"cell_id": rec.get("cell_id"), "grid": rec.get("grid"),
                                    "status": rec.get("status"), "error": rec.get("error")}
+        if staged:
+            base["stage"] = rec.get("stage")
         # Earlier sources win on a name clash: the seed column comes from settings,
         # not from provenance, and no setting can shadow a core column.
         for source in (rec.get("settings") or {}, rec.get("metrics") or {},
@@ -207,12 +233,17 @@ def tidy(records: list[dict]) -> pd.DataFrame:
     return _unify_mixed_columns(df)
 
 
+def write_table(df: pd.DataFrame, out_dir: Path, stem: str) -> None:
+    """Write ``df`` as ``STEM.parquet`` and ``STEM.csv`` in ``out_dir``, each atomically."""
+    out_dir = Path(out_dir)
+    _replace_atomically(out_dir / f"{stem}.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+    _replace_atomically(out_dir / f"{stem}.csv", lambda tmp: df.to_csv(tmp, index=False))
+
+
 def rebuild_tables(out_dir: Path) -> pd.DataFrame:
     """Rebuild ``results.parquet`` and ``results.csv`` from the cell records; return the table."""
-    out_dir = Path(out_dir)
     df = tidy(load_records(out_dir))
-    _replace_atomically(out_dir / PARQUET_NAME, lambda tmp: df.to_parquet(tmp, index=False))
-    _replace_atomically(out_dir / CSV_NAME, lambda tmp: df.to_csv(tmp, index=False))
+    write_table(df, out_dir, TABLE_STEM)
     return df
 
 
@@ -281,3 +312,27 @@ def summarize(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> pd.D
     out = pd.DataFrame(rows, columns=columns)
     out = out.sort_values("mean", ascending=False, na_position="last", kind="stable")
     return out.reset_index(drop=True)
+
+
+def compare_stages(df: pd.DataFrame, by: list[str], metric: str = "accuracy") -> pd.DataFrame:
+    """A tuned grid's default and tuned stages side by side, per group of ``by``.
+
+    Columns: ``by``, then ``default`` and ``tuned`` (mean over seeds with its 95%
+    interval as ``[low, high]``), their difference of means, and ``n`` per stage; best
+    tuned mean first.
+    """
+    by = [b for b in by if b != "stage"]
+    summary = summarize(df, [*by, "stage"], metric)
+    parts = {stage: summary[summary["stage"] == stage].drop(columns="stage").set_index(by)
+             for stage in STAGES}
+    out = pd.DataFrame(index=parts["tuned"].index.union(parts["default"].index, sort=False))
+    for stage, part in parts.items():
+        part = part.reindex(out.index)
+        out[f"{stage}"] = part["mean"]
+        out[f"{stage}_ci95"] = [f"[{lo:.4f}, {hi:.4f}]" if np.isfinite(lo) else ""
+                                for lo, hi in zip(part["ci95_low"], part["ci95_high"])]
+        out[f"n_{stage}"] = part["n"]
+    out["tuned_minus_default"] = out["tuned"] - out["default"]
+    out = out.reset_index()
+    return out.sort_values("tuned", ascending=False, na_position="last",
+                           kind="stable").reset_index(drop=True)

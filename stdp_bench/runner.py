@@ -113,9 +113,13 @@ def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,
          max_replicas: int = 8) -> tuple[list[Cell], list[Job]]:
     """All cells of the grid, and the jobs still to run (finished cells skipped)."""
     cells = limit_cells(expand(grid), limit_train)
+    return cells, pending_jobs(cells, out_dir, max_replicas)
+
+
+def pending_jobs(cells: list[Cell], out_dir: Path, max_replicas: int) -> list[Job]:
+    """Jobs of the cells that have no finished record in ``out_dir``."""
     done = done_cell_ids(out_dir) if out_dir.exists() else set()
-    todo = [c for c in cells if c.cell_id not in done]
-    return cells, group_jobs(todo, max_replicas)
+    return group_jobs([c for c in cells if c.record_key not in done], max_replicas)
 
 
 def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = None,
@@ -146,16 +150,10 @@ def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = Non
         ctx = JobContext(grid=grid.name, factors=tuple(grid.factors),
                          data_dir=None if data_dir is None else str(data_dir),
                          execution=execution)
-        total = sum(job_samples(j) for j in jobs)
-        bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05,
-                   desc=f"{grid.name}: {sum(len(j.cells) for j in jobs)}/{len(cells)} cells")
         try:
-            for records in run_jobs(jobs, ctx, backend=backend, workers=workers,
-                                    address=address, on_progress=bar.update):
-                for record in records:
-                    _write(out_dir, record)
+            execute_jobs(jobs, len(cells), out_dir, ctx, progress=progress,
+                           backend=backend, workers=workers, address=address)
         finally:
-            bar.close()
             try:
                 table = rebuild_tables(out_dir)
             except OSError as exc:  # raised after the loop's own error, if it had one
@@ -165,6 +163,23 @@ def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = Non
         raise ConfigError(f"cannot write the results table in {out_dir}: {table_error}; "
                           "the cell records are intact")
     return table
+
+
+def execute_jobs(jobs: list[Job], n_cells: int, out_dir: Path, ctx: JobContext, *,
+                   progress: bool = True, backend: str = "local", workers: int = 1,
+                   address: str | None = None) -> None:
+    """Run ``jobs`` and write each cell's record as its job ends (the caller holds the
+    results lock); ``n_cells`` counts the finished cells too, for the progress bar."""
+    total = sum(job_samples(j) for j in jobs)
+    bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05,
+               desc=f"{ctx.grid}: {sum(len(j.cells) for j in jobs)}/{n_cells} cells")
+    try:
+        for records in run_jobs(jobs, ctx, backend=backend, workers=workers,
+                                address=address, on_progress=bar.update):
+            for record in records:
+                _write(out_dir, record)
+    finally:
+        bar.close()
 
 
 def _write(out_dir: Path, record: dict) -> None:

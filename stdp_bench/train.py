@@ -100,7 +100,14 @@ def job_samples(job: Job) -> int:
     return len(job.cells) * (c.n_train * c.epochs + c.n_label + c.n_test)
 
 
-def _train_orders(cfgs: list[CellConfig], subsets: list[Subsets]) -> np.ndarray:
+def input_gains(cfgs: list[CellConfig], ds: Dataset) -> list[float]:
+    """Each replica's input current gain: its ``input_gain``, or its encoder's auto gain."""
+    return [c.input_gain if c.input_gain > 0
+            else auto_gain(c.encoder, ds.x_train, c.intensity_hz, c.time, c.dt)
+            for c in cfgs]
+
+
+def train_orders(cfgs: list[CellConfig], subsets: list[Subsets]) -> np.ndarray:
     """Presentation order per replica: the training subset, reshuffled each later epoch."""
     rows = []
     for cfg, sub in zip(cfgs, subsets):
@@ -147,7 +154,7 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
             "engine": execution.engine,
         },
         "artifacts": {},
-    }
+    } | ({"stage": cell.stage} if cell.stage is not None else {})
 
 
 def error_records(job: Job, grid: str, factors: list[str], error: str,
@@ -187,9 +194,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         cfgs = [c.config for c in job.cells]
         ds = load_dataset(cfgs[0].dataset, data_dir)
         subsets = [cell_subsets(ds, c) for c in cfgs]
-        gains = [c.input_gain if c.input_gain > 0
-                 else auto_gain(c.encoder, ds.x_train, c.intensity_hz, c.time, c.dt)
-                 for c in cfgs]
+        gains = input_gains(cfgs, ds)
         if execution.engine == "torch":
             from stdp_bench.engine.torch_engine import TorchReplicaSet
 
@@ -199,7 +204,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
             replicas = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
 
         t0 = time.perf_counter()
-        stats = replicas.train(ds.x_train, ds.y_train, _train_orders(cfgs, subsets),
+        stats = replicas.train(ds.x_train, ds.y_train, train_orders(cfgs, subsets),
                                on_progress=_scaled(on_progress, len(cfgs)))
         train_s = time.perf_counter() - t0
 
@@ -331,7 +336,7 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
         sub = cell_subsets(ds, cfg)
         fc = FeatureCell(cfg, ds.image_shape, 1.0, ds.n_classes, device=execution.device)
         t0 = time.perf_counter()
-        stats = fc.train(ds.x_train, ds.y_train, _train_orders([cfg], [sub])[0],
+        stats = fc.train(ds.x_train, ds.y_train, train_orders([cfg], [sub])[0],
                          on_progress=on_progress)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()

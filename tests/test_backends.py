@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from typer.testing import CliRunner
 
 from stdp_bench import results
 from stdp_bench.cli import app
+
+from conftest import private_ray_head
 
 log = logging.getLogger("stdp_bench.faults")
 
@@ -95,12 +96,6 @@ def _kill_first(pattern: str, proc: subprocess.Popen, timeout: float = 300) -> i
     raise AssertionError(f"no process matching {pattern!r} appeared; run output:\n{output}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _check_complete(out: Path, reference: pd.DataFrame) -> None:
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 8 * 4 and table["cell_id"].nunique() == 8
@@ -110,31 +105,18 @@ def _check_complete(out: Path, reference: pd.DataFrame) -> None:
 
 
 def test_ray_cluster_survives_a_killed_worker(grid_file, reference, tmp_path):
-    ray_bin = Path(sys.executable).with_name("ray")
-    port = _free_port()
-    # A private head on 127.0.0.1: no usage reporting, and no token authentication (a
-    # token left in ~/.ray by an earlier local instance would otherwise be demanded).
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    start = subprocess.run(
-        [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-        capture_output=True, text=True, env=env, timeout=180)
-    assert start.returncode == 0, start.stdout + start.stderr
-    try:
+    with private_ray_head() as (address, env):
         out = tmp_path / "ray"
         t0 = time.time()
         proc = _cli("run", str(grid_file), "--out", str(out), "--quiet", "--replicas", "1",
-                    "--backend", "ray", "--address", f"127.0.0.1:{port}", env=env)
+                    "--backend", "ray", "--address", address, env=env)
         killed = _kill_first("ray::_ray_job", proc)
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output
         _check_complete(out, reference)
-        log.warning("ray fault test: head 127.0.0.1:%d, killed worker pid %d mid-task; "
-                    "grid finished in %.1f s with 8/8 cells, table equal to the local "
-                    "backend's", port, killed, time.time() - t0)
-    finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env,
-                       timeout=120)
+        log.warning("ray fault test: head %s, killed worker pid %d mid-task; grid "
+                    "finished in %.1f s with 8/8 cells, table equal to the local "
+                    "backend's", address, killed, time.time() - t0)
 
 
 def test_local_workers_survive_a_killed_worker(grid_file, reference, tmp_path):

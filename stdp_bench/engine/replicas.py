@@ -149,9 +149,15 @@ class ReplicaSet:
         return len(self.cfgs)
 
     def train(self, X: np.ndarray, Y: np.ndarray, orders: np.ndarray, *, phase: int = 0,
-              chunk: int = 100, on_progress: Callable[[int], None] | None = None
-              ) -> TrainStats:
-        """Present ``X[orders[r, k]]`` to replica r for k = 0.. with plasticity on."""
+              start: int = 0, chunk: int = 100,
+              on_progress: Callable[[int], None] | None = None) -> TrainStats:
+        """Present ``X[orders[r, k]]`` to replica r for k = 0.. with plasticity on.
+
+        ``orders`` continue a training run from position ``start``: training on
+        ``orders[:, :a]`` and then, with ``start=a``, on ``orders[:, a:]`` gives the same
+        weights as one call on all of ``orders`` (each presentation's random stream is
+        keyed by its position).
+        """
         R, K = orders.shape
         stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
@@ -164,7 +170,7 @@ class ReplicaSet:
             ret = np.zeros((R, hi - lo), np.int64)
             # Positions passed to the kernel are global (lo + k), so each presentation's
             # random stream does not depend on the chunking.
-            kernel.train_chunk(X, Y, sub, lo, self.W, self.theta, self.P, self.IP,
+            kernel.train_chunk(X, Y, sub, start + lo, self.W, self.theta, self.P, self.IP,
                                self.steps, phase, exc, inp, ret, stats.diverged_at)
             stats.exc_spikes[:, lo:hi] = exc
             stats.in_spikes[:, lo:hi] = inp
