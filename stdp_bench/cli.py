@@ -1,4 +1,4 @@
-"""The ``stdp-bench`` command line (Typer): run, show, plot, grids, bench."""
+"""The ``stdp-bench`` command line (Typer): run, tune, show, plot, grids, bench."""
 
 from __future__ import annotations
 
@@ -86,6 +86,65 @@ def run(
     typer.echo(f"results: {out_dir}/results.parquet ({len(table)} rows)")
 
 
+@app.command()
+def tune(
+    grid: Annotated[str, typer.Argument(help="Grid TOML file with a [search] table, or a "
+                                             "shipped grid name.")],
+    out: Annotated[Optional[Path], typer.Option(help="Results folder (default results/NAME).")] = None,
+    trials: Annotated[Optional[int], typer.Option(
+        help="Trials per cell (overrides [search] trials; more extends a finished search).")] = None,
+    limit_train: Annotated[Optional[int], typer.Option(
+        help="Cap the rungs and the final runs' n_train.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
+    backend: Annotated[str, typer.Option(
+        help="local (this machine) or ray (Ray tasks; pip install 'stdp_bench\\[ray]').")] = "local",
+    workers: Annotated[int, typer.Option(
+        help="local: tasks run at once in worker processes; ray: CPUs of a new local "
+             "Ray instance.")] = 1,
+    address: Annotated[Optional[str], typer.Option(
+        help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")] = None,
+    replicas: Annotated[int, typer.Option(
+        help="Most trials trained together as replicas in one task.")] = 64,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Tune every cell on a validation split (Optuna), then run default and tuned cells
+    on the test split. Rerun the same command to resume."""
+    from stdp_bench.results import compare_stages, STUDY_DB
+    from stdp_bench.tuner import tune_grid
+
+    try:
+        spec = load_grid(resolve_grid_path(grid))
+        out_dir = out or Path("results") / spec.name
+        outcome = tune_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
+                            trials=trials, backend=backend, workers=workers,
+                            address=address, max_replicas=replicas, progress=not quiet)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished trials and cells are saved; rerun the same "
+                    "command to resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"search: {outcome.trials} trials finished in this run ({outcome.pruned} "
+               f"pruned, {outcome.failed} failed) in {outcome.search_seconds:.0f} s, "
+               f"{outcome.samples_per_second:.0f} network-samples/s")
+    table = outcome.table
+    if not table.empty:
+        by = [f for f in spec.factors if f != "seed" and f in table.columns]
+        metric_rows = table[table["readout"] == _search_metric(spec)]
+        typer.echo(compare_stages(metric_rows, by).to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(f"results: {out_dir}/results.parquet ({len(table)} rows); trials: "
+               f"{out_dir}/trials.parquet; studies: sqlite:///{out_dir}/{STUDY_DB}")
+
+
+def _search_metric(spec) -> str:
+    from stdp_bench.search_space import parse_search
+
+    return parse_search(spec).metric
+
+
 def _print_summary(table, factors) -> None:
     from stdp_bench.results import summarize
 
@@ -115,7 +174,7 @@ def show(
     """Tidy table aggregated over seeds: mean and 95% interval."""
     import pandas as pd
 
-    from stdp_bench.results import load_records, read_table, summarize
+    from stdp_bench.results import compare_stages, load_records, read_table, summarize
 
     try:
         tables, factors = [], []
@@ -130,10 +189,14 @@ def show(
         table = pd.concat(tables, ignore_index=True)
         table = _filter(table, where or [])
         if not by:
-            by = [f for f in factors if f != "seed"] + ["readout"]
-        summary = summarize(table, list(by), metric)
+            by = [f for f in factors if f not in ("seed", "stage")] + ["readout"]
+        if "stage" in table.columns and "stage" not in by:
+            # A tuned grid: default and tuned side by side.
+            summary = compare_stages(table, list(by), metric)
+        else:
+            summary = summarize(table, list(by), metric)
         if top is not None:
-            summary = summary.sort_values("mean", ascending=False).head(top)
+            summary = summary.head(top)  # both tables come sorted, best first
         typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     except (ConfigError, ValueError) as exc:
         _fail(exc)
@@ -179,12 +242,16 @@ def plot(
 ) -> None:
     """Accuracy heatmaps, receptive fields and the best cell's confusion matrix (PNG)."""
     from stdp_bench.plots import plot_results
+    from stdp_bench.results import STUDY_DB
+    from stdp_bench.tune_plots import plot_tuning
 
     try:
         if not (results_dir / "cells").exists():
             raise ConfigError(f"{results_dir} has no cells/ folder: not a results folder")
         paths = plot_results(results_dir, x=x, y=y, facet=facet, metric=metric,
                              readout=readout, fields=fields, curve=curve)
+        if (results_dir / STUDY_DB).is_file():
+            paths += plot_tuning(results_dir, x=x, y=y, facet=facet, readout=readout)
     except (ConfigError, ValueError) as exc:
         _fail(exc)
         return
