@@ -128,21 +128,16 @@ def tune(
         raise typer.Exit(130) from None
     typer.echo(f"search: {outcome.trials} trials finished in this run ({outcome.pruned} "
                f"pruned, {outcome.failed} failed) in {outcome.search_seconds:.0f} s, "
-               f"{outcome.samples_per_second:.0f} network-samples/s")
+               f"{outcome.samples_per_second:.0f} network-samples/s; {STUDY_DB} holds "
+               + ", ".join(f"{n} {state}" for state, n in sorted(outcome.study_states.items())))
     table = outcome.table
     if not table.empty:
         by = [f for f in spec.factors if f != "seed" and f in table.columns]
-        metric_rows = table[table["readout"] == _search_metric(spec)]
+        metric_rows = table[table["readout"] == outcome.metric]
         typer.echo(compare_stages(metric_rows, by).to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
     typer.echo(f"results: {out_dir}/results.parquet ({len(table)} rows); trials: "
                f"{out_dir}/trials.parquet; studies: sqlite:///{out_dir}/{STUDY_DB}")
-
-
-def _search_metric(spec) -> str:
-    from stdp_bench.search_space import parse_search
-
-    return parse_search(spec).metric
 
 
 def _print_summary(table, factors) -> None:

@@ -140,7 +140,7 @@ def load_records(out_dir: Path) -> list[dict]:
     return records
 
 
-def done_cell_ids(out_dir: Path) -> set[str]:
+def done_record_keys(out_dir: Path) -> set[str]:
     """Record keys (:func:`record_key`) of cells with a finished record: ok, silent or
     diverged (results, kept).
 
@@ -188,8 +188,8 @@ def tidy(records: list[dict]) -> pd.DataFrame:
     Every STDP cell gets a row for each name in READOUTS, every baseline cell one for
     each in BASELINE_READOUTS (accuracy NaN where that readout is missing, e.g. for error
     cells) so it stays visible in every per-readout view; any other readouts a record
-    has follow, sorted by name. Rows are ordered by cell_id
-    (then stage), then readout; records with a ``stage`` add a ``stage`` column. Confusion matrices are left out.
+    has follow, sorted by name. Rows are ordered by cell_id (then stage), then readout;
+    records with a ``stage`` add a ``stage`` column. Confusion matrices are left out.
     """
     records = sorted(records, key=lambda r: (str(r.get("cell_id")), str(r.get("stage"))))
     ids = [record_key(str(r.get("cell_id")), r.get("stage")) for r in records]
@@ -328,7 +328,7 @@ def compare_stages(df: pd.DataFrame, by: list[str], metric: str = "accuracy") ->
     out = pd.DataFrame(index=parts["tuned"].index.union(parts["default"].index, sort=False))
     for stage, part in parts.items():
         part = part.reindex(out.index)
-        out[f"{stage}"] = part["mean"]
+        out[stage] = part["mean"]
         out[f"{stage}_ci95"] = [f"[{lo:.4f}, {hi:.4f}]" if np.isfinite(lo) else ""
                                 for lo, hi in zip(part["ci95_low"], part["ci95_high"])]
         out[f"n_{stage}"] = part["n"]

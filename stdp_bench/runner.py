@@ -17,7 +17,7 @@ from stdp_bench.config import ConfigError, GridSpec
 from stdp_bench.data import load_dataset, cell_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.backends import JobContext, check_backend, run_jobs
-from stdp_bench.results import done_cell_ids, rebuild_tables, write_cell
+from stdp_bench.results import done_record_keys, rebuild_tables, write_cell
 from stdp_bench.train import Execution, job_samples
 
 
@@ -118,7 +118,7 @@ def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,
 
 def pending_jobs(cells: list[Cell], out_dir: Path, max_replicas: int) -> list[Job]:
     """Jobs of the cells that have no finished record in ``out_dir``."""
-    done = done_cell_ids(out_dir) if out_dir.exists() else set()
+    done = done_record_keys(out_dir) if out_dir.exists() else set()
     return group_jobs([c for c in cells if c.record_key not in done], max_replicas)
 
 

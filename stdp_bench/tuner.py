@@ -97,11 +97,13 @@ class _Live:
 class TuneOutcome:
     """What a tune run did: the search's counts and rate, and the final table."""
 
+    metric: str  # the readout the search maximised
     trials: int
     pruned: int
     failed: int
     search_seconds: float
     network_samples: int
+    study_states: dict[str, int]  # trials in study.db by state, earlier runs included
     table: pd.DataFrame
 
     @property
@@ -211,6 +213,7 @@ def ask_round(studies: dict[str, tuple[optuna.Study, Cell]], spec: SearchSpec
             # without some: drawing them again with the sampler seeded as at its ask
             # gives what the uninterrupted run drew (parameters drawn already are kept).
             study.sampler = _sampler(spec, name, frozen.number)
+            # Optuna has no public handle to take up a RUNNING trial; its id is private.
             trial = Trial(study, frozen._trial_id)
             live.append(_Live(study, trial, spec.trial_config(cell.config,
                                                               suggest(trial, spec)),
@@ -244,16 +247,8 @@ def _tasks(live: list[_Live], lo: int, hi: int, spec: SearchSpec, data_dir: str 
     return tasks
 
 
-def _run_rung_task(task: RungTask, on_progress: Any) -> RungResult:
-    return run_rung(task, on_progress)
-
-
-def _lost(task: RungTask, message: str) -> RungResult:
-    return lost_rung(task, message)
-
-
-TRIAL_TASKS: TaskKind[RungTask, RungResult] = TaskKind(run=_run_rung_task,
-                                                       size=RungTask.samples, lost=_lost)
+TRIAL_TASKS: TaskKind[RungTask, RungResult] = TaskKind(run=run_rung, size=RungTask.samples,
+                                                       lost=lost_rung)
 
 
 def run_round(live: list[_Live], spec: SearchSpec, *, data_dir: str | None,
@@ -429,7 +424,8 @@ def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = No
                 write_table(trials_table(studies), out_dir, TRIALS_STEM)
         finally:
             bar.close()
-            write_table(trials_table(studies), out_dir, TRIALS_STEM)
+            trials_df = trials_table(studies)
+            write_table(trials_df, out_dir, TRIALS_STEM)
         search_s = time.perf_counter() - t0
 
         best = best_trials(studies)
@@ -446,6 +442,7 @@ def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = No
                          address=address)
         finally:
             table = rebuild_tables(out_dir)
-    return TuneOutcome(trials=counts["done"], pruned=counts["pruned"],
+    return TuneOutcome(metric=spec.metric, trials=counts["done"], pruned=counts["pruned"],
                        failed=counts["failed"], search_seconds=search_s,
-                       network_samples=samples, table=table)
+                       network_samples=samples,
+                       study_states=trials_df["state"].value_counts().to_dict(), table=table)

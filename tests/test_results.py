@@ -84,8 +84,8 @@ def test_records_round_trip_and_done_ids(out_dir: Path) -> None:
     assert [r["cell_id"] for r in records] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
     assert records[0] == make_record("aaaaaaaaaaaa", seed=0, acc=0.4)
     # The error cell (c) is not done: a rerun retries it.
-    assert results.done_cell_ids(out_dir) == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
-    assert results.done_cell_ids(out_dir / "missing") == set()
+    assert results.done_record_keys(out_dir) == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
+    assert results.done_record_keys(out_dir / "missing") == set()
     assert results.load_records(out_dir / "missing") == []
 
 
