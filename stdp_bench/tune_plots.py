@@ -58,7 +58,7 @@ def stage_heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule",
             ax.set_ylabel(y)
             ax.set_title(name if level is None else f"{name}, {facet} = {level}", fontsize=9)
     fig.colorbar(acc_img, ax=list(axes[:, :2].ravel()), shrink=0.8, label="accuracy")
-    fig.colorbar(diff_img, ax=list(axes[:, 2]), shrink=0.8, label="tuned - default (points x 0.01)")
+    fig.colorbar(diff_img, ax=list(axes[:, 2]), shrink=0.8, label="tuned - default (accuracy)")
     fig.suptitle(f"test accuracy (mean over seeds), readout: {readout}")
     return _save(fig, path)
 
