@@ -33,6 +33,20 @@ def resolve_grid_path(grid: str) -> Path:
     raise ConfigError(f"grid '{grid}' is neither a file nor a shipped grid ({names})")
 
 
+# Options that run and tune share.
+OutOption = Annotated[Optional[Path], typer.Option(help="Results folder (default results/NAME).")]
+DataDirOption = Annotated[Optional[Path], typer.Option(
+    help="Data root (else $STDP_BENCH_DATA, else ./data).")]
+BackendOption = Annotated[str, typer.Option(
+    help="local (this machine) or ray (Ray tasks; pip install 'stdp_bench\\[ray]').")]
+WorkersOption = Annotated[int, typer.Option(
+    help="local: jobs run at once in worker processes; ray: CPUs of a new local Ray "
+         "instance.")]
+AddressOption = Annotated[Optional[str], typer.Option(
+    help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")]
+QuietOption = Annotated[bool, typer.Option(help="No progress bar.")]
+
+
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
@@ -41,12 +55,11 @@ def _fail(exc: Exception) -> None:
 @app.command()
 def run(
     grid: Annotated[str, typer.Argument(help="Grid TOML file or shipped grid name.")] = DEFAULT_GRID,
-    out: Annotated[Optional[Path], typer.Option(help="Results folder (default results/NAME).")] = None,
+    out: OutOption = None,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="KEY=VALUE: override a setting or pin a factor; KEY=[a,b] makes a factor.")] = None,
     limit_train: Annotated[Optional[int], typer.Option(help="Cap n_train of every cell.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(
-        help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
+    data_dir: DataDirOption = None,
     device: Annotated[str, typer.Option(
         help="auto (cuda when torch sees one, else cpu), cpu or cuda.")] = "auto",
     engine: Annotated[str, typer.Option(
@@ -54,14 +67,10 @@ def run(
              "the engine for cuda).")] = "auto",
     replicas: Annotated[int, typer.Option(
         help="Most cells trained together as replicas in one job.")] = 8,
-    backend: Annotated[str, typer.Option(
-        help="local (this machine) or ray (Ray tasks; pip install 'stdp_bench\\[ray]').")] = "local",
-    workers: Annotated[int, typer.Option(
-        help="local: jobs run at once in worker processes; ray: CPUs of a new local "
-             "Ray instance.")] = 1,
-    address: Annotated[Optional[str], typer.Option(
-        help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    backend: BackendOption = "local",
+    workers: WorkersOption = 1,
+    address: AddressOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Run a grid (default: the shipped smoke grid); finished cells are skipped."""
     from stdp_bench.runner import run_grid
@@ -88,25 +97,21 @@ def run(
 
 @app.command()
 def tune(
-    grid: Annotated[str, typer.Argument(help="Grid TOML file with a [search] table, or a "
+    grid: Annotated[str, typer.Argument(help="Grid TOML file with a \\[search] table, or a "
                                              "shipped grid name.")],
-    out: Annotated[Optional[Path], typer.Option(help="Results folder (default results/NAME).")] = None,
+    out: OutOption = None,
     trials: Annotated[Optional[int], typer.Option(
-        help="Trials per cell (overrides [search] trials; more extends a finished search).")] = None,
+        help="Trials per cell (overrides \\[search] trials; more extends a finished "
+             "search).")] = None,
     limit_train: Annotated[Optional[int], typer.Option(
         help="Cap the rungs and the final runs' n_train.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(
-        help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
-    backend: Annotated[str, typer.Option(
-        help="local (this machine) or ray (Ray tasks; pip install 'stdp_bench\\[ray]').")] = "local",
-    workers: Annotated[int, typer.Option(
-        help="local: tasks run at once in worker processes; ray: CPUs of a new local "
-             "Ray instance.")] = 1,
-    address: Annotated[Optional[str], typer.Option(
-        help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")] = None,
+    data_dir: DataDirOption = None,
+    backend: BackendOption = "local",
+    workers: WorkersOption = 1,
+    address: AddressOption = None,
     replicas: Annotated[int, typer.Option(
         help="Most trials trained together as replicas in one task.")] = 64,
-    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Tune every cell on a validation split (Optuna), then run default and tuned cells
     on the test split. Rerun the same command to resume."""

@@ -73,13 +73,15 @@ def heatmap_tables(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule",
     return tables
 
 
-def _format_value(value: float, metric: str) -> str:
+def format_value(value: float, metric: str) -> str:
+    """A heatmap cell's text: accuracy in percent, other metrics to 3 digits, n/a for NaN."""
     if not np.isfinite(value):
         return "n/a"
     return f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.3g}"
 
 
-def _cmap(name: str) -> Colormap:
+def colormap(name: str) -> Colormap:
+    """Matplotlib's colormap ``name``, drawing NaN (no data) in light grey."""
     return colormaps[name].with_extremes(bad=NAN_COLOUR)
 
 
@@ -95,7 +97,8 @@ def _wrap(title: str, width: int = 60) -> str:
     return "\n".join(textwrap.fill(line, width) for line in title.splitlines())
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders made as needed); return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, format="png")
@@ -134,7 +137,7 @@ def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: st
         finite = finite[np.isfinite(finite)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         norm = Normalize(lo, hi if hi > lo else lo + 1.0)
-    cmap = _cmap("viridis")
+    cmap = colormap("viridis")
 
     n_rows, n_cols = next(iter(tables.values())).shape
     n_panels = len(tables)
@@ -143,14 +146,14 @@ def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: st
     axes = fig.subplots(1, n_panels, squeeze=False)[0]
     image = None
     for ax, (level, table) in zip(axes, tables.items()):
-        image = annotated_heatmap(ax, table, cmap, norm, lambda v: _format_value(v, metric))
+        image = annotated_heatmap(ax, table, cmap, norm, lambda v: format_value(v, metric))
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         if level is not None:
             ax.set_title(f"{facet} = {level}")
     fig.colorbar(image, ax=list(axes), shrink=0.9, label=metric)
     fig.suptitle(f"{metric} (mean over seeds), readout: {readout}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Path,
@@ -179,7 +182,7 @@ def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Pa
     ax.set_yticks([])
     fig.colorbar(image, ax=ax, label="weight")
     ax.set_title(_wrap(title or f"receptive fields ({n} neurons)"), fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix_plot(confusion: list[list[int]] | np.ndarray, path: Path, title: str = "") -> Path:
@@ -204,7 +207,7 @@ def confusion_matrix_plot(confusion: list[list[int]] | np.ndarray, path: Path, t
     ax.set_ylabel("true class")
     fig.colorbar(image, ax=ax, label="count")
     ax.set_title(_wrap(title or "confusion matrix"), fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _record_factors(records: list[dict]) -> list[str]:
@@ -275,7 +278,7 @@ def learning_curve(df: pd.DataFrame, *, x: str = "n_train", metric: str = "accur
     ax.grid(alpha=0.3)
     ax.legend(title="readout", fontsize=8)
     ax.set_title(_wrap(title or f"{metric} against {x}"), fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",

@@ -205,17 +205,17 @@ def run_job(job: Job, *, grid: str, factors: list[str],
 
         t0 = time.perf_counter()
         stats = replicas.train(ds.x_train, ds.y_train, train_orders(cfgs, subsets),
-                               on_progress=_scaled(on_progress, len(cfgs)))
+                               on_progress=scaled_progress(on_progress, len(cfgs)))
         train_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         label_orders = np.stack([s.label for s in subsets])
         labelled = replicas.respond(ds.x_train, label_orders, phase=1,
-                                    on_progress=_scaled(on_progress, len(cfgs)))
+                                    on_progress=scaled_progress(on_progress, len(cfgs)))
         eval_x, eval_y = subsets[0].eval_split(ds)
         eval_orders = np.stack([s.evaluate for s in subsets])
         tested = replicas.respond(eval_x, eval_orders, phase=2,
-                                  on_progress=_scaled(on_progress, len(cfgs)))
+                                  on_progress=scaled_progress(on_progress, len(cfgs)))
         eval_s = time.perf_counter() - t0
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
@@ -275,7 +275,8 @@ def run_job(job: Job, *, grid: str, factors: list[str],
     return records
 
 
-def _scaled(cb: Progress | None, factor: int) -> Progress | None:
+def scaled_progress(cb: Progress | None, factor: int) -> Progress | None:
+    """``cb`` counting ``factor`` network-samples per sample (one per replica)."""
     if cb is None:
         return None
     return lambda k: cb(k * factor)

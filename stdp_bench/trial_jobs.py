@@ -23,7 +23,7 @@ from stdp_bench.config import CellConfig
 from stdp_bench.data import cell_subsets, load_dataset
 from stdp_bench.engine.replicas import ReplicaSet
 from stdp_bench.readout import predict_readout
-from stdp_bench.train import input_gains, train_orders
+from stdp_bench.train import input_gains, scaled_progress, train_orders
 
 Progress = Callable[[int], None]
 
@@ -86,7 +86,7 @@ def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
             # Copies: the kernel writes them, and Ray hands tasks read-only arrays.
             replicas.W = np.array(task.W, dtype=np.float32, order="C")
             replicas.theta = np.array(task.theta, dtype=np.float32, order="C")
-        step = None if on_progress is None else (lambda k: on_progress(k * R))
+        step = scaled_progress(on_progress, R)
         orders = np.ascontiguousarray(train_orders(cfgs, subsets)[:, task.lo:task.hi])
         stats = replicas.train(ds.x_train, ds.y_train, orders, start=task.lo,
                                on_progress=step)

@@ -15,8 +15,8 @@ from matplotlib.colors import Normalize, TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from stdp_bench import results
-from stdp_bench.plots import (FIGURES_DIR, _cmap, _format_value, _save, annotated_heatmap,
-                              heatmap_tables)
+from stdp_bench.plots import (FIGURES_DIR, annotated_heatmap, colormap, format_value,
+                              heatmap_tables, save_figure)
 
 def stage_tables(df: pd.DataFrame, *, x: str, y: str, facet: str | None, readout: str,
                  metric: str = "accuracy") -> dict[object, dict[str, pd.DataFrame]]:
@@ -48,19 +48,19 @@ def stage_heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule",
     for row, (level, panels) in zip(axes, tables.items()):
         for ax, (name, table) in zip(row, panels.items()):
             if name == "tuned - default":
-                diff_img = annotated_heatmap(ax, table, _cmap("RdBu"), diff_norm,
+                diff_img = annotated_heatmap(ax, table, colormap("RdBu"), diff_norm,
                                              lambda v: "n/a" if not np.isfinite(v)
                                              else f"{100 * v:+.1f}")
             else:
-                acc_img = annotated_heatmap(ax, table, _cmap("viridis"), acc_norm,
-                                            lambda v: _format_value(v, "accuracy"))
+                acc_img = annotated_heatmap(ax, table, colormap("viridis"), acc_norm,
+                                            lambda v: format_value(v, "accuracy"))
             ax.set_xlabel(x)
             ax.set_ylabel(y)
             ax.set_title(name if level is None else f"{name}, {facet} = {level}", fontsize=9)
     fig.colorbar(acc_img, ax=list(axes[:, :2].ravel()), shrink=0.8, label="accuracy")
     fig.colorbar(diff_img, ax=list(axes[:, 2]), shrink=0.8, label="tuned - default (accuracy)")
     fig.suptitle(f"test accuracy (mean over seeds), readout: {readout}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def optimisation_histories(trials: pd.DataFrame, path: Path) -> Path:
@@ -87,7 +87,7 @@ def optimisation_histories(trials: pd.DataFrame, path: Path) -> Path:
     axes[0].legend(fontsize=6, loc="lower right")
     fig.supxlabel("trial")
     fig.supylabel("validation accuracy")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def param_importances(storage_url: str, study_names: list[str], path: Path) -> Path:
@@ -112,12 +112,12 @@ def param_importances(storage_url: str, study_names: list[str], path: Path) -> P
     fig = Figure(figsize=(0.7 * max(1, table.shape[1]) + 3.5, 0.25 * len(table) + 1.8),
                  layout="constrained")
     ax = fig.subplots()
-    image = annotated_heatmap(ax, table, _cmap("magma_r"), Normalize(0.0, 1.0),
+    image = annotated_heatmap(ax, table, colormap("magma_r"), Normalize(0.0, 1.0),
                               lambda v: "" if not np.isfinite(v) else f"{v:.2f}")
     ax.tick_params(labelsize=7)
     fig.colorbar(image, ax=ax, label="importance (fANOVA)")
     ax.set_title("parameter importance per cell (completed trials)", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_tuning(out_dir: Path, *, x: str = "encoder", y: str = "rule",
