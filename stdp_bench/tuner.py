@@ -49,9 +49,8 @@ from stdp_bench.train import Execution
 from stdp_bench.trial_jobs import RungResult, RungTask, lost_rung, run_rung
 
 BEST_NAME = "best.json"
-# Attributes every study stores so a rerun can refuse a folder searched differently.
+# The study attribute that lets a rerun refuse a folder searched differently.
 _SPEC_ATTR = "search"
-_LEVELS_ATTR = "levels"
 
 
 class RungMedianPruner(optuna.pruners.BasePruner):
@@ -184,7 +183,6 @@ def open_studies(storage: optuna.storages.BaseStorage, cells: list[Cell], spec: 
         stored = study.user_attrs.get(_SPEC_ATTR)
         if stored is None:
             study.set_user_attr(_SPEC_ATTR, fingerprint)
-            study.set_user_attr(_LEVELS_ATTR, {k: v for k, v in cell.levels})
         elif stored != fingerprint:
             raise ConfigError(f"{source}: study '{name}' in {STUDY_DB} was searched with "
                               f"another [search] ({stored}); use another --out")
