@@ -51,6 +51,10 @@ from stdp_bench.trial_jobs import RungResult, RungTask, lost_rung, run_rung
 BEST_NAME = "best.json"
 # The study attribute that lets a rerun refuse a folder searched differently.
 _SPEC_ATTR = "search"
+# [first trial number, size] of a study's current round, one attribute so that it is
+# written at once: a rerun finishes an unfinished round before it asks anything else.
+_ROUND = "round"
+_ASKED = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class RungMedianPruner(optuna.pruners.BasePruner):
@@ -195,18 +199,34 @@ def open_studies(storage: optuna.storages.BaseStorage, cells: list[Cell], spec: 
 
 
 def _finished(study: optuna.Study) -> list[FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                    TrialState.FAIL))
+    return study.get_trials(deepcopy=False, states=_ASKED[1:])
 
 
 def ask_round(studies: dict[str, tuple[optuna.Study, Cell]], spec: SearchSpec
               ) -> list[_Live]:
-    """This round's trials: those left RUNNING by a killed run first, then new asks."""
+    """This round's trials of every study.
+
+    A study whose last round is unfinished (a killed run left some of its trials
+    RUNNING, or asked fewer than the round's size) finishes that round: its RUNNING
+    trials are taken up and the missing asks made, and nothing else, since asking a
+    new trial beside them would give the sampler a history the uninterrupted run never
+    had. Otherwise a new round of ``min(batch, trials left)`` asks begins; its first
+    trial number and size are stored in the study before the first ask.
+    """
     live = []
     for name, (study, cell) in studies.items():
-        want = min(spec.batch, spec.trials - len(_finished(study)))
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        for frozen in running:
+        asked = study.get_trials(deepcopy=False, states=_ASKED)
+        start, size = study.user_attrs.get(_ROUND, (len(asked), 0))
+        in_round = [t for t in asked if t.number >= start]
+        if len(in_round) == size and all(t.state != TrialState.RUNNING for t in in_round):
+            start, size = len(asked), min(spec.batch, spec.trials - len(_finished(study)))
+            if size <= 0:
+                continue
+            study.set_user_attr(_ROUND, [start, size])
+            in_round = []
+        for frozen in in_round:
+            if frozen.state != TrialState.RUNNING:
+                continue
             # A run killed between asking a trial and drawing its parameters left it
             # without some: drawing them again with the sampler seeded as at its ask
             # gives what the uninterrupted run drew (parameters drawn already are kept).
@@ -216,8 +236,8 @@ def ask_round(studies: dict[str, tuple[optuna.Study, Cell]], spec: SearchSpec
             live.append(_Live(study, trial, spec.trial_config(cell.config,
                                                               suggest(trial, spec)),
                               reported=set(frozen.intermediate_values)))
-        for _ in range(want - len(running)):
-            study.sampler = _sampler(spec, name, len(study.get_trials(deepcopy=False)))
+        for number in range(start + len(in_round), start + size):
+            study.sampler = _sampler(spec, name, number)
             trial = study.ask()
             live.append(_Live(study, trial, spec.trial_config(cell.config,
                                                               suggest(trial, spec))))

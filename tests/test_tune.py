@@ -354,21 +354,28 @@ def test_cli_tune_show_plot(tuned, tmp_path):
     assert refused.exit_code == 1 and "was searched with another [search]" in refused.output
 
 
-def test_trial_killed_before_its_parameters_were_drawn_is_drawn_again(tuned, tmp_path):
+def test_trial_killed_before_its_parameters_were_drawn_is_drawn_again(tuned, tmp_path,
+                                                                      monkeypatch):
     """The narrowest kill: after a trial was asked, before its parameters were drawn."""
-    import optuna
+    from stdp_bench import tuner
 
-    from stdp_bench.tuner import _sampler, open_studies, tuning_cells
+    class Killed(BaseException):
+        pass
+
+    def die(trial, spec):
+        raise Killed
 
     grid = load_grid(_grid(tmp_path))
-    spec = parse_search(grid)
     out = tmp_path / "half-asked"
-    out.mkdir()
-    storage = optuna.storages.RDBStorage(f"sqlite:///{out}/study.db")
-    studies = open_studies(storage, tuning_cells(grid), spec, grid.name)
-    for name, (study, _) in studies.items():
-        study.sampler = _sampler(spec, name, 0)
-        assert study.ask().params == {}  # RUNNING, no parameters: then the kill
+    monkeypatch.setattr(tuner, "suggest", die)
+    with pytest.raises(Killed):
+        tune_grid(grid, out, progress=False)
+    monkeypatch.undo()
+    with sqlite3.connect(out / "study.db") as con:
+        (params,) = con.execute("select count(*) from trial_params").fetchone()
+        (running,) = con.execute("select count(*) from trials where state = 'RUNNING'"
+                                 ).fetchone()
+    assert (params, running) == (0, 1)  # asked, nothing drawn: then the kill
     tune_grid(grid, out, progress=False)
     cols = ["study", "trial", "state", "value", "rung", "inh", "theta_plus", "time"]
     pd.testing.assert_frame_equal(_trials(out)[cols], _trials(tuned)[cols])
@@ -395,3 +402,35 @@ def test_tune_on_local_workers_and_ray_gives_the_same_trials(tuned, tmp_path, ba
     key = ["stage", "cell_id", "readout"]
     pd.testing.assert_frame_equal(ours.sort_values(key)[key + ["accuracy"]].reset_index(drop=True),
                                   ref.sort_values(key)[key + ["accuracy"]].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("tells", [1, 3, 4, 7, 9])
+def test_run_stopped_between_tells_resumes_to_the_same_trials(tuned, tmp_path, monkeypatch,
+                                                              tells):
+    """A kill after some trials of a round were told and others were still in flight."""
+    import optuna
+
+    class Killed(BaseException):
+        pass
+
+    real_tell = optuna.Study.tell
+    count = {"n": 0}
+
+    def tell_then_die(self, *args, **kwargs):
+        if count["n"] == tells:
+            raise Killed
+        count["n"] += 1
+        return real_tell(self, *args, **kwargs)
+
+    grid = load_grid(_grid(tmp_path))
+    out = tmp_path / "stopped"
+    monkeypatch.setattr(optuna.Study, "tell", tell_then_die)
+    with pytest.raises(Killed):
+        tune_grid(grid, out, progress=False)
+    monkeypatch.setattr(optuna.Study, "tell", real_tell)
+    with sqlite3.connect(out / "study.db") as con:
+        running = con.execute("select count(*) from trials where state = 'RUNNING'").fetchone()[0]
+    assert running > 0
+    tune_grid(grid, out, progress=False)
+    cols = ["study", "trial", "state", "value", "rung", "inh", "theta_plus", "time"]
+    pd.testing.assert_frame_equal(_trials(out)[cols], _trials(tuned)[cols])
