@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from stdp_bench.config import CellConfig
+from stdp_bench.seeding import global_rngs_seeded
 
 Progress = Callable[[int], None]
 
@@ -200,7 +201,15 @@ def train_baseline(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray,
     Adam at ``lr``, minibatches of ``batch_size``, ``epochs`` passes, everything seeded
     by ``cfg.seed``. ``max_steps`` stops early (tests).
     """
-    torch.manual_seed(cfg.seed)
+    # Layers initialise from torch's global generator: seeded here, restored after.
+    with global_rngs_seeded(cfg.seed, cuda=str(device).startswith("cuda")):
+        return _train(cfg, x_train, y_train, x_test, image_shape, n_classes, device=device,
+                      on_progress=on_progress, max_steps=max_steps)
+
+
+def _train(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+           image_shape: tuple[int, int], n_classes: int, *, device: str,
+           on_progress: Progress | None, max_steps: int | None) -> BaselineResult:
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     n_input = x_train.shape[1]
     model_cls = SurrogateSNN if cfg.family == "surrogate" else ANN

@@ -9,7 +9,7 @@ at 128 Hz, 250 steps of 1 ms, inhibition 120) on the same images in one process:
   on; evaluation calls ``network.train(mode=False)`` and repeats the loop.
   It runs with whichever torch thread count (1 or torch's default) is faster on the
   warm-up samples, and the ``device`` string says which.
-* **ours** - :class:`~stdp_bench.engine.replicas.ReplicaSet` (the fused kernel, CPU) or,
+* **ours** - :class:`~stdp_bench.engine.kernel_engine.ReplicaSet` (the fused kernel, CPU) or,
   on CUDA, :class:`~stdp_bench.engine.torch_engine.TorchReplicaSet`: one replica with
   the classic settings, then R replicas made of the cells of the shipped ``factorial``
   grid, each trained on the same images; evaluation is ``respond`` for the R replicas.
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from stdp_bench.config import CellConfig, ConfigError
-from stdp_bench.train import Execution
+from stdp_bench.train import Execution, input_gains
 
 # Presentations run before the clock starts (stock), and samples per warm-up call (ours).
 STOCK_WARMUP = 3
@@ -66,8 +66,7 @@ def bench_cells(replicas: int, dataset: str = "mnist") -> list[CellConfig]:
     More than 45 replicas cycle through the grid again with the seed raised, so every
     replica is a distinct network. ``dataset`` replaces the grid's dataset.
     """
-    from stdp_bench.cli import resolve_grid_path
-    from stdp_bench.config import load_grid
+    from stdp_bench.config import load_grid, resolve_grid_path
     from stdp_bench.grid import expand
 
     if replicas < 1:
@@ -82,14 +81,6 @@ def bench_cells(replicas: int, dataset: str = "mnist") -> list[CellConfig]:
 def _indices(n: int, size: int, start: int = 0) -> np.ndarray:
     """``n`` sample indices from ``start``, wrapping around a split of ``size`` images."""
     return (start + np.arange(n, dtype=np.int64)) % size
-
-
-def _gains(cfgs: list[CellConfig], x_train: np.ndarray) -> list[float]:
-    """Input gains exactly as the runner picks them (stdp_bench/train.py)."""
-    from stdp_bench.encoders import auto_gain
-
-    return [c.input_gain if c.input_gain > 0
-            else auto_gain(c.encoder, x_train, c.intensity_hz, c.time, c.dt) for c in cfgs]
 
 
 def _stock_network(cfg: CellConfig, n_input: int, image_shape: tuple[int, int],
@@ -180,7 +171,7 @@ def _replica_set(cfgs: list[CellConfig], ds, gains: list[float], execution: Exec
         from stdp_bench.engine.torch_engine import TorchReplicaSet
 
         return TorchReplicaSet(cfgs, ds.n_input, gains, ds.n_classes, device=execution.device)
-    from stdp_bench.engine.replicas import ReplicaSet
+    from stdp_bench.engine.kernel_engine import ReplicaSet
 
     return ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
 
@@ -192,7 +183,7 @@ def _sync(execution: Execution) -> None:
 
 def _ours_train(ds, cfgs: list[CellConfig], n: int, execution: Execution):
     """Train fresh replicas on the same ``n`` images; returns (set, samples per second)."""
-    gains = _gains(cfgs, ds.x_train)
+    gains = input_gains(cfgs, ds)
     R = len(cfgs)
     # Warm-up on a throwaway set: loads (or compiles) the kernels before the clock.
     warm = _replica_set(cfgs, ds, gains, execution)

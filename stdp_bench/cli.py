@@ -1,36 +1,19 @@
-"""The ``stdp-bench`` command line (Typer): run, tune, show, plot, grids, bench."""
+"""The ``stdp-bench`` command line (Typer): run, tune, show, plot, grids, levels, bench."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from stdp_bench.config import ConfigError, apply_overrides, load_grid
+from stdp_bench.config import (ConfigError, apply_overrides, grids_dir, load_grid,
+                               resolve_grid_path)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Factorial STDP grids on BindsNET networks.")
 
 DEFAULT_GRID = "smoke"
-
-
-def grids_dir() -> Path:
-    """Folder of the grid files shipped with the package."""
-    return Path(str(resources.files("stdp_bench") / "grids"))
-
-
-def resolve_grid_path(grid: str) -> Path:
-    """A path, or the name of a shipped grid (``smoke``, ``classic``, ...)."""
-    path = Path(grid)
-    if path.exists():
-        return path
-    shipped = grids_dir() / f"{grid.removesuffix('.toml')}.toml"
-    if shipped.exists():
-        return shipped
-    names = ", ".join(sorted(p.stem for p in grids_dir().glob("*.toml")))
-    raise ConfigError(f"grid '{grid}' is neither a file nor a shipped grid ({names})")
 
 
 # Options that run and tune share.
@@ -267,6 +250,48 @@ def grids() -> None:
     for path in sorted(grids_dir().glob("*.toml")):
         spec = load_grid(path)
         typer.echo(f"{path.stem:<12} {len(expand(spec)):>5} cells  {spec.description}")
+
+
+@app.command()
+def levels(
+    axis: Annotated[Optional[str], typer.Argument(
+        help="Only this axis (encoder, neuron, rule, architecture, readout, dataset).")] = None,
+    plugin: Annotated[Optional[list[str]], typer.Option(
+        help="Import this level module first (as a grid's plugins = [...] does).")] = None,
+) -> None:
+    """Every level of every axis: where it runs, its settings (unit, default, range), doc.
+
+    Levels of installed plugins (entry points ``stdp_bench.levels``) are listed too.
+    """
+    from stdp_bench.config import SETTINGS
+    from stdp_bench.levels import registry
+    from stdp_bench.levels.spec import AXES
+
+    try:
+        registry.load_plugins(plugin or [], where="--plugin")
+        if axis is not None and axis not in AXES:
+            raise ConfigError(f"axis {axis!r} is not allowed; allowed: {', '.join(AXES)}")
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    for ax in AXES if axis is None else (axis,):
+        typer.echo(f"{ax}:")
+        for level in registry.levels(ax):
+            engines = [e for e, ok in (("kernel", level.kernel and ax in ("encoder", "neuron",
+                                                                            "rule")),
+                                       ("torch", level.torch and ax in ("encoder", "neuron",
+                                                                        "rule"))) if ok]
+            where = f"[{', '.join(engines)}]" if engines else ""
+            typer.echo(f"  {level.name:<22}{where:<17}{level.doc}")
+            if level.module.split(".")[:2] != ["stdp_bench", "levels"]:
+                typer.echo(f"  {'':<22}plugin: {level.module}")
+            for p in level.params:
+                typer.echo(f"  {'':<22}+ {p.describe()}")
+            if level.uses:
+                shared = ", ".join(
+                    f"{n} = {SETTINGS[n].default!r}{' ' + SETTINGS[n].unit if SETTINGS[n].unit else ''}"
+                    for n in level.uses if n in SETTINGS)
+                typer.echo(f"  {'':<22}uses: {shared}")
 
 
 @app.command()

@@ -14,121 +14,151 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-# Allowed levels of the categorical axes. Each module that implements an axis asserts at
-# import time that its registry matches the list here (see tests/test_config.py), so the
-# validator never needs to import torch or numba.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "family": ("stdp", "ann", "surrogate"),
-    "architecture": ("dc2015", "conv", "local", "mlp", "cnn"),
-    "dataset": ("digits", "mnist"),
-    "split": ("test", "validation"),
-    "label_source": ("heldout", "train"),
-    "encoder": ("poisson", "bernoulli", "rank_order", "direct"),
-    "neuron": ("if", "lif", "adaptive"),
-    "rule": ("stdp", "weight_dependent", "hebbian", "teacher", "none"),
-    "conv_learning": ("every_spike", "first_spike"),
-}
+from stdp_bench.levels import registry
+from stdp_bench.levels.spec import ConfigError, Param
 
-# Settings that count things: they must be >= 1 (or >= 0 where listed in NON_NEGATIVE).
-POSITIVE_INTS = {"n_neurons", "time", "n_train", "n_label", "n_test", "epochs", "ngram_n",
-                 "kernel_size", "stride", "n_filters", "pool", "winners", "batch_size"}
-POSITIVE_FLOATS = {"dt", "lr", "conv_norm", "surrogate_slope", "intensity_hz", "tc_decay_ms",
-                   "tc_trace_ms", "inh_tc_decay_ms", "tc_theta_decay_ms"}
-NON_NEGATIVE = {"min_spikes", "max_retries", "seed", "conv_inh", "inh", "exc", "norm",
-                "nu_pre", "nu_post", "teacher_drive_mv", "mem_reg", "theta_plus"}
+__all__ = ["CellConfig", "ConfigError", "GridSpec", "SETTINGS", "apply_overrides",
+           "check_cell", "check_value", "choices", "declaration", "grids_dir", "load_grid",
+           "make_cell", "parse_grid", "resolve_grid_path", "with_settings"]
+
+# Axes whose levels come from the registries (stdp_bench.levels.registry).
+REGISTRY_AXES = ("architecture", "dataset", "encoder", "neuron", "rule")
+
+
+def setting(default: Any, *, unit: str = "", low: float | None = None,
+            high: float | None = None, low_open: bool = False,
+            choices: tuple[str, ...] = ()) -> Any:
+    """A :class:`CellConfig` field whose metadata declares what it accepts.
+
+    The declaration becomes a :class:`~stdp_bench.levels.spec.Param` in :data:`SETTINGS`;
+    ``check_value`` validates against it, ``stdp-bench levels`` lists it.
+    """
+    return field(default=default, metadata={"unit": unit, "low": low, "high": high,
+                                            "low_open": low_open, "choices": choices})
+
+
 # Guards against typos that would run for days or exhaust memory.
-UPPER_BOUNDS = {"n_neurons": 100_000, "time": 100_000, "n_train": 10_000_000,
-                "n_label": 10_000_000, "n_test": 10_000_000, "epochs": 1000}
+_HUGE = 10_000_000
+POS = {"low": 0.0, "low_open": True}  # strictly positive
 
 
 @dataclass(frozen=True)
 class CellConfig:
-    """Every setting of one grid cell. Defaults follow BindsNET's ``DiehlAndCook2015``."""
+    """Every setting of one grid cell. Defaults follow BindsNET's ``DiehlAndCook2015``.
+
+    Settings that a level declares (``Level.params``, e.g. triplet's ``tc_post2_ms``)
+    live in ``level_settings`` and read as attributes like the others; build cells with
+    :func:`make_cell` / :func:`with_settings`, which sort the two apart.
+
+    >>> cfg = CellConfig(neuron="lif")
+    >>> cfg.tc_decay_ms, cfg.with_settings(inh=10.0).inh
+    (100.0, 10.0)
+    """
 
     # What is compared.
-    family: str = "stdp"
+    family: str = setting("stdp", choices=("stdp", "ann", "surrogate"))
     architecture: str = "dc2015"
     encoder: str = "poisson"
     neuron: str = "adaptive"
     rule: str = "stdp"
     # Data and protocol.
     dataset: str = "mnist"
-    split: str = "test"
+    split: str = setting("test", choices=("test", "validation"))
     # Where the labelling samples come from: "heldout" (disjoint from training) or "train"
     # (the last n_label training samples, seen again with plasticity off, as Diehl & Cook
     # label on training data; this lets n_train use the whole training split).
-    label_source: str = "heldout"
-    n_train: int = 1000
-    n_label: int = 1000
-    n_test: int = 1000
-    epochs: int = 1
-    seed: int = 0
+    label_source: str = setting("heldout", choices=("heldout", "train"))
+    n_train: int = setting(1000, low=1, high=_HUGE)
+    n_label: int = setting(1000, low=1, high=_HUGE)
+    n_test: int = setting(1000, low=1, high=_HUGE)
+    epochs: int = setting(1, low=1, high=1000)
+    seed: int = setting(0, low=0)
     # Network size and simulation.
-    n_neurons: int = 100
-    time: int = 250
-    dt: float = 1.0
+    n_neurons: int = setting(100, low=1, high=100_000)
+    time: int = setting(250, unit="ms", low=1, high=100_000)
+    dt: float = setting(1.0, unit="ms", **POS)
     # Encoding: maximum rate of the brightest pixel; Bernoulli matches it per step.
-    intensity_hz: float = 128.0
-    # Input current gain; 0 picks the encoder's own default (see encoders.ENCODER_GAIN).
-    input_gain: float = 0.0
+    intensity_hz: float = setting(128.0, unit="Hz", **POS)
+    # Input current gain; 0 picks the encoder's own (its module's input_gain, else 1).
+    input_gain: float = setting(0.0, low=0.0)
     # Diehl & Cook presentation retry: fewer than min_spikes excitatory spikes -> show the
     # sample again with the rate raised by retry_rate_step_hz (0 disables).
-    min_spikes: int = 0
-    retry_rate_step_hz: float = 32.0
-    max_retries: int = 5
+    min_spikes: int = setting(0, low=0)
+    retry_rate_step_hz: float = setting(32.0, unit="Hz", low=0.0)
+    max_retries: int = setting(5, low=0)
     # Connectivity.
-    exc: float = 22.5
-    inh: float = 120.0
-    w_init_max: float = 0.3
+    exc: float = setting(22.5, low=0.0)
+    inh: float = setting(120.0, low=0.0)
+    w_init_max: float = setting(0.3, low=0.0)
     wmin: float = 0.0
     wmax: float = 1.0
-    norm: float = 78.4
+    norm: float = setting(78.4, low=0.0)
     # Learning rule coefficients.
-    nu_pre: float = 1e-4
-    nu_post: float = 1e-2
-    tc_trace_ms: float = 20.0
+    nu_pre: float = setting(1e-4, low=0.0)
+    nu_post: float = setting(1e-2, low=0.0)
+    tc_trace_ms: float = setting(20.0, unit="ms", **POS)
     # Teacher: depolarisation added each step to the neurons of the sample's class.
-    teacher_drive_mv: float = 0.25
+    teacher_drive_mv: float = setting(0.25, unit="mV", low=0.0)
     # Excitatory neurons.
-    thresh_mv: float = -52.0
-    rest_mv: float = -65.0
-    reset_mv: float = -60.0
-    refrac_ms: float = 5.0
-    tc_decay_ms: float = 100.0
-    theta_plus: float = 0.05
-    tc_theta_decay_ms: float = 1e7
+    thresh_mv: float = setting(-52.0, unit="mV")
+    rest_mv: float = setting(-65.0, unit="mV")
+    reset_mv: float = setting(-60.0, unit="mV")
+    refrac_ms: float = setting(5.0, unit="ms", low=0.0)
+    tc_decay_ms: float = setting(100.0, unit="ms", **POS)
+    theta_plus: float = setting(0.05, unit="mV", low=0.0)
+    tc_theta_decay_ms: float = setting(1e7, unit="ms", **POS)
     one_spike: bool = True
     # Inhibitory neurons.
-    inh_thresh_mv: float = -40.0
-    inh_rest_mv: float = -60.0
-    inh_reset_mv: float = -45.0
-    inh_refrac_ms: float = 2.0
-    inh_tc_decay_ms: float = 10.0
+    inh_thresh_mv: float = setting(-40.0, unit="mV")
+    inh_rest_mv: float = setting(-60.0, unit="mV")
+    inh_reset_mv: float = setting(-45.0, unit="mV")
+    inh_refrac_ms: float = setting(2.0, unit="ms", low=0.0)
+    inh_tc_decay_ms: float = setting(10.0, unit="ms", **POS)
     # Readouts.
-    ngram_n: int = 2
+    ngram_n: int = setting(2, low=1)
     # Convolutional / locally connected layers (architecture conv, local, cnn).
-    kernel_size: int = 12
-    stride: int = 4
-    n_filters: int = 25
-    pool: int = 1
-    winners: int = 1
+    kernel_size: int = setting(12, low=1)
+    stride: int = setting(4, low=1)
+    n_filters: int = setting(25, low=1)
+    pool: int = setting(1, low=1)
+    winners: int = setting(1, low=1)
     # Total input weight per filter (conv) or per neuron (local), and the inhibition
     # between feature maps at one location.
-    conv_norm: float = 10.0
-    conv_inh: float = 5.0
+    conv_norm: float = setting(10.0, **POS)
+    conv_inh: float = setting(5.0, low=0.0)
     # Which spikes of a conv / local layer learn: "every_spike" (BindsNET's rules as they
     # are) or "first_spike" (Kheradpisheh et al. 2018: each filter once per image, at its
     # first spike, claiming that place; see networks/first_spike.py). dc2015 ignores it.
-    conv_learning: str = "every_spike"
+    conv_learning: str = setting("every_spike", choices=("every_spike", "first_spike"))
     # Gradient-trained baselines (family ann, surrogate).
-    batch_size: int = 128
-    lr: float = 1e-3
-    surrogate_slope: float = 25.0
+    batch_size: int = setting(128, low=1)
+    lr: float = setting(1e-3, **POS)
+    surrogate_slope: float = setting(25.0, **POS)
     surrogate_beta: float = 0.9
-    mem_reg: float = 0.0
+    mem_reg: float = setting(0.0, low=0.0)
+    # Values of settings declared by levels, as sorted (name, value) pairs; only those
+    # that differ from the declared default (so adding a level setting orphans no cell).
+    level_settings: tuple[tuple[str, Any], ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not fields: a level's declared setting.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        declared = _level_param(name)
+        if declared is None:
+            raise AttributeError(f"CellConfig has no setting {name!r}")
+        for key, value in object.__getattribute__(self, "level_settings"):
+            if key == name:
+                return value
+        return declared.default
+
+    def with_settings(self, **changes: Any) -> "CellConfig":
+        """A copy with ``changes`` applied (core and level settings alike)."""
+        return with_settings(self, **changes)
 
     def cell_id(self) -> str:
         """Stable id: a hash of every resolved setting.
@@ -145,46 +175,119 @@ class CellConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings as a plain dict."""
-        return dataclasses.asdict(self)
+        """All settings as a plain dict, with the settings its own levels declare."""
+        d = dataclasses.asdict(self)
+        del d["level_settings"]
+        for axis in REGISTRY_AXES:
+            level = registry.get(axis, d[axis])
+            for p in level.params:
+                d[p.name] = getattr(self, p.name)
+        return d
 
 
-FIELD_TYPES: dict[str, type] = {f.name: type(f.default) for f in fields(CellConfig)}
+_CORE_FIELDS = tuple(f for f in fields(CellConfig) if f.name != "level_settings")
+# Every core setting's declaration; a setting without metadata accepts any value of its
+# type (finite, for floats).
+SETTINGS: dict[str, Param] = {
+    f.name: Param(f.name, f.default, unit=f.metadata.get("unit", ""),
+                  low=f.metadata.get("low"), high=f.metadata.get("high"),
+                  low_open=f.metadata.get("low_open", False),
+                  choices=f.metadata.get("choices", ()))
+    for f in _CORE_FIELDS}
+FIELD_TYPES: dict[str, type] = {name: p.type for name, p in SETTINGS.items()}
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # Settings added after the first published results (see CellConfig.cell_id). Append new
 # settings here; never remove one.
-LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning")
+LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning", "level_settings")
 
-# Architectures each family can build, and encoders only some families accept.
-FAMILY_ARCHITECTURES: dict[str, tuple[str, ...]] = {
-    "stdp": ("dc2015", "conv", "local"),
-    "ann": ("mlp", "cnn"),
-    "surrogate": ("mlp", "cnn"),
-}
-GRADIENT_ONLY_ENCODERS = ("direct",)
+
+def _level_param(name: str) -> Param | None:
+    found = registry.level_params().get(name)
+    return None if found is None else found[0]
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """Allowed values of a categorical setting (registry levels, plugins included).
+
+    >>> choices("neuron")[:3]
+    ('if', 'lif', 'adaptive')
+    """
+    if key in REGISTRY_AXES:
+        return registry.names(key)
+    return SETTINGS[key].choices
+
+
+def declaration(key: str) -> Param | None:
+    """The declaration of setting ``key``: a core field's or a level's; None if unknown."""
+    return SETTINGS.get(key) or _level_param(key)
+
+
+def make_cell(settings: dict[str, Any]) -> CellConfig:
+    """A :class:`CellConfig` from already validated settings, core and level alike.
+
+    >>> make_cell({"rule": "stdp", "inh": 60.0}).inh
+    60.0
+    """
+    core = {k: v for k, v in settings.items() if k in SETTINGS}
+    extra = {}
+    for key, value in settings.items():
+        if key in SETTINGS:
+            continue
+        declared = _level_param(key)
+        if declared is None:
+            raise ConfigError(f"unknown setting '{key}'")
+        if value != declared.default:
+            extra[key] = value
+    return CellConfig(**core, level_settings=tuple(sorted(extra.items())))
+
+
+def with_settings(cfg: CellConfig, **changes: Any) -> CellConfig:
+    """``cfg`` with ``changes`` applied (the level-aware ``dataclasses.replace``)."""
+    current = {f.name: getattr(cfg, f.name) for f in _CORE_FIELDS}
+    current.update(dict(cfg.level_settings))
+    current.update(changes)
+    return make_cell(current)
 
 
 def check_cell(cfg: CellConfig, where: str = "cell") -> None:
-    """Reject combinations of levels that no engine can run, naming the levels."""
-    allowed = FAMILY_ARCHITECTURES[cfg.family]
-    if cfg.architecture not in allowed:
+    """Reject combinations of settings that no engine can run, naming them."""
+    arch = registry.get("architecture", cfg.architecture)
+    if cfg.family not in arch.families:
+        allowed = [a.name for a in registry.levels("architecture") if cfg.family in a.families]
         raise ConfigError(
             f"{where}: architecture = {cfg.architecture!r} cannot be built by family = "
             f"{cfg.family!r}; allowed for {cfg.family}: {', '.join(allowed)}")
+    if cfg.wmin > cfg.wmax:
+        raise ConfigError(f"{where}: wmin = {cfg.wmin!r} is above wmax = {cfg.wmax!r}; "
+                          "wmin must be at most wmax")
+    steps = cfg.time / cfg.dt
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        raise ConfigError(f"{where}: time = {cfg.time!r} is not a multiple of dt = "
+                          f"{cfg.dt!r}; a presentation must be a whole number of steps")
+    encoder = registry.get("encoder", cfg.encoder)
+    if cfg.family == "stdp" and encoder.gradient_only:
+        allowed = [e.name for e in registry.levels("encoder") if not e.gradient_only]
+        raise ConfigError(
+            f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
+            f"allowed for stdp: {', '.join(allowed)}")
     if cfg.architecture in ("conv", "local"):
-        for key, bad, why in (("rule", "teacher", "its class gate needs the dc2015 layout"),
-                              ("encoder", "rank_order", "its input gain needs the replica "
-                                                        "engine")):
-            if getattr(cfg, key) == bad:
-                raise ConfigError(f"{where}: {key} = {bad!r} is not available for "
-                                  f"architecture = {cfg.architecture!r} ({why})")
+        rule = registry.get("rule", cfg.rule)
+        neuron = registry.get("neuron", cfg.neuron)
+        if rule.supervised:
+            raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
+                              f"architecture = {cfg.architecture!r} (its class gate needs "
+                              "the dc2015 layout)")
+        if cfg.encoder == "rank_order":
+            raise ConfigError(f"{where}: encoder = 'rank_order' is not available for "
+                              f"architecture = {cfg.architecture!r} (its input gain needs "
+                              "the replica engine)")
+        for level in (rule, neuron):
+            if not level.torch:
+                raise ConfigError(f"{where}: {level.axis} = {level.name!r} has no BindsNET "
+                                  f"twin, which architecture = {cfg.architecture!r} runs on")
         if cfg.min_spikes > 0:
             raise ConfigError(f"{where}: min_spikes = {cfg.min_spikes} (retries) is not "
                               f"available for architecture = {cfg.architecture!r}; use 0")
-    if cfg.family == "stdp" and cfg.encoder in GRADIENT_ONLY_ENCODERS:
-        raise ConfigError(
-            f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
-            f"allowed for stdp: {', '.join(e for e in CHOICES['encoder'] if e not in GRADIENT_ONLY_ENCODERS)}")
 
 
 @dataclass(frozen=True)
@@ -198,6 +301,8 @@ class GridSpec:
     # The ``[search]`` table as written; ``stdp-bench tune`` validates it
     # (:func:`stdp_bench.search_space.parse_search`), ``run`` does not read it.
     search: dict[str, Any] = field(default_factory=dict)
+    # Level modules imported before validation (``plugins = ["module"]``).
+    plugins: tuple[str, ...] = ()
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The grid as it would be written back to TOML."""
@@ -206,51 +311,36 @@ class GridSpec:
                "factors": {k: list(v) for k, v in self.factors.items()}}
         if self.search:
             out["search"] = self.search
+        if self.plugins:
+            out["plugins"] = list(self.plugins)
         return out
 
 
-class ConfigError(ValueError):
-    """A grid file or override that cannot be run; the message names the problem."""
-
-
 def check_value(key: str, value: Any, where: str) -> Any:
-    """Validate one setting value and return it coerced to the field's type."""
-    if key not in FIELD_TYPES:
-        close = difflib.get_close_matches(key, FIELD_TYPES, n=3)
+    """Validate one setting value against its declaration and return it coerced.
+
+    >>> check_value("inh", float("inf"), "--set inh=inf")
+    Traceback (most recent call last):
+    ...
+    stdp_bench.levels.spec.ConfigError: --set inh=inf: 'inh' = inf must be a finite number
+    """
+    declared = declaration(key)
+    if declared is None:
+        known = sorted(set(SETTINGS) | set(registry.level_params()))
+        close = difflib.get_close_matches(key, known, n=3)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise ConfigError(
-            f"{where}: unknown setting '{key}'; {hint}allowed: {', '.join(sorted(FIELD_TYPES))}")
-    want = FIELD_TYPES[key]
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if want is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: '{key}' = {value!r} must be true or false")
-    if want is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where}: '{key}' = {value!r} must be an integer")
-    if want is float and not isinstance(value, float):
-        raise ConfigError(f"{where}: '{key}' = {value!r} must be a number")
-    if want is str and not isinstance(value, str):
-        raise ConfigError(f"{where}: '{key}' = {value!r} must be a string")
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(
-            f"{where}: '{key}' = {value!r} is not allowed; allowed: {', '.join(CHOICES[key])}")
-    if key in POSITIVE_INTS and value < 1:
-        raise ConfigError(f"{where}: '{key}' = {value!r} must be at least 1")
-    if key in POSITIVE_FLOATS and not value > 0:
-        raise ConfigError(f"{where}: '{key}' = {value!r} must be positive")
-    if key in NON_NEGATIVE and value < 0:
-        raise ConfigError(f"{where}: '{key}' = {value!r} must not be negative")
-    if key in UPPER_BOUNDS and value > UPPER_BOUNDS[key]:
-        raise ConfigError(
-            f"{where}: '{key}' = {value!r} is absurdly large (at most {UPPER_BOUNDS[key]})")
-    if want is float and value != value:  # NaN
-        raise ConfigError(f"{where}: '{key}' = nan is not a number")
+            f"{where}: unknown setting '{key}'; {hint}allowed: {', '.join(known)}")
+    value = declared.check(value, where)
+    if key in REGISTRY_AXES and value not in registry.names(key):
+        raise ConfigError(f"{where}: '{key}' = {value!r} is not allowed; "
+                          f"allowed: {', '.join(registry.names(key))}")
     return value
 
 
 def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
     """Validate a grid read from TOML (or built in code)."""
-    allowed_top = {"name", "description", "settings", "factors", "search"}
+    allowed_top = {"name", "description", "plugins", "settings", "factors", "search"}
     for key in data:
         if key not in allowed_top:
             raise ConfigError(
@@ -259,6 +349,11 @@ def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
         raise ConfigError(f"{source}: 'name' = {name!r} must be a non-empty string without "
                           "spaces or slashes")
+    plugins = data.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(m, str) and m for m in plugins):
+        raise ConfigError(f"{source}: 'plugins' = {plugins!r} must be a list of module names")
+    # Before the settings: a plugin's levels and settings must be known to validate them.
+    registry.load_plugins(plugins, where=f"{source} plugins")
     settings_raw = data.get("settings", {})
     factors_raw = data.get("factors", {})
     if not isinstance(settings_raw, dict):
@@ -280,7 +375,25 @@ def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
             raise ConfigError(f"{source}: '{key}' is both a setting and a factor")
         factors[key] = checked
     return GridSpec(name=name, description=str(data.get("description", "")),
-                    settings=settings, factors=factors, search=search_raw)
+                    settings=settings, factors=factors, search=search_raw,
+                    plugins=tuple(plugins))
+
+
+def grids_dir() -> Path:
+    """Folder of the grid files shipped with the package."""
+    return Path(str(resources.files("stdp_bench") / "grids"))
+
+
+def resolve_grid_path(grid: str) -> Path:
+    """A path, or the name of a shipped grid (``smoke``, ``classic``, ...)."""
+    path = Path(grid)
+    if path.exists():
+        return path
+    shipped = grids_dir() / f"{grid.removesuffix('.toml')}.toml"
+    if shipped.exists():
+        return shipped
+    names = ", ".join(sorted(p.stem for p in grids_dir().glob("*.toml")))
+    raise ConfigError(f"grid '{grid}' is neither a file nor a shipped grid ({names})")
 
 
 def load_grid(path: str | Path) -> GridSpec:
@@ -317,10 +430,13 @@ def apply_overrides(grid: GridSpec, overrides: list[str]) -> GridSpec:
         value = _parse_scalar(text)
         where = f"--set {item}"
         if isinstance(value, list):
+            if not value:
+                raise ConfigError(f"{where}: '{key}' = [] has no levels; a factor needs at "
+                                  "least one")
             factors[key] = tuple(check_value(key, v, where) for v in value)
             settings.pop(key, None)
         else:
             settings[key] = check_value(key, value, where)
             factors.pop(key, None)
     return GridSpec(name=grid.name, description=grid.description, settings=settings,
-                    factors=factors, search=grid.search)
+                    factors=factors, search=grid.search, plugins=grid.plugins)

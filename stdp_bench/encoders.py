@@ -1,31 +1,25 @@
-"""Spike encoders: one registry line per level of the ``encoder`` factor.
+"""Dense spike encoders (BindsNET ``Encoder`` subclasses) and the input gain of a level.
 
-The fused kernel encodes inside its loop (``engine.kernel.gen_events``); the classes here
-are BindsNET ``Encoder`` subclasses giving the same codes as dense ``[time, n]`` trains,
-for stock BindsNET runs, parity tests and users. They fix two defects of BindsNET 0.3.4:
-``bernoulli`` and ``rank_order`` divide the caller's tensor in place, and ``rank_order``
-drops the dimmest nonzero pixel.
+The encoder levels live in :mod:`stdp_bench.levels.encoders` (their kernel steps encode
+inside the fused kernel's loop). The classes here give the same codes as dense
+``[time, n]`` trains, for stock BindsNET runs, parity tests and users; each level's
+``dense_encoder`` returns one. They fix two defects of BindsNET 0.3.4: ``bernoulli``
+and ``rank_order`` divide the caller's tensor in place, and ``rank_order`` drops the
+dimmest nonzero pixel.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from bindsnet.encoding import BernoulliEncoder as _StockBernoulli
 from bindsnet.encoding import PoissonEncoder
 from bindsnet.encoding import RankOrderEncoder as _StockRankOrder
 
-from stdp_bench.engine import kernel
-
-ENCODERS: dict[str, int] = {
-    "poisson": kernel.ENC_POISSON,
-    "bernoulli": kernel.ENC_BERNOULLI,
-    "rank_order": kernel.ENC_RANK_ORDER,
-}
+from stdp_bench.levels import registry
 
 
 def bernoulli_rate(datum: torch.Tensor, time: int, dt: float = 1.0,
-                   rate_hz: float = 128.0, **_: object) -> torch.Tensor:
+                   rate_hz: float = 128.0) -> torch.Tensor:
     """Bernoulli spikes with ``p = datum * rate_hz * dt / 1000`` per step (datum in [0, 1]).
 
     The caller's tensor is not modified. Returns ``[time / dt, *datum.shape]`` bytes.
@@ -53,8 +47,7 @@ def rank_order_times(datum: torch.Tensor, time: int, dt: float = 1.0) -> torch.T
     return out.view(datum.shape)
 
 
-def rank_order_fixed(datum: torch.Tensor, time: int, dt: float = 1.0,
-                     **_: object) -> torch.Tensor:
+def rank_order_fixed(datum: torch.Tensor, time: int, dt: float = 1.0) -> torch.Tensor:
     """Rank-order code without BindsNET 0.3.4's in-place division and dropped pixel."""
     assert (datum >= 0).all(), "Inputs must be non-negative"
     steps = int(time / dt)
@@ -78,7 +71,7 @@ class BernoulliEncoder(_StockBernoulli):
     def __init__(self, time: int, dt: float = 1.0, rate_hz: float = 128.0) -> None:
         super().__init__(time, dt=dt)
         self.enc = bernoulli_rate
-        self.enc_kwargs = {"rate_hz": rate_hz}
+        self.enc_kwargs = {"dt": dt, "rate_hz": rate_hz}
 
 
 class RankOrderEncoder(_StockRankOrder):
@@ -97,17 +90,20 @@ class RankOrderEncoder(_StockRankOrder):
 
 
 def dense_encoder(name: str, time: int, rate_hz: float, dt: float = 1.0):
-    """The dense BindsNET-style encoder for a level of the ``encoder`` factor."""
-    if name == "poisson":
-        return _ScaledPoisson(time=time, dt=dt, rate_hz=rate_hz)
-    if name == "bernoulli":
-        return BernoulliEncoder(time=time, dt=dt, rate_hz=rate_hz)
-    if name == "rank_order":
-        return RankOrderEncoder(time=time, dt=dt)
-    raise ValueError(f"unknown encoder '{name}'; allowed: {', '.join(ENCODERS)}")
+    """The dense BindsNET-style encoder of the encoder level ``name``.
+
+    >>> enc = dense_encoder("rank_order", time=10, rate_hz=0.0)
+    >>> enc(torch.tensor([1.0, 0.0])).sum(0).tolist()
+    [1, 0]
+    """
+    level = registry.get("encoder", name)
+    module = registry.module(level)
+    if not hasattr(module, "dense_encoder"):
+        raise ValueError(f"encoder {name!r} has no dense (BindsNET) encoder")
+    return module.dense_encoder(time=time, dt=dt, rate_hz=rate_hz)
 
 
-class _ScaledPoisson(PoissonEncoder):
+class ScaledPoissonEncoder(PoissonEncoder):
     """BindsNET's Poisson encoder fed ``datum * rate_hz`` (datum in [0, 1])."""
 
     def __init__(self, time: int, dt: float = 1.0, rate_hz: float = 128.0) -> None:
@@ -118,22 +114,5 @@ class _ScaledPoisson(PoissonEncoder):
         return super().__call__(img * self.rate_hz)
 
 
-def auto_gain(encoder: str, x_train: np.ndarray, rate_hz: float, time: int,
-              dt: float = 1.0) -> float:
-    """Input current gain that gives an encoder the Poisson code's mean input volume.
-
-    Rate codes get 1. Rank order sends one spike per nonzero pixel, so its gain is the
-    ratio of the mean Poisson spike count to the mean number of nonzero pixels.
-    """
-    if encoder in ("poisson", "bernoulli"):
-        return 1.0
-    if encoder == "rank_order":
-        sample = x_train[: min(len(x_train), 5000)]
-        rate_volume = float(sample.sum(1).mean()) * rate_hz * time / 1000.0
-        spikes = float((sample > 0).sum(1).mean())
-        return max(1.0, rate_volume / max(spikes, 1.0))
-    raise ValueError(f"unknown encoder '{encoder}'; allowed: {', '.join(ENCODERS)}")
-
-
-__all__ = ["ENCODERS", "BernoulliEncoder", "RankOrderEncoder", "auto_gain",
-           "dense_encoder", "bernoulli_rate", "rank_order_fixed", "rank_order_times"]
+__all__ = ["BernoulliEncoder", "RankOrderEncoder", "ScaledPoissonEncoder", "dense_encoder",
+           "bernoulli_rate", "rank_order_fixed", "rank_order_times"]

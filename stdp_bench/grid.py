@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from stdp_bench.config import CellConfig, GridSpec, check_cell
+from stdp_bench.config import CellConfig, ConfigError, GridSpec, check_cell, make_cell
+from stdp_bench.levels import registry
 from stdp_bench.results import record_key
 
 # Settings that fix tensor shapes and the sample schedule: cells that agree on all of
@@ -50,13 +51,16 @@ class Job:
 
 def expand(grid: GridSpec) -> list[Cell]:
     """Cartesian product of the grid's factors over its fixed settings."""
-    base = CellConfig(**grid.settings)
     names = list(grid.factors)
     cells = []
     for combo in itertools.product(*(grid.factors[n] for n in names)):
-        cfg = replace(base, **dict(zip(names, combo)))
+        cfg = make_cell({**grid.settings, **dict(zip(names, combo))})
         check_cell(cfg, f"grid '{grid.name}', cell {dict(zip(names, combo)) or 'settings'}")
         cells.append(Cell(config=cfg, levels=tuple(zip(names, combo))))
+    if not cells:
+        empty = [n for n in names if not grid.factors[n]]
+        raise ConfigError(f"grid '{grid.name}': factor {', '.join(map(repr, empty))} has no "
+                          "levels, so the grid has no cells")
     return cells
 
 
@@ -65,6 +69,10 @@ def group_jobs(cells: list[Cell], max_replicas: int = 64) -> list[Job]:
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         key = tuple(getattr(cell.config, k) for k in SHAPE_KEYS)
+        # Cells whose levels all have kernel steps run on the kernel engine; the others
+        # (torch-only plugin levels) on the torch engine: separate jobs.
+        key += (all(registry.get(axis, getattr(cell.config, axis)).kernel
+                    for axis in ("encoder", "neuron", "rule")),)
         if cell.config.family != "stdp" or cell.config.architecture != "dc2015":
             key = (cell.cell_id,)  # no replica engine for these: one cell per job
         groups.setdefault(key, []).append(cell)

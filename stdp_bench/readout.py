@@ -22,6 +22,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from stdp_bench.seeding import global_rngs_seeded
+
 READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
 # Extra readouts of conv / local cells (per filter; pooled linear probe when pool > 1).
 FEATURE_READOUTS = ("filter_proportion", "linear_pooled")
@@ -115,9 +117,9 @@ def predict_readout(name: str, label_counts: np.ndarray, label_y: np.ndarray,
     None for ``ngram`` when its dense score array would exceed ``NGRAM_MAX_CELLS``.
     """
     if name in ("all_activity", "proportion_weighting"):
-        torch.manual_seed(seed)  # assign_labels breaks ties with torch noise
-        assignments, proportions, _ = assign_labels(
-            _as_raster(label_counts), torch.as_tensor(label_y), n_classes)
+        with global_rngs_seeded(seed):  # assign_labels breaks ties with torch noise
+            assignments, proportions, _ = assign_labels(
+                _as_raster(label_counts), torch.as_tensor(label_y), n_classes)
         test_raster = _as_raster(test_counts)
         if name == "all_activity":
             pred = all_activity(test_raster, assignments, n_classes).numpy()
@@ -161,9 +163,9 @@ def feature_predictions(label_counts: np.ndarray, label_y: np.ndarray,
     F, H, W = shape
     lab = label_counts.reshape(len(label_counts), F, H * W).sum(2)
     tst = test_counts.reshape(len(test_counts), F, H * W).sum(2)
-    torch.manual_seed(seed)
-    assignments, proportions, _ = assign_labels(_as_raster(lab), torch.as_tensor(label_y),
-                                                n_classes)
+    with global_rngs_seeded(seed):  # assign_labels breaks ties with torch noise
+        assignments, proportions, _ = assign_labels(_as_raster(lab),
+                                                    torch.as_tensor(label_y), n_classes)
     out = {"filter_proportion": proportion_weighting(
         _as_raster(tst), assignments, proportions, n_classes).numpy().astype(np.int64)}
     if pool > 1:

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# Kept local rather than imported from stdp_bench.readout, which pulls in torch and
-# BindsNET: analysing results must work on a machine without them.
-READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
+from stdp_bench.levels import registry
+
+# From the registry (no torch): analysing results must work on a machine without it.
+READOUTS = registry.names("readout")
 # Gradient-trained baselines (family ann / surrogate) read out through their output layer.
 BASELINE_READOUTS = ("output",)
 

@@ -20,17 +20,17 @@ settings. Needs neither torch nor numba.
 ...     "high": 1.0}}}}))
 Traceback (most recent call last):
 ...
-stdp_bench.config.ConfigError: g [search.space]: 'inh' has low = 5.0 >= high = 1.0; low must be below high
+stdp_bench.levels.spec.ConfigError: g [search.space]: 'inh' has low = 5.0 >= high = 1.0; low must be below high
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Union
 
-from stdp_bench.config import (FIELD_TYPES, CellConfig, ConfigError, GridSpec,
-                               check_value)
+from stdp_bench.config import (CellConfig, ConfigError, GridSpec, check_value, declaration,
+                               with_settings)
 from stdp_bench.grid import expand
 from stdp_bench.results import READOUTS
 
@@ -90,9 +90,9 @@ class SearchSpec:
         on ``n_label`` held-out training samples and are scored on ``n_val`` more, all
         drawn from the training split with ``seed``: the test split is never read.
         """
-        return replace(cell, **params, split="validation", label_source="heldout",
-                       n_train=self.rungs[-1], n_label=self.n_label, n_test=self.n_val,
-                       epochs=1, seed=self.seed)
+        return with_settings(cell, **params, split="validation", label_source="heldout",
+                             n_train=self.rungs[-1], n_label=self.n_label,
+                             n_test=self.n_val, epochs=1, seed=self.seed)
 
 
 def _where(source: str, table: str = "search") -> str:
@@ -106,7 +106,8 @@ def _positive_int(value: Any, key: str, where: str) -> int:
 
 
 def _parse_space(key: str, raw: Any, where: str) -> Space:
-    if key not in FIELD_TYPES:
+    declared = declaration(key)
+    if declared is None:
         check_value(key, None, where)  # raises the unknown-setting message with hints
     if key in NOT_SEARCHABLE:
         raise ConfigError(f"{where}: '{key}' cannot be searched (the tuner sets it, or it "
@@ -130,8 +131,8 @@ def _parse_space(key: str, raw: Any, where: str) -> Space:
     if unknown or "low" not in raw or "high" not in raw:
         raise ConfigError(f"{where}: '{key}' = {raw!r} must have low and high (and "
                           "optionally log), or choices")
-    if FIELD_TYPES[key] not in (int, float):
-        raise ConfigError(f"{where}: '{key}' is a {FIELD_TYPES[key].__name__} setting; "
+    if declared.type not in (int, float):
+        raise ConfigError(f"{where}: '{key}' is a {declared.type.__name__} setting; "
                           "search it with {choices = [...]}")
     low = check_value(key, raw["low"], where)
     high = check_value(key, raw["high"], where)

@@ -17,10 +17,11 @@ import numpy as np
 
 from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.data import Dataset, Subsets, cell_subsets, load_dataset
-from stdp_bench.encoders import auto_gain
-from stdp_bench.engine.replicas import ReplicaSet
+from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.grid import Cell, Job
+from stdp_bench.levels import registry
 from stdp_bench.readout import confusion, feature_predictions, predict_all
+from stdp_bench.replica_params import auto_gain
 
 Progress = Callable[[int], None]
 
@@ -33,11 +34,14 @@ class Execution:
     """Where and how jobs run: ``device`` cpu or cuda, ``engine`` kernel or torch.
 
     ``kernel`` is the fused numba engine (CPU); ``torch`` the BindsNET replica
-    ``Network`` (:mod:`stdp_bench.engine.torch_engine`), the engine for CUDA.
+    ``Network`` (:mod:`stdp_bench.engine.torch_engine`), the engine for CUDA. ``pinned``
+    is True when the user chose the engine: otherwise a Diehl & Cook job whose levels
+    lack kernel steps runs on the torch engine instead (:func:`job_engine`).
     """
 
     device: str = "cpu"
     engine: str = "kernel"
+    pinned: bool = False
 
     @classmethod
     def resolve(cls, device: str = "auto", engine: str = "auto") -> "Execution":
@@ -54,11 +58,12 @@ class Execution:
                               "or auto")
         if device == "auto":
             device = "cuda" if has_cuda else "cpu"
+        pinned = engine != "auto"
         if engine == "auto":
             engine = "torch" if device == "cuda" else "kernel"
         if engine == "kernel" and device != "cpu":
             raise ConfigError("--engine kernel runs on the CPU only; use --engine torch on cuda")
-        return cls(device=device, engine=engine)
+        return cls(device=device, engine=engine, pinned=pinned)
 
 
 @lru_cache(maxsize=1)
@@ -127,8 +132,45 @@ def score(preds: dict[str, np.ndarray], y: np.ndarray, n_classes: int
             for name, p in preds.items()}
 
 
+def job_engine(cfgs: list[CellConfig], execution: Execution) -> str:
+    """The engine that runs a Diehl & Cook job: the chosen one, unless its levels lack
+    that engine's steps and the user did not pin it (then the other one).
+
+    Both engines encode with the encoders' kernel steps; the kernel engine also needs the
+    neuron's and rule's kernel steps, the torch engine their torch twins.
+
+    >>> cfgs = [CellConfig(rule="stdp")]
+    >>> job_engine(cfgs, Execution()), job_engine(cfgs, Execution(engine="torch"))
+    ('kernel', 'torch')
+    """
+    needs = {"kernel": {"encoder": "kernel", "neuron": "kernel", "rule": "kernel"},
+             "torch": {"encoder": "kernel", "neuron": "torch", "rule": "torch"}}
+
+    def missing(engine: str) -> list[str]:
+        gaps = [f"{axis} {getattr(c, axis)!r}" for c in cfgs
+                for axis, attr in needs[engine].items()
+                if not getattr(registry.get(axis, getattr(c, axis)), attr)]
+        return list(dict.fromkeys(gaps))
+
+    chosen = execution.engine
+    other = "torch" if chosen == "kernel" else "kernel"
+    if not missing(chosen):
+        return chosen
+    if execution.pinned or missing(other):
+        hint = f"run it with --engine {other}" if not missing(other) else "no engine runs it"
+        raise ConfigError(f"{', '.join(missing(chosen))}: no steps for the {chosen} engine; "
+                          f"{hint}")
+    return other
+
+
+# What actually simulates a cell, by family and architecture (records state it).
+FEATURE_ENGINE = "bindsnet"  # conv / local: one BindsNET Network per cell
+BASELINE_ENGINE = "autograd"  # ann / surrogate: torch autograd
+
+
 def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
-                 started: str, job: Job, execution: Execution) -> dict[str, Any]:
+                 started: str, job: Job, execution: Execution,
+                 engine: str) -> dict[str, Any]:
     cfg = cell.config
     return {
         "schema": 1,
@@ -151,7 +193,7 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
             "job_id": job.job_id,
             "replicas": len(job.cells),
             "device": execution.device,
-            "engine": execution.engine,
+            "engine": engine,
         },
         "artifacts": {},
     } | ({"stage": cell.stage} if cell.stage is not None else {})
@@ -159,11 +201,17 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
 
 def error_records(job: Job, grid: str, factors: list[str], error: str,
                   ds: Dataset | None = None, started: str | None = None,
-                  execution: Execution = Execution()) -> list[dict[str, Any]]:
-    """A record with status ``error`` and the message for every cell of ``job``."""
+                  execution: Execution = Execution(),
+                  engine: str | None = None) -> list[dict[str, Any]]:
+    """A record with status ``error`` and the message for every cell of ``job``.
+
+    ``engine`` is the one that failed; None when none was picked yet (the record then
+    names the execution's).
+    """
     records = []
     for cell in job.cells:
-        rec = _base_record(cell, grid, factors, ds, started or _now(), job, execution)
+        rec = _base_record(cell, grid, factors, ds, started or _now(), job, execution,
+                           engine or execution.engine)
         rec.update(status="error", error=error)
         rec["provenance"]["ended"] = _now()
         records.append(rec)
@@ -190,12 +238,14 @@ def run_job(job: Job, *, grid: str, factors: list[str],
                 for cell in job.cells]
     started = _now()
     ds: Dataset | None = None
+    engine: str | None = None
     try:
         cfgs = [c.config for c in job.cells]
+        engine = job_engine(cfgs, execution)
         ds = load_dataset(cfgs[0].dataset, data_dir)
         subsets = [cell_subsets(ds, c) for c in cfgs]
         gains = input_gains(cfgs, ds)
-        if execution.engine == "torch":
+        if engine == "torch":
             from stdp_bench.engine.torch_engine import TorchReplicaSet
 
             replicas = TorchReplicaSet(cfgs, ds.n_input, gains, ds.n_classes,
@@ -219,13 +269,13 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         eval_s = time.perf_counter() - t0
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
-                             execution)
+                             execution, engine)
 
     records = []
     R = len(job.cells)
     for r, cell in enumerate(job.cells):
         cfg = cell.config
-        rec = _base_record(cell, grid, factors, ds, started, job, execution)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution, engine)
         try:
             n = cfg.n_neurons
             counts = tested.counts[r]
@@ -294,7 +344,7 @@ def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
     rec: dict[str, Any] = {}
     try:
         ds = load_dataset(cfg.dataset, data_dir)
-        rec = _base_record(cell, grid, factors, ds, started, job, execution)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution, BASELINE_ENGINE)
         sub = cell_subsets(ds, cfg)
         eval_x, eval_y = sub.eval_split(ds)
         eval_y = eval_y[sub.evaluate]
@@ -305,7 +355,8 @@ def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
         rec["readouts"] = score({"output": result.predictions}, eval_y, ds.n_classes)
     except Exception as exc:  # noqa: BLE001 - any failure becomes a visible record
         if not rec:
-            rec = _base_record(cell, grid, factors, ds, started, job, execution)
+            rec = _base_record(cell, grid, factors, ds, started, job, execution,
+                               BASELINE_ENGINE)
         rec["status"] = "diverged" if isinstance(exc, FloatingPointError) else "error"
         rec["error"] = traceback.format_exc()
     rec["provenance"]["ended"] = _now()
@@ -333,7 +384,7 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
     ds: Dataset | None = None
     try:
         ds = load_dataset(cfg.dataset, data_dir)
-        rec = _base_record(cell, grid, factors, ds, started, job, execution)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution, FEATURE_ENGINE)
         sub = cell_subsets(ds, cfg)
         fc = FeatureCell(cfg, ds.image_shape, 1.0, ds.n_classes, device=execution.device)
         t0 = time.perf_counter()
@@ -387,6 +438,6 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
             rec["_arrays"] = {"filters": fc.filters().astype(np.float16)}
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
-                             execution)[0]
+                             execution, FEATURE_ENGINE)[0]
     rec["provenance"]["ended"] = _now()
     return rec

@@ -21,7 +21,7 @@ import numpy as np
 
 from stdp_bench.config import CellConfig
 from stdp_bench.data import cell_subsets, load_dataset
-from stdp_bench.engine.replicas import ReplicaSet
+from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.readout import predict_readout
 from stdp_bench.train import input_gains, scaled_progress, train_orders
 

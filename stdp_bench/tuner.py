@@ -38,7 +38,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from tqdm import tqdm
 
 from stdp_bench.backends import JobContext, TaskKind, check_backend, run_tasks
-from stdp_bench.config import CellConfig, ConfigError, GridSpec
+from stdp_bench.config import CellConfig, ConfigError, GridSpec, with_settings
 from stdp_bench.grid import Cell, expand
 from stdp_bench.results import (STAGES, STUDY_DB, TRIALS_STEM, rebuild_tables, write_json_atomic,
                                 write_table)
@@ -383,7 +383,7 @@ def final_cells(grid: GridSpec, studies: dict[str, tuple[optuna.Study, Cell]],
             levels = (*cell.levels, ("seed", seed))
             default, tuned = STAGES
             cells.append(Cell(base, levels, stage=default))
-            cells.append(Cell(replace(base, **tuned_params), levels, stage=tuned))
+            cells.append(Cell(with_settings(base, **tuned_params), levels, stage=tuned))
     return cells
 
 

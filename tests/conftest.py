@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 
 def free_port() -> int:
@@ -17,21 +21,78 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def descendants(root: subprocess.Popen) -> list[psutil.Process]:
+    """The live processes started by ``root`` (its children, theirs, and so on)."""
+    try:
+        return psutil.Process(root.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_descendant(root: subprocess.Popen, pattern: str, watch: subprocess.Popen,
+                    timeout: float = 300) -> int:
+    """SIGKILL the first descendant of ``root`` whose command line contains ``pattern``,
+    while ``watch`` still runs; returns its pid. Only processes this test started (and
+    theirs) are candidates, never another process on the machine."""
+    end = time.time() + timeout
+    while time.time() < end and watch.poll() is None:
+        for proc in descendants(root):
+            try:
+                if pattern in " ".join(proc.cmdline()):
+                    proc.send_signal(signal.SIGKILL)
+                    return proc.pid
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        time.sleep(0.02)
+    output = watch.communicate(timeout=60)[0] if watch.poll() is not None else "(running)"
+    raise AssertionError(f"no descendant matching {pattern!r} appeared; output:\n{output}")
+
+
+def stop_tree(root: subprocess.Popen, grace: float = 30) -> None:
+    """Terminate ``root`` and everything it started; kill what outlives ``grace``."""
+    procs = [*descendants(root)]
+    try:
+        procs.insert(0, psutil.Process(root.pid))
+    except psutil.NoSuchProcess:
+        pass
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    root.wait(timeout=grace)
+
+
 @contextmanager
-def private_ray_head() -> Iterator[tuple[str, dict[str, str]]]:
-    """A Ray head on 127.0.0.1 with 2 CPUs: yields its address and the environment its
-    clients need (no usage reporting, and no token authentication: a token left in
-    ~/.ray by an earlier local instance would otherwise be demanded)."""
+def private_ray_head() -> Iterator[tuple[str, dict[str, str], subprocess.Popen]]:
+    """A Ray head on 127.0.0.1 with 2 CPUs, run in the foreground (``--block``) so that
+    its servers and workers are descendants of the process started here: yields its
+    address, the environment its clients need (no usage reporting, and no token
+    authentication: a token left in ~/.ray by an earlier local instance would otherwise
+    be demanded) and the head process. On exit only that process tree is stopped."""
     ray_bin = Path(sys.executable).with_name("ray")
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    start = subprocess.run(
-        [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-        capture_output=True, text=True, env=env, timeout=180)
-    assert start.returncode == 0, start.stdout + start.stderr
+    head = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        yield f"127.0.0.1:{port}", env
+        end = time.time() + 180
+        while True:
+            assert head.poll() is None, head.communicate()[0]
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.time() < end, "the Ray head did not open its port in 180 s"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}", env, head
     finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env,
-                       timeout=120)
+        stop_tree(head)

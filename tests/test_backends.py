@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from stdp_bench import results
 from stdp_bench.cli import app
 
-from conftest import private_ray_head
+from conftest import kill_descendant, private_ray_head
 
 log = logging.getLogger("stdp_bench.faults")
 
@@ -74,28 +74,6 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _pids(pattern: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split() if int(p) != os.getpid()]
-
-
-def _kill_first(pattern: str, proc: subprocess.Popen, timeout: float = 300) -> int:
-    """SIGKILL the first process matching ``pattern`` while ``proc`` still runs.
-
-    The timeout is generous: with two grid workers busy on this 2-core machine, no Ray
-    task had started after 120 s, and the whole Ray grid then took 270 s (16 s when quiet).
-    """
-    end = time.time() + timeout
-    while time.time() < end and proc.poll() is None:
-        pids = _pids(pattern)
-        if pids:
-            os.kill(pids[0], signal.SIGKILL)
-            return pids[0]
-        time.sleep(0.02)
-    output = proc.communicate(timeout=60)[0] if proc.poll() is not None else "(still running)"
-    raise AssertionError(f"no process matching {pattern!r} appeared; run output:\n{output}")
-
-
 def _check_complete(out: Path, reference: pd.DataFrame) -> None:
     table = pd.read_parquet(out / "results.parquet")
     assert len(table) == 8 * 4 and table["cell_id"].nunique() == 8
@@ -105,12 +83,14 @@ def _check_complete(out: Path, reference: pd.DataFrame) -> None:
 
 
 def test_ray_cluster_survives_a_killed_worker(grid_file, reference, tmp_path):
-    with private_ray_head() as (address, env):
+    with private_ray_head() as (address, env, head):
         out = tmp_path / "ray"
         t0 = time.time()
         proc = _cli("run", str(grid_file), "--out", str(out), "--quiet", "--replicas", "1",
                     "--backend", "ray", "--address", address, env=env)
-        killed = _kill_first("ray::_ray_job", proc)
+        # The generous timeout: with two grid workers busy on a 2-core machine, no Ray
+        # task had started after 120 s, and the whole Ray grid then took 270 s.
+        killed = kill_descendant(head, "ray::_ray_job", proc)
         output, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, output
         _check_complete(out, reference)
@@ -123,7 +103,7 @@ def test_local_workers_survive_a_killed_worker(grid_file, reference, tmp_path):
     out = tmp_path / "local2"
     proc = _cli("run", str(grid_file), "--out", str(out), "--quiet", "--replicas", "1",
                 "--workers", "2")
-    killed = _kill_first("multiprocessing.spawn", proc)
+    killed = kill_descendant(proc, "multiprocessing.spawn", proc)
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     _check_complete(out, reference)

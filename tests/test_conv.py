@@ -154,7 +154,7 @@ def test_event_local_rule_matches_stock_bindsnet(rule):
     from bindsnet.network.monitors import Monitor
 
     from stdp_bench.networks.conv import BatchedLocalConnection
-    from stdp_bench.rules import RULES
+    from stdp_bench.levels import registry
 
     c = cfg("local", rule=rule, neuron="lif", nu_pre=5e-3, nu_post=2e-2, wmax=0.6,
             conv_norm=3.0)
@@ -163,7 +163,7 @@ def test_event_local_rule_matches_stock_bindsnet(rule):
     old = stock.connections[("X", "Ae")]
     ref = BatchedLocalConnection(stock.layers["X"], stock.layers["Ae"], kernel_size=3,
                                  stride=1, n_filters=6, input_shape=(8, 8),
-                                 update_rule=RULES[rule].stock_class,
+                                 update_rule=registry.module(registry.get("rule", rule)).stock_rule(),
                                  nu=(c.nu_pre, c.nu_post), wmin=c.wmin, wmax=c.wmax,
                                  norm=c.conv_norm / 9, w=old.w.detach().clone())
     stock.connections[("X", "Ae")] = ref

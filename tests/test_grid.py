@@ -1,6 +1,6 @@
 """Grid expansion: counts, stable ids, grouping into replica jobs."""
 
-from stdp_bench.cli import grids_dir
+from stdp_bench.config import grids_dir
 from stdp_bench.config import load_grid, parse_grid
 from stdp_bench.grid import expand, group_jobs
 

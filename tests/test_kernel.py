@@ -8,7 +8,6 @@ chunking).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -18,9 +17,10 @@ from bindsnet.encoding import rank_order as stock_rank_order
 from sklearn.datasets import load_digits
 
 from stdp_bench.config import CellConfig
-from stdp_bench.encoders import ENCODERS, auto_gain, rank_order_fixed
-from stdp_bench.engine import kernel
-from stdp_bench.engine.replicas import ReplicaSet, build_params
+from stdp_bench.encoders import rank_order_fixed
+from stdp_bench.engine.kernel_build import kernel_for
+from stdp_bench.engine.kernel_engine import ReplicaSet
+from stdp_bench.replica_params import auto_gain, replica_params
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +29,17 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
 
 
-def encode(x: np.ndarray, enc: int, T: int, rate_hz: float = 128.0, dt: float = 1.0,
+def encode(x: np.ndarray, enc: str, T: int, rate_hz: float = 128.0, dt: float = 1.0,
            seed: int = 1) -> tuple[np.ndarray, np.ndarray, int]:
-    """``kernel.gen_events`` for one image: (ptr, idx, spike count)."""
+    """The composed kernel's ``gen_events`` for one image: (ptr, idx, spike count)."""
     n = x.shape[0]
     ev_t = np.empty(n * T + 1, np.int32)
     ev_i = np.empty(n * T + 1, np.int32)
     ptr = np.empty(T + 1, np.int64)
     idx = np.empty(n * T + 1, np.int32)
     state = np.array([seed], np.uint64)
-    m = kernel.gen_events(x, enc, rate_hz, T, dt, state, ev_t, ev_i, ptr, idx)
+    m = kernel_for(enc, "if", "none").gen_events(x, rate_hz, T, dt, state, ev_t, ev_i,
+                                                 ptr, idx)
     return ptr, idx[:m], m
 
 
@@ -65,14 +66,16 @@ def to_events(raster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def run_present(W, theta, cfg: CellConfig, raster: np.ndarray, learning: bool = True,
                 label: int = 0, n_classes: int = 10):
-    """One ``kernel.present`` call (no normalisation); returns the [T, n] spike raster."""
-    P, IP = build_params([cfg], [1.0], n_classes=n_classes)
+    """One ``present`` call (no normalisation); returns the [T, n] spike raster."""
+    params = replica_params([cfg], [1.0], n_classes)
     ptr, idx = to_events(raster)
     T, n = raster.shape[0], W.shape[1]
     counts = np.zeros(n, np.int64)
     ev_buf = np.zeros((T * n, 2), np.int32)
     n_ev = np.zeros(1, np.int64)
-    kernel.present(W, theta, P[0], IP[0], ptr, idx, T, learning, label,
+    kernel_for(cfg.encoder, cfg.neuron, cfg.rule).present(
+                   W, theta, params.network[0], params.neurons[0][0], params.rules[0][0],
+                   ptr, idx, T, learning, label,
                    np.array([3], np.uint64), counts, ev_buf, n_ev, np.array([False]),
                    np.zeros(1000, np.int64), np.zeros(1, np.int64))
     out = np.zeros((T, n), bool)
@@ -146,14 +149,14 @@ def test_teacher_drives_and_gates_the_labelled_class(digits):
     assert not np.array_equal(W[:, cls], W0[:, cls])
 
     W_stdp = W0.copy()
-    plain = run_present(W_stdp, np.zeros(n, np.float32), dataclasses.replace(cfg, rule="stdp"),
+    plain = run_present(W_stdp, np.zeros(n, np.float32), cfg.with_settings(rule="stdp"),
                         raster, label=label)
     assert spikes[:, cls].sum() > plain[:, cls].sum()
     assert not np.array_equal(W_stdp[:, ~cls], W0[:, ~cls])  # ungated STDP moves them
 
     frozen_t = run_present(W0.copy(), np.zeros(n, np.float32), cfg, raster, False, label)
     frozen_s = run_present(W0.copy(), np.zeros(n, np.float32),
-                           dataclasses.replace(cfg, rule="stdp"), raster, False, label)
+                           cfg.with_settings(rule="stdp"), raster, False, label)
     assert np.array_equal(frozen_t, frozen_s)
 
 
@@ -168,7 +171,7 @@ def test_rank_order_events_equal_rank_order_fixed(digits):
                                           np.full(64, 0.5, np.float32)]
     for T in (25, 50, 100):
         for img in images:
-            ptr, idx, m = encode(img, kernel.ENC_RANK_ORDER, T)
+            ptr, idx, m = encode(img, "rank_order", T)
             ours = dense(ptr, idx, 64)
             ref = rank_order_fixed(torch.from_numpy(img.copy()), time=T).numpy()
             assert np.array_equal(ours, ref)
@@ -181,7 +184,7 @@ def test_rate_encoders_hit_the_requested_rate_and_leave_x_alone(enc):
     levels = np.array([0.25, 0.5, 0.75, 1.0], np.float32)
     x = np.concatenate([np.repeat(levels, 4), np.zeros(2, np.float32)])
     x_before = x.copy()
-    ptr, idx, m = encode(x, ENCODERS[enc], T, rate_hz=rate, seed=11)
+    ptr, idx, m = encode(x, enc, T, rate_hz=rate, seed=11)
     assert np.array_equal(x, x_before)
     raster = dense(ptr, idx, x.shape[0])
     assert raster.sum() == m
@@ -194,7 +197,7 @@ def test_rate_encoders_hit_the_requested_rate_and_leave_x_alone(enc):
 
 def test_bernoulli_saturates_at_one_spike_per_step():
     x = np.array([1.0, 0.0], np.float32)
-    ptr, idx, m = encode(x, kernel.ENC_BERNOULLI, 50, rate_hz=2000.0)
+    ptr, idx, m = encode(x, "bernoulli", 50, rate_hz=2000.0)
     assert m == 50 and np.array_equal(dense(ptr, idx, 2)[:, 0], np.ones(50, np.uint8))
 
 
@@ -220,7 +223,7 @@ def test_stock_rank_order_drops_the_dimmest_pixel_and_ours_does_not():
     assert torch.equal(x_ours, x)
     # Brighter pixels fire at the same steps as in stock.
     assert torch.equal(ours[:, :2], stock[:, :2])
-    ptr, idx, _ = encode(x.numpy(), kernel.ENC_RANK_ORDER, T)
+    ptr, idx, _ = encode(x.numpy(), "rank_order", T)
     assert np.array_equal(dense(ptr, idx, 4), ours.numpy())
 
 

@@ -1,8 +1,8 @@
 """Parity of the fused kernel with the stock BindsNET Diehl & Cook network.
 
 For every neuron model x learning rule, with R = 1, the same input spike trains, the same
-parameters and the same initial weights, ``kernel.present`` (+ ``kernel.normalize`` after
-each learning presentation, as ``train_chunk`` does) and the stock network of
+parameters and the same initial weights, the composed kernel's ``present`` (+ ``normalize``
+after each learning presentation, as ``train_replica`` does; ``KernelReplica``) and the stock network of
 ``stdp_bench.networks.stock`` (``Network.run`` + ``reset_state_variables``, as BindsNET's
 ``eth_mnist`` example does) must give
 
@@ -47,8 +47,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from stdp_bench.config import CellConfig
-from stdp_bench.engine import kernel
-from stdp_bench.engine.replicas import build_params, initial_weights
+from stdp_bench.engine.kernel_engine import KernelReplica
+from stdp_bench.replica_params import initial_weights
 from stdp_bench.networks import build_stock_network, run_stock_presentation
 
 N_INPUT = 64
@@ -89,55 +89,6 @@ def bernoulli_train(x: np.ndarray, rate_hz: float, gen: torch.Generator) -> torc
     return torch.bernoulli(p.unsqueeze(0).expand(T, -1), generator=gen).to(torch.uint8)
 
 
-def to_events(spikes: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Dense [T, n] spikes -> kernel events: ``idx[ptr[t]:ptr[t+1]]`` fire at step t."""
-    s = spikes.numpy().astype(bool)
-    counts = s.sum(1)
-    ptr = np.zeros(s.shape[0] + 1, np.int64)
-    ptr[1:] = np.cumsum(counts)
-    idx = np.nonzero(s)[1].astype(np.int32)  # row-major: steps in order, indices increasing
-    if idx.size == 0:
-        idx = np.zeros(1, np.int32)
-    return ptr, idx
-
-
-class KernelReplica:
-    """One replica driven through ``kernel.present`` exactly as ``train_chunk`` drives it."""
-
-    def __init__(self, cfg: CellConfig, w0: torch.Tensor, n_classes: int = N_CLASSES):
-        P, IP = build_params([cfg], [1.0], n_classes=n_classes)
-        self.P, self.IP = P[0], IP[0]
-        self.W = np.ascontiguousarray(w0.numpy().astype(np.float32))
-        self.theta = np.zeros(cfg.n_neurons, np.float32)
-        self.state = np.array([0x5EED], np.uint64)
-        self.full_clamp = np.array([False])
-        self.n = cfg.n_neurons
-
-    def present(self, spikes: torch.Tensor, x: np.ndarray, learning: bool, label: int):
-        """Returns (raster [T, n] bool, spike count, tie picks)."""
-        ptr, idx = to_events(spikes)
-        steps = spikes.shape[0]
-        counts = np.zeros(self.n, np.int64)
-        ev_buf = np.zeros((steps * self.n, 2), np.int32)
-        n_ev = np.zeros(1, np.int64)
-        tie_log = np.zeros(1000, np.int64)
-        tie_n = np.zeros(1, np.int64)
-        total = kernel.present(self.W, self.theta, self.P, self.IP, ptr, idx, steps,
-                               learning, label, self.state, counts, ev_buf, n_ev,
-                               self.full_clamp, tie_log, tie_n)
-        assert n_ev[0] == total == counts.sum() <= ev_buf.shape[0]
-        assert tie_n[0] < tie_log.shape[0]
-        raster = np.zeros((steps, self.n), bool)
-        ev = ev_buf[: n_ev[0]]
-        raster[ev[:, 0], ev[:, 1]] = True
-        assert raster.sum() == total  # at most one event per (step, neuron)
-        if learning:
-            assert kernel.normalize(self.W, self.P[kernel.F_NORM])
-            # The next presentation's first update clamps all of W (train_chunk does this).
-            self.full_clamp[0] = True
-        return torch.from_numpy(raster), int(total), tie_log[: tie_n[0]].tolist()
-
-
 class MultinomialReplay:
     """Stand-in for ``torch.multinomial`` that replays the kernel's one-spike picks."""
 
@@ -172,7 +123,7 @@ def test_kernel_matches_stock_bindsnet(neuron, rule, monkeypatch):
     xs, ys = digits_images(len(SCHEDULE))
     w0 = initial_weights(cfg, N_INPUT)
     net = build_stock_network(cfg, N_INPUT, w0)
-    rep = KernelReplica(cfg, w0)
+    rep = KernelReplica(cfg, w0.numpy(), n_classes=N_CLASSES)
     assert torch.equal(stock_weights(net), torch.from_numpy(rep.W))
     gen = torch.Generator().manual_seed(2024)
 
@@ -183,7 +134,8 @@ def test_kernel_matches_stock_bindsnet(neuron, rule, monkeypatch):
         spikes = bernoulli_train(xs[k], cfg.intensity_hz, gen)
         assert spikes.sum() > 0
         label = int(ys[k])
-        raster_k, n_k, picks = rep.present(spikes, xs[k], learning, label)
+        raster_k, n_k, picks = rep.present(spikes.numpy(), learning=learning, label=label)
+        raster_k = torch.from_numpy(raster_k)
 
         replay = MultinomialReplay(picks)
         injects_v = None

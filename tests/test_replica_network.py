@@ -1,8 +1,8 @@
-"""The BindsNET replica network (``networks.replica``) against the fused numba kernel.
+"""The BindsNET replica network (``networks.replica_network``) against the fused kernel.
 
 Five replicas with different neuron models, rules and seeds run side by side in one
 ``Network`` (one batch row each). Each replica is also run alone through
-``kernel.present`` (the engine whose parity with stock BindsNET is tests/test_parity.py),
+``KernelReplica`` (the engine whose parity with stock BindsNET is tests/test_parity.py),
 with the same input spike trains and initial weights. Both must give the same excitatory
 spikes and, within float tolerance, the same weights and thresholds, presentation after
 presentation (learning and frozen). The one-spike tie-break is the only draw borrowed:
@@ -10,7 +10,7 @@ the kernel logs its picks and the network's ``tie_breaker`` replays them, checki
 is one of the network's own candidates.
 
 Also: a replica's trajectory does not depend on the other rows (permuting or removing
-them leaves it bit-identical, with the network's own counter-based tie-breaks), and the
+them leaves it bit-identical, with tie-breaks drawn per replica and presentation), and the
 monitors of a BindsNET ``Network`` record the replicas' spikes.
 """
 
@@ -22,9 +22,10 @@ import torch
 from sklearn.datasets import load_digits
 
 from stdp_bench.config import CellConfig
-from stdp_bench.engine import kernel
-from stdp_bench.engine.replicas import build_params, initial_weights, replica_seed
-from stdp_bench.networks.replica import ReplicaNodes, bind_replicas, build_replica_network
+from stdp_bench.engine.kernel_engine import KernelReplica
+from stdp_bench.engine.numba_support import tie_draws
+from stdp_bench.networks.replica_network import ReplicaNodes, bind_replicas, build_replica_network
+from stdp_bench.replica_params import initial_weights, replica_seed
 from bindsnet.network.monitors import Monitor
 
 N_INPUT, N, N_CLASSES, T = 64, 12, 10, 100
@@ -54,28 +55,6 @@ def spike_trains(xs: np.ndarray, R: int) -> torch.Tensor:
                            generator=gen).bool()
 
 
-def kernel_present(W, theta, P, IP, spikes, learning, label, clamp):
-    s = spikes.numpy()
-    ptr = np.zeros(T + 1, np.int64)
-    ptr[1:] = np.cumsum(s.sum(1))
-    idx = np.nonzero(s)[1].astype(np.int32)
-    if idx.size == 0:
-        idx = np.zeros(1, np.int32)
-    counts = np.zeros(N, np.int64)
-    ev = np.zeros((T * N, 2), np.int32)
-    n_ev = np.zeros(1, np.int64)
-    tie_log = np.zeros(1000, np.int64)
-    tie_n = np.zeros(1, np.int64)
-    kernel.present(W, theta, P, IP, ptr, idx, T, learning, label,
-                   np.array([1], np.uint64), counts, ev, n_ev, clamp, tie_log, tie_n)
-    raster = np.zeros((T, N), bool)
-    raster[ev[:n_ev[0], 0], ev[:n_ev[0], 1]] = True
-    if learning:
-        assert kernel.normalize(W, P[kernel.F_NORM])
-        clamp[0] = True
-    return torch.from_numpy(raster), tie_log[:tie_n[0]].tolist()
-
-
 class Replay:
     """Tie-breaker returning, per row, the kernel's next logged pick for that replica."""
 
@@ -98,13 +77,11 @@ def run_net(net, spikes_t, learning, labels, cfgs):
     """One presentation of [T, R, n_input] spikes; returns Ae spikes [T, R, n]."""
     R = spikes_t.shape[1]
     net.train(learning)
-    rule = net.connections[("X", "Ae")].update_rule
+    rule = net.connections[("X", "Ae")].rule
     rule.labels = labels.clone()
     injects = {}
-    if learning:
-        drive = torch.tensor([c.teacher_drive_mv if c.rule == "teacher" else 0.0
-                              for c in cfgs])
-        inj = net.layers["Ae"].teacher_injection(labels, drive, N_CLASSES)
+    inj = rule.injection(labels, N) if learning else None
+    if inj is not None:
         injects = {"Ae": inj.unsqueeze(0).expand(T, R, N)}
     net.monitors["Ae"].reset_state_variables()
     net.run(inputs={"X": spikes_t.to(torch.uint8)}, time=T, injects_v=injects)
@@ -119,19 +96,18 @@ def test_replica_network_matches_kernel():
     xs, ys = images()
     trains = spike_trains(xs, R)
     w0 = torch.stack([initial_weights(c, N_INPUT) for c in cfgs])
-    net = build_replica_network(cfgs, N_INPUT, w0, [1.0] * R, N_CLASSES,
-                                [replica_seed(c) for c in cfgs])
+    net = build_replica_network(cfgs, N_INPUT, w0, [1.0] * R, N_CLASSES)
     net.add_monitor(Monitor(net.layers["Ae"], state_vars=["s"]), name="Ae")
-    P, IP = build_params(cfgs, [1.0] * R, N_CLASSES)
-    W = [w0[r].numpy().copy() for r in range(R)]
-    theta = [np.zeros(N, np.float32) for _ in range(R)]
-    clamps = [np.array([False]) for _ in range(R)]
+    reps = [KernelReplica(c, w0[r].numpy(), n_classes=N_CLASSES, seed=1)
+            for r, c in enumerate(cfgs)]
     ties = 0
     spikes_total = np.zeros(R, np.int64)
     for p, (learning, k) in enumerate(SCHEDULE):
         label = int(ys[k])
-        rasters, picks = zip(*[kernel_present(W[r], theta[r], P[r], IP[r], trains[k, :, r],
-                                              learning, label, clamps[r]) for r in range(R)])
+        runs = [rep.present(trains[k, :, r].numpy(), learning=learning, label=label)
+                for r, rep in enumerate(reps)]
+        rasters = [torch.from_numpy(raster) for raster, _, _ in runs]
+        picks = [p for _, _, p in runs]
         ties += sum(map(len, picks))
         net.layers["Ae"].tie_breaker = Replay(list(picks))
         out = run_net(net, trains[k], learning, torch.full((R,), label), cfgs)
@@ -141,10 +117,11 @@ def test_replica_network_matches_kernel():
             assert torch.equal(out[:, r], rasters[r]), (
                 f"{where}: spikes differ at {(out[:, r] ^ rasters[r]).nonzero().tolist()[:5]}")
             w_net = net.connections[("X", "Ae")].w[r]
-            assert torch.allclose(w_net, torch.from_numpy(W[r]), atol=1e-5), (
-                f"{where}: max |dW| {(w_net - torch.from_numpy(W[r])).abs().max():.3g}")
+            w_k = torch.from_numpy(reps[r].W)
+            assert torch.allclose(w_net, w_k, atol=1e-5), (
+                f"{where}: max |dW| {(w_net - w_k).abs().max():.3g}")
             th = net.layers["Ae"].theta_r[r]
-            assert torch.allclose(th, torch.from_numpy(theta[r]), atol=1e-6), where
+            assert torch.allclose(th, torch.from_numpy(reps[r].theta), atol=1e-6), where
             spikes_total[r] += int(rasters[r].sum())
     # Not vacuous: every replica spiked, ties were replayed, rules moved the weights.
     assert (spikes_total > 0).all(), spikes_total
@@ -163,12 +140,13 @@ def _train(order: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     xs, ys = images()
     trains = spike_trains(xs, len(KINDS))[:, :, order]
     w0 = torch.stack([initial_weights(c, N_INPUT) for c in cfgs])
-    net = build_replica_network(cfgs, N_INPUT, w0, [1.0] * R, N_CLASSES,
-                                [replica_seed(c) for c in cfgs])
+    net = build_replica_network(cfgs, N_INPUT, w0, [1.0] * R, N_CLASSES)
     net.add_monitor(Monitor(net.layers["Ae"], state_vars=["s"]), name="Ae")
     rasters = []
+    seeds = [replica_seed(c) for c in cfgs]
     for p, (learning, k) in enumerate(SCHEDULE):
-        net.layers["Ae"].draw_key = torch.full((R,), p)
+        net.layers["Ae"].tie_draws = torch.from_numpy(
+            tie_draws(np.array(seeds), np.full(R, p), 0, T))
         rasters.append(run_net(net, trains[k], learning, torch.full((R,), int(ys[k])), cfgs))
     return (net.connections[("X", "Ae")].w.clone(), net.layers["Ae"].theta_r.clone(),
             torch.stack(rasters, 1))
@@ -192,20 +170,21 @@ def test_batched_evaluation_matches_one_row_per_replica():
     xs, _ = images()
     trains = spike_trains(xs, R)
     w0 = torch.stack([initial_weights(c, N_INPUT) for c in cfgs])
-    net = build_replica_network(cfgs, N_INPUT, w0, [1.0] * R, N_CLASSES,
-                                [replica_seed(c) for c in cfgs])
+    net = build_replica_network(cfgs, N_INPUT, w0, [1.0] * R, N_CLASSES)
     net.add_monitor(Monitor(net.layers["Ae"], state_vars=["s"]), name="Ae")
     net.train(False)
     single = []
+    seeds = np.array([replica_seed(c) for c in cfgs])
     for k in range(2):
-        net.layers["Ae"].draw_key = torch.full((R,), k)
+        net.layers["Ae"].tie_draws = torch.from_numpy(tie_draws(seeds, np.full(R, k), 0, T))
         net.monitors["Ae"].reset_state_variables()
         net.run(inputs={"X": trains[k].to(torch.uint8)}, time=T)
         single.append(net.monitors["Ae"].get("s").view(T, R, N).bool().clone())
         net.reset_state_variables()
     rows = torch.arange(R).repeat(2)
     bind_replicas(net, rows)
-    net.layers["Ae"].draw_key = torch.arange(2).repeat_interleave(R)
+    net.layers["Ae"].tie_draws = torch.from_numpy(
+        tie_draws(np.tile(seeds, 2), np.arange(2).repeat(R), 0, T))
     both = torch.cat([trains[0], trains[1]], 1)
     net.run(inputs={"X": both.to(torch.uint8)}, time=T)
     batched = net.monitors["Ae"].get("s").view(T, 2 * R, N).bool()

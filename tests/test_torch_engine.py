@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from stdp_bench.cli import app
 from stdp_bench.config import CellConfig
 from stdp_bench.data import load_dataset, make_subsets
-from stdp_bench.engine.replicas import ReplicaSet
+from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.engine.torch_engine import TorchReplicaSet
 
 KINDS = [("lif", "stdp", 0), ("if", "hebbian", 0), ("lif", "teacher", 0),

@@ -85,7 +85,7 @@ def _search(extra: dict | None = None, space: dict | None = None,
      "g [search.space]: 'neuron' is both a factor and searched; search it or make it a "
      "factor, not both"),
     (_search(space={"theta_plus": {"low": -0.1, "high": 0.1}}),
-     "g [search.space]: 'theta_plus' = -0.1 must not be negative"),
+     "g [search.space]: 'theta_plus' = -0.1 must be at least 0.0 (mV)"),
     (_search(space={"inh": {"low": 500.0, "high": 20.0}}),
      "g [search.space]: 'inh' has low = 500.0 >= high = 20.0; low must be below high"),
     (_search(space={"time": {"choices": []}}),
@@ -390,7 +390,7 @@ def test_tune_on_local_workers_and_ray_gives_the_same_trials(tuned, tmp_path, ba
         res = subprocess.run([sys.executable, "-m", "stdp_bench", *args, "--workers", "2"],
                              capture_output=True, text=True, timeout=600)
     else:
-        with private_ray_head() as (address, env):
+        with private_ray_head() as (address, env, _):
             res = subprocess.run([sys.executable, "-m", "stdp_bench", *args, "--backend",
                                   "ray", "--address", address], capture_output=True,
                                  text=True, timeout=600, env=env)

@@ -16,10 +16,10 @@ import torch
 from bindsnet.network.monitors import Monitor
 
 from stdp_bench.config import CellConfig
-from stdp_bench.engine import kernel
-from stdp_bench.engine.replicas import (EVENT_CAP, Responses, TrainStats, build_params,
-                                        first_events, replica_seed)
+from stdp_bench.engine.kernel_build import encode_dense
+from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats, first_events
 from stdp_bench.networks.conv import build_feature_network, feature_shape, filters_of
+from stdp_bench.replica_params import network_record, replica_seed
 
 _MON = "Ae_spikes"
 
@@ -37,20 +37,18 @@ class FeatureCell:
                                              device=self.dev)
         self.network.add_monitor(Monitor(self.network.layers["Ae"], state_vars=["s"]),
                                  name=_MON)
-        self.P, self.IP = build_params([cfg], [gain], n_classes)
-        self.steps = int(cfg.time / cfg.dt)
+        self.net = network_record(cfg, gain, n_classes)
+        self.steps = round(cfg.time / cfg.dt)
         self.shape = feature_shape(cfg, image_shape)
         self.n = int(np.prod(self.shape))
 
     def _run(self, X: np.ndarray, samples: np.ndarray, keys: np.ndarray, phase: int,
              learning: bool) -> tuple[torch.Tensor, np.ndarray]:
         B, T = len(samples), self.steps
-        dense = np.zeros((T, B, X.shape[1]), np.bool_)
-        ins = np.zeros(B, np.int64)
-        reps = np.zeros(B, np.int64)
-        rates = np.full(B, self.P[0, kernel.F_RATE], np.float64)
-        kernel.encode_dense(X, samples, reps, keys, rates, self.P, self.IP, T, phase,
-                            dense, ins)
+        net = self.net[np.zeros(B, np.int64)]
+        dense, ins = encode_dense(X, samples, np.full(B, self.cfg.encoder), keys,
+                                  net["rate"].astype(np.float64), net["seed"], net["dt"],
+                                  T, phase)
         net = self.network
         net.train(learning)
         spikes = torch.from_numpy(dense).to(self.dev).view(T, B, 1, *self.image_shape)

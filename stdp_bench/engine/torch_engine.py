@@ -1,11 +1,14 @@
 """R independent Diehl & Cook networks trained as one BindsNET ``Network`` (CPU or CUDA).
 
-The same interface as :class:`stdp_bench.engine.replicas.ReplicaSet` (``train`` and
-``respond``), built from the replica classes of :mod:`stdp_bench.networks.replica`, so a
-user can add monitors to ``.network``. Input spike trains come from the kernel's encoder
-and its counter-based streams (``kernel.encode_dense``); the one-spike tie-breaks come
-from the network's own per-replica streams, so spikes match the kernel engine's exactly
-only when no tie occurs (tests/test_replica_network.py replays the kernel's ties).
+The same interface as :class:`stdp_bench.engine.kernel_engine.ReplicaSet` (``train`` and
+``respond``), built from the replica classes of
+:mod:`stdp_bench.networks.replica_network`, so a user can add monitors to ``.network``.
+Input spike trains come from the kernel's encoders and counter-based streams
+(:func:`~stdp_bench.engine.kernel_build.encode_dense`); the one-spike tie-breaks from
+draws of the same generator on a stream of their own
+(:func:`~stdp_bench.engine.numba_support.tie_draws`), so spikes match the kernel
+engine's exactly only when no tie occurs (tests/test_replica_network.py replays the
+kernel's ties).
 
 This is the engine for CUDA; on CPU the fused kernel is about two orders of magnitude
 faster and is the default.
@@ -22,10 +25,11 @@ from bindsnet.network import Network
 from bindsnet.network.monitors import Monitor
 
 from stdp_bench.config import CellConfig
-from stdp_bench.engine import kernel
-from stdp_bench.engine.replicas import (EVENT_CAP, Responses, TrainStats, build_params,
-                                        first_events, initial_weights, replica_seed)
-from stdp_bench.networks.replica import bind_replicas, build_replica_network
+from stdp_bench.engine.kernel_build import encode_dense
+from stdp_bench.engine.numba_support import tie_draws
+from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats, first_events
+from stdp_bench.networks.replica_network import bind_replicas, build_replica_network
+from stdp_bench.replica_params import initial_weights, network_record
 
 _MON = "Ae_spikes"
 
@@ -53,15 +57,13 @@ class TorchReplicaSet:
         self.dev = torch.device(self.device)
         w0 = torch.stack([initial_weights(c, self.n_input) for c in self.cfgs])
         self.network = build_replica_network(self.cfgs, self.n_input, w0, self.gains,
-                                             self.n_classes,
-                                             [replica_seed(c) for c in self.cfgs],
-                                             device=self.dev)
+                                             self.n_classes, device=self.dev)
         self.network.add_monitor(Monitor(self.network.layers["Ae"], state_vars=["s"]),
                                  name=_MON)
-        self.P, self.IP = build_params(self.cfgs, self.gains, self.n_classes)
-        self.steps = int(self.cfgs[0].time / self.cfgs[0].dt)
-        self.drive = torch.tensor([c.teacher_drive_mv if c.rule == "teacher" else 0.0
-                                   for c in self.cfgs], device=self.dev)
+        self.net = np.concatenate([network_record(c, g, self.n_classes)
+                                   for c, g in zip(self.cfgs, self.gains)])
+        self.encoders = np.array([c.encoder for c in self.cfgs])
+        self.steps = round(self.cfgs[0].time / self.cfgs[0].dt)
 
     @property
     def R(self) -> int:
@@ -82,27 +84,29 @@ class TorchReplicaSet:
                  keys: np.ndarray, rates: np.ndarray, phase: int, learning: bool,
                  labels: torch.Tensor | None) -> tuple[torch.Tensor, np.ndarray]:
         """Run one presentation for rows (reps[b], samples[b]); returns spikes [T, B, n]."""
-        B, T = len(samples), self.steps
-        dense = np.zeros((T, B, self.n_input), np.bool_)
-        ins = np.zeros(B, np.int64)
-        kernel.encode_dense(X, samples, reps, keys, rates, self.P, self.IP, T, phase,
-                            dense, ins)
+        T = self.steps
+        net_rows = self.net[reps]
+        dense, ins = encode_dense(X, samples, self.encoders[reps], keys, rates,
+                                  net_rows["seed"], net_rows["dt"], T, phase)
         net = self.network
         rows = torch.from_numpy(reps).to(self.dev)
         bind_replicas(net, rows)
-        net.layers["Ae"].draw_key = torch.from_numpy((np.int64(phase) << 48) | keys).to(self.dev)
+        ae = net.layers["Ae"]
+        if ae.any_one_spike:
+            ae.tie_draws = torch.from_numpy(tie_draws(net_rows["seed"], keys, phase, T)
+                                            ).to(self.dev)
         net.train(learning)
         injects = {}
         if learning:
-            rule = net.connections[("X", "Ae")].update_rule
+            rule = net.connections[("X", "Ae")].rule
             rule.labels[rows] = labels
-            inj = net.layers["Ae"].teacher_injection(labels, self.drive[rows], self.n_classes)
-            if bool((self.drive[rows] != 0).any()):
-                injects = {"Ae": inj.unsqueeze(0).expand(T, B, -1)}
+            inj = rule.injection(labels, ae.n)
+            if inj is not None:
+                injects = {"Ae": inj.unsqueeze(0).expand(T, len(samples), -1)}
         net.monitors[_MON].reset_state_variables()
         net.run(inputs={"X": torch.from_numpy(dense).to(self.dev)}, time=T * net.dt,
                 injects_v=injects)
-        spikes = net.monitors[_MON].get("s").view(T, B, -1).bool()
+        spikes = net.monitors[_MON].get("s").view(T, len(samples), -1).bool()
         net.reset_state_variables()
         return spikes, ins
 
@@ -113,13 +117,13 @@ class TorchReplicaSet:
         R, K = orders.shape
         stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
-        min_spikes = self.IP[:, kernel.I_MIN_SPIKES]
-        max_retries = self.IP[:, kernel.I_MAX_RETRIES]
+        min_spikes = self.net["min_spikes"]
+        max_retries = self.net["max_retries"]
         W = self.network.connections[("X", "Ae")].w
         theta = self.network.layers["Ae"].theta_r
         for k in range(K):
             active = np.flatnonzero(stats.diverged_at == 0)
-            rates = self.P[:, kernel.F_RATE].astype(np.float64).copy()
+            rates = self.net["rate"].astype(np.float64)
             attempt = 0
             while len(active):
                 samples = orders[active, k]
@@ -139,7 +143,7 @@ class TorchReplicaSet:
                 again = finite & (n_spk < min_spikes[active]) & (attempt < max_retries[active])
                 active = active[again]
                 stats.retries[active, k] += 1
-                rates[active] += self.P[active, kernel.F_RETRY_STEP]
+                rates[active] += self.net["retry_step"][active]
                 attempt += 1
             if on_progress is not None and ((k + 1) % chunk == 0 or k + 1 == K):
                 on_progress(chunk if (k + 1) % chunk == 0 else K % chunk)
@@ -161,7 +165,7 @@ class TorchReplicaSet:
             reps = np.repeat(np.arange(R), hi - lo)
             pos = np.tile(ks, R)
             samples = orders[reps, pos]
-            rates = self.P[reps, kernel.F_RATE].astype(np.float64)
+            rates = self.net["rate"][reps].astype(np.float64)
             spikes, ins = self._present(X, samples, reps, _key(0, pos), rates, phase,
                                         False, None)
             s = spikes.permute(1, 0, 2).cpu()  # [B, T, n]

@@ -31,8 +31,9 @@ from bindsnet.network.topology import AbstractConnection, LocalConnection
 from stdp_bench.config import CellConfig
 from stdp_bench.networks.first_spike import (ClaimingConv2dConnection, FirstSpikePostPre,
                                              ResetsRule)
-from stdp_bench.neurons import NEURONS, decay
-from stdp_bench.rules import RULES
+from stdp_bench.levels import registry
+from stdp_bench.levels.spec import ConfigError
+from stdp_bench.seeding import global_rngs_seeded
 
 
 def feature_shape(cfg: CellConfig, image_shape: tuple[int, int]) -> tuple[int, int, int]:
@@ -42,6 +43,27 @@ def feature_shape(cfg: CellConfig, image_shape: tuple[int, int]) -> tuple[int, i
     if h < 1 or w < 1:
         raise ValueError(f"kernel_size = {cfg.kernel_size} does not fit {image_shape} images")
     return cfg.n_filters, h, w
+
+
+IF_PARAMS = ("thresh", "reset", "refrac")
+
+
+def integrate_and_fire_params(cfg: CellConfig) -> dict[str, float]:
+    """The neuron level's parameters, checked to describe an integrate-and-fire neuron
+    (threshold, reset, refractory period; optionally leak and adaptation), which is what
+    the winner-take-all feature maps simulate.
+
+    >>> sorted(integrate_and_fire_params(CellConfig(neuron="lif")))
+    ['decay', 'dt', 'refrac', 'reset', 'rest', 'thresh']
+    """
+    level = registry.get("neuron", cfg.neuron)
+    p = registry.module(level).kernel_params(cfg)
+    missing = [k for k in IF_PARAMS if k not in p]
+    if missing:
+        raise ConfigError(f"neuron = {cfg.neuron!r} is not an integrate-and-fire level "
+                          f"(its parameters lack {', '.join(missing)}); conv and local "
+                          "layers need one")
+    return p
 
 
 class LocationWTANodes(Nodes):
@@ -55,18 +77,20 @@ class LocationWTANodes(Nodes):
     def __init__(self, shape: tuple[int, int, int], cfg: CellConfig, winners: int,
                  **kwargs) -> None:
         super().__init__(shape=list(shape), traces=True, tc_trace=cfg.tc_trace_ms, **kwargs)
-        model = NEURONS[cfg.neuron]
-        self.leaky = model.leaky
-        self.adaptive = model.adaptive
+        p = integrate_and_fire_params(cfg)
+        # The neuron level's own parameters: a level without "decay" does not leak, one
+        # without "theta_plus" does not adapt.
+        self.leaky = "decay" in p
+        self.adaptive = "theta_plus" in p
         self.winners = winners
-        self.thresh_v = cfg.thresh_mv
-        self.rest_v = cfg.rest_mv
-        self.reset_v = cfg.reset_mv
-        self.refrac_t = float(cfg.refrac_ms)
-        self.v_decay = decay(cfg.dt, cfg.tc_decay_ms)
-        self.theta_plus = cfg.theta_plus if model.adaptive else 0.0
-        self.theta_decay = decay(cfg.dt, cfg.tc_theta_decay_ms)
-        self.v_init = cfg.rest_mv if model.leaky else cfg.reset_mv
+        self.thresh_v = p["thresh"]
+        self.rest_v = p.get("rest", p["reset"])
+        self.reset_v = p["reset"]
+        self.refrac_t = float(p["refrac"])
+        self.v_decay = p.get("decay", 1.0)
+        self.theta_plus = p.get("theta_plus", 0.0)
+        self.theta_decay = p.get("theta_decay", 1.0)
+        self.v_init = self.rest_v
         self.register_buffer("theta", torch.zeros(*shape))
         self.register_buffer("v", torch.full((1, *shape), self.v_init))
         self.register_buffer("refrac_count", torch.zeros(1, *shape))
@@ -233,8 +257,13 @@ def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: i
     """The ``conv`` or ``local`` network of ``cfg``: layers ``X``, ``Ae``."""
     if cfg.architecture not in ("conv", "local"):
         raise ValueError(f"architecture {cfg.architecture!r} is not conv or local")
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2 ** 32))  # LocalConnection draws its weights from numpy
+    # conv's weights come from torch's global generator, LocalConnection's from numpy's.
+    with global_rngs_seeded(seed):
+        return _build_feature_network(cfg, image_shape, device)
+
+
+def _build_feature_network(cfg: CellConfig, image_shape: tuple[int, int],
+                           device: str | torch.device) -> Network:
     shape = feature_shape(cfg, image_shape)
     k = cfg.kernel_size
     net = Network(dt=cfg.dt)
@@ -242,7 +271,7 @@ def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: i
     ae = LocationWTANodes(shape, cfg, cfg.winners)
     net.add_layer(x, name="X")
     net.add_layer(ae, name="Ae")
-    rule = RULES[cfg.rule].stock_class
+    rule = registry.module(registry.get("rule", cfg.rule)).stock_rule()
     norm = cfg.conv_norm
     common = dict(update_rule=rule, nu=(cfg.nu_pre, cfg.nu_post), wmin=cfg.wmin,
                   wmax=cfg.wmax)

@@ -13,12 +13,11 @@ from __future__ import annotations
 import torch
 from bindsnet.network import Network
 from bindsnet.network.monitors import Monitor
-from bindsnet.network.nodes import Input
+from bindsnet.network.nodes import Input, LIFNodes
 from bindsnet.network.topology import Connection
 
 from stdp_bench.config import CellConfig
-from stdp_bench.neurons import stock_excitatory_layer, stock_inhibitory_layer
-from stdp_bench.rules import RULES
+from stdp_bench.levels import registry
 
 # Name of the monitor of excitatory spikes that ``run_stock_presentation`` adds once.
 _MONITOR = "Ae_spikes"
@@ -29,7 +28,7 @@ def build_stock_network(cfg: CellConfig, n_input: int, w: torch.Tensor) -> Netwo
 
     Layers, in this order: ``X`` (``Input`` with traces), ``Ae`` (the excitatory layer of
     ``cfg.neuron``), ``Ai`` (``LIFNodes``); connections, in this order: X -> Ae (plastic,
-    ``RULES[cfg.rule].stock_class``, clamped to [wmin, wmax], normalised to ``cfg.norm``
+    the rule level's ``stock_rule()``, clamped to [wmin, wmax], normalised to ``cfg.norm``
     per target neuron at the end of every ``run``), Ae -> Ai (one-to-one, ``cfg.exc``)
     and Ai -> Ae (all-but-self, ``-cfg.inh``). The order matters: ``Network.run`` updates
     layers and sums connection inputs in insertion order, as the kernel does.
@@ -42,8 +41,10 @@ def build_stock_network(cfg: CellConfig, n_input: int, w: torch.Tensor) -> Netwo
         raise ValueError(f"w has shape {tuple(w.shape)}; expected ({n_input}, {n})")
     net = Network(dt=cfg.dt)
     x_layer = Input(n=n_input, traces=True, tc_trace=cfg.tc_trace_ms)
-    exc_layer = stock_excitatory_layer(cfg, n)
-    inh_layer = stock_inhibitory_layer(cfg, n)
+    exc_layer = registry.module(registry.get("neuron", cfg.neuron)).stock_layer(cfg, n)
+    inh_layer = LIFNodes(n=n, traces=False, rest=cfg.inh_rest_mv, reset=cfg.inh_reset_mv,
+                         thresh=cfg.inh_thresh_mv, tc_decay=cfg.inh_tc_decay_ms,
+                         refrac=int(cfg.inh_refrac_ms))
     net.add_layer(x_layer, name="X")
     net.add_layer(exc_layer, name="Ae")
     net.add_layer(inh_layer, name="Ai")
@@ -52,7 +53,7 @@ def build_stock_network(cfg: CellConfig, n_input: int, w: torch.Tensor) -> Netwo
         source=x_layer,
         target=exc_layer,
         w=w.detach().clone().float(),
-        update_rule=RULES[cfg.rule].stock_class,
+        update_rule=registry.module(registry.get("rule", cfg.rule)).stock_rule(),
         nu=(cfg.nu_pre, cfg.nu_post),
         wmin=cfg.wmin,
         wmax=cfg.wmax,

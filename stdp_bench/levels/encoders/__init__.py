@@ -1,0 +1,1 @@
+"""Levels of the ``encoder`` axis, one module each."""

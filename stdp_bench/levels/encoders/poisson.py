@@ -1,0 +1,52 @@
+"""Poisson rate code: BindsNET's ``poisson`` encoding at ``intensity_hz`` for a white pixel.
+
+Inter-spike intervals are Poisson-distributed with mean ``1000 / (rate dt)`` steps, zero
+intervals raised to one, as BindsNET draws them.
+
+>>> import numpy as np
+>>> ev_t, ev_i = np.zeros(1000, np.int32), np.zeros(1000, np.int32)
+>>> state = np.array([12345], np.uint64)
+>>> with np.errstate(over="ignore"):
+...     m = kernel_encode(np.array([1.0, 0.0]), 500.0, 100, 1.0, state, ev_t, ev_i)
+>>> 30 < m < 70, set(ev_i[:m].tolist())
+(True, {0})
+"""
+
+from __future__ import annotations
+
+from stdp_bench.levels import random
+from stdp_bench.levels.spec import Level, kernel_function
+
+LEVEL = Level(axis="encoder", name="poisson", module=__name__,
+              doc="Poisson spike trains, rate proportional to intensity (BindsNET poisson)",
+              uses=("intensity_hz", "dt", "time"))
+
+
+@kernel_function
+def kernel_encode(x, rate_hz, T, dt, state, ev_t, ev_i):
+    """Spike events (step ``ev_t``, input ``ev_i``) of image ``x`` in [0, 1]; returns their count."""
+    m = 0
+    for i in range(x.shape[0]):
+        r = x[i] * rate_hz
+        if r <= 0.0:
+            continue
+        lam = 1000.0 / (r * dt)
+        cum = 0
+        while True:
+            k = random.poisson(state, lam)
+            if k == 0:
+                k = 1
+            cum += k
+            if cum > T:
+                break
+            ev_t[m] = cum - 1
+            ev_i[m] = i
+            m += 1
+    return m
+
+
+def dense_encoder(time: int, dt: float, rate_hz: float):
+    """BindsNET's ``PoissonEncoder`` fed ``datum * rate_hz`` (datum in [0, 1])."""
+    from stdp_bench.encoders import ScaledPoissonEncoder
+
+    return ScaledPoissonEncoder(time=time, dt=dt, rate_hz=rate_hz)

@@ -1,0 +1,1 @@
+"""Levels of the ``neuron`` axis, one module each."""

@@ -1,0 +1,1 @@
+"""Levels of the ``rule`` axis, one module each."""

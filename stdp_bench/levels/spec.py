@@ -1,0 +1,174 @@
+"""Declarations of settings and levels: what a parameter accepts, what a level provides.
+
+Nothing here imports torch or numba, so a grid validates in milliseconds. A
+:class:`Param` carries its own validity (type, unit, range, finiteness); grid
+validation, ``stdp-bench levels`` and the docs read it from there.
+
+>>> p = Param("tc_decay_ms", 100.0, unit="ms", low=0.0, low_open=True, doc="membrane decay")
+>>> p.check(20, "grid [settings]")
+20.0
+>>> p.check(0.0, "grid [settings]")
+Traceback (most recent call last):
+...
+stdp_bench.levels.spec.ConfigError: grid [settings]: 'tc_decay_ms' = 0.0 must be greater than 0.0 (ms)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+AXES = ("encoder", "neuron", "rule", "architecture", "readout", "dataset")
+
+
+class ConfigError(ValueError):
+    """A grid file or override that cannot be run; the message names the problem."""
+
+
+class KernelFunction:
+    """A plain Python function written in numba's subset, compiled when the kernel is.
+
+    Level modules mark their kernel steps (and helpers the steps call) with
+    :func:`kernel_function` instead of ``numba.njit``, so importing a level does not
+    import numba; the engine teaches numba to compile these on first use
+    (:mod:`stdp_bench.engine.kernel_build`). Called from Python, it runs as written.
+
+    >>> @kernel_function
+    ... def twice(x):
+    ...     return 2 * x
+    >>> twice(3)
+    6
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.py_func = fn
+        self.__name__ = fn.__name__
+        self.__qualname__ = fn.__qualname__
+        self.__module__ = fn.__module__
+        self.__doc__ = fn.__doc__
+        self.compiled: Any = None  # the numba dispatcher, set by the engine
+
+    def __call__(self, *args: Any) -> Any:
+        return self.py_func(*args)
+
+    def __repr__(self) -> str:
+        return f"<kernel function {self.__module__}.{self.__qualname__}>"
+
+
+def kernel_function(fn: Callable[..., Any]) -> KernelFunction:
+    """Mark ``fn`` as numba-compilable kernel code (see :class:`KernelFunction`)."""
+    return KernelFunction(fn)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One setting: name, default, unit, valid range and a one-line doc.
+
+    ``low``/``high`` bound the value (inclusive, or exclusive with ``low_open``); floats
+    must be finite. ``choices`` lists the allowed strings of a categorical setting whose
+    levels are not a registry axis.
+    """
+
+    name: str
+    default: Any
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    doc: str = ""
+    choices: tuple[str, ...] = ()
+
+    @property
+    def type(self) -> type:
+        """The Python type values are coerced to (that of the default)."""
+        return type(self.default)
+
+    def check(self, value: Any, where: str) -> Any:
+        """Return ``value`` coerced to this parameter's type, or raise ConfigError."""
+        key, want = self.name, self.type
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if want is bool and not isinstance(value, bool):
+            raise ConfigError(f"{where}: '{key}' = {value!r} must be true or false")
+        if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{where}: '{key}' = {value!r} must be an integer")
+        if want is float and not isinstance(value, float):
+            raise ConfigError(f"{where}: '{key}' = {value!r} must be a number")
+        if want is str and not isinstance(value, str):
+            raise ConfigError(f"{where}: '{key}' = {value!r} must be a string")
+        if want is float and not math.isfinite(value):
+            raise ConfigError(f"{where}: '{key}' = {value!r} must be a finite number")
+        if self.choices and value not in self.choices:
+            raise ConfigError(f"{where}: '{key}' = {value!r} is not allowed; "
+                              f"allowed: {', '.join(self.choices)}")
+        unit = f" ({self.unit})" if self.unit else ""
+        if self.low is not None:
+            if self.low_open and not value > self.low:
+                raise ConfigError(f"{where}: '{key}' = {value!r} must be greater than "
+                                  f"{self.low}{unit}")
+            if not self.low_open and value < self.low:
+                raise ConfigError(f"{where}: '{key}' = {value!r} must be at least "
+                                  f"{self.low}{unit}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"{where}: '{key}' = {value!r} must be at most {self.high}{unit}")
+        return value
+
+    def describe(self) -> str:
+        """``name = default unit [range]: doc`` for listings."""
+        rng = ""
+        if self.low is not None or self.high is not None:
+            lo = "(" if self.low_open else "["
+            rng = (f" {lo}{'' if self.low is None else self.low}, "
+                   f"{'' if self.high is None else self.high}]")
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.name} = {self.default!r}{unit}{rng}: {self.doc}"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of one axis, as its module declares it.
+
+    ``params`` are settings this level adds (grids may set them; their values reach the
+    level's steps); ``uses`` names shared settings it reads. ``module`` is where the
+    level lives; the engines look up the steps there by name:
+
+    * encoder: ``kernel_encode`` (numba) and ``dense_encoder`` (BindsNET ``Encoder``);
+      ``input_gain`` when the code's volume differs from Poisson's;
+    * neuron: ``kernel_params``, ``kernel_reset``, ``kernel_step`` (numba);
+      ``stock_layer`` (BindsNET ``Nodes``, for parity and the torch engines);
+    * rule: ``kernel_params``, ``kernel_update`` (numba), ``stock_rule`` (BindsNET).
+
+    A level without ``kernel_*`` steps cannot run on the fused kernel (``kernel`` is
+    False), one without BindsNET twins not on the torch engines (``torch`` is False).
+    """
+
+    axis: str
+    name: str
+    doc: str
+    module: str
+    params: tuple[Param, ...] = ()
+    uses: tuple[str, ...] = ()
+    kernel: bool = True
+    torch: bool = True
+    # Neuron: may keep one of several simultaneous spikes (setting ``one_spike``).
+    one_spike: bool = False
+    # Neuron: rows of per-neuron state the kernel allocates (row 0 is the membrane).
+    state: tuple[str, ...] = ("v",)
+    # Rule: changes weights at all (``none`` does not), and rows of extra per-neuron
+    # traces it keeps (triplet's second post trace).
+    plastic: bool = True
+    traces: tuple[str, ...] = ()
+    # Rule: needs the sample's label (a supervised teacher).
+    supervised: bool = False
+    # Encoder: for gradient-trained baselines only.
+    gradient_only: bool = False
+    # Architecture: the families that build it.
+    families: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.axis not in AXES:
+            raise ConfigError(f"level {self.name!r}: axis {self.axis!r} is not one of "
+                              f"{', '.join(AXES)}")
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise ConfigError(f"level {self.name!r}: a name is letters, digits and _")

@@ -1,0 +1,2 @@
+"""Demo levels for stdp_bench: a rule (kernel and torch), a torch-only neuron and an
+encoder with a kernel step only."""
