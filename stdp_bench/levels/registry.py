@@ -41,6 +41,7 @@ BUILTIN: tuple[str, ...] = (
     "stdp_bench.levels.rules.hebbian",
     "stdp_bench.levels.rules.teacher",
     "stdp_bench.levels.rules.none",
+    "stdp_bench.levels.rules.triplet",
     "stdp_bench.levels.architectures",
     "stdp_bench.levels.readouts",
     "stdp_bench.levels.datasets",
