@@ -36,6 +36,7 @@ BUILTIN: tuple[str, ...] = (
     "stdp_bench.levels.neurons.if_",
     "stdp_bench.levels.neurons.lif",
     "stdp_bench.levels.neurons.adaptive",
+    "stdp_bench.levels.neurons.izhikevich",
     "stdp_bench.levels.rules.stdp",
     "stdp_bench.levels.rules.weight_dependent",
     "stdp_bench.levels.rules.hebbian",
