@@ -1,7 +1,6 @@
 """Grid expansion: counts, stable ids, grouping into replica jobs."""
 
-from stdp_bench.config import grids_dir
-from stdp_bench.config import load_grid, parse_grid
+from stdp_bench.config import grids_dir, load_grid, parse_grid
 from stdp_bench.grid import expand, group_jobs
 
 
@@ -9,6 +8,7 @@ def test_shipped_grids_expand_to_documented_counts():
     counts = {p.stem: len(expand(load_grid(p))) for p in grids_dir().glob("*.toml")}
     assert counts["factorial"] == 135  # 45 cells x 3 seeds
     assert counts["dc2015"] == 12
+    assert counts["dc2015_triplet"] == 12
     assert counts["learning_curve"] == 9
     assert counts["baselines"] == 4
     assert counts["classic"] == 1
