@@ -249,6 +249,29 @@ def with_settings(cfg: CellConfig, **changes: Any) -> CellConfig:
     return make_cell(current)
 
 
+# What a neuron level's parameters must hold for the conv / local feature maps, which
+# simulate integrate-and-fire neurons with winner-take-all per location themselves.
+IF_PARAMS = ("thresh", "reset", "refrac")
+
+
+def integrate_and_fire_params(cfg: CellConfig) -> dict[str, float]:
+    """The neuron level's parameters, checked to describe an integrate-and-fire neuron
+    (threshold, reset, refractory period; optionally leak and adaptation).
+
+    >>> sorted(integrate_and_fire_params(CellConfig(neuron="lif")))
+    ['decay', 'dt', 'refrac', 'reset', 'rest', 'thresh']
+    """
+    level = registry.get("neuron", cfg.neuron)
+    module = registry.module(level)
+    p = module.kernel_params(cfg) if hasattr(module, "kernel_params") else {}
+    missing = [k for k in IF_PARAMS if k not in p]
+    if missing:
+        raise ConfigError(f"neuron = {cfg.neuron!r} is not an integrate-and-fire level "
+                          f"(its parameters lack {', '.join(missing)}); conv and local "
+                          "layers need one")
+    return p
+
+
 def check_cell(cfg: CellConfig, where: str = "cell") -> None:
     """Reject combinations of settings that no engine can run, naming them."""
     arch = registry.get("architecture", cfg.architecture)
@@ -285,6 +308,10 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
             if not level.torch:
                 raise ConfigError(f"{where}: {level.axis} = {level.name!r} has no BindsNET "
                                   f"twin, which architecture = {cfg.architecture!r} runs on")
+        try:
+            integrate_and_fire_params(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         if cfg.min_spikes > 0:
             raise ConfigError(f"{where}: min_spikes = {cfg.min_spikes} (retries) is not "
                               f"available for architecture = {cfg.architecture!r}; use 0")

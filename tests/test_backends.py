@@ -82,6 +82,7 @@ def _check_complete(out: Path, reference: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(_key(table), reference)
 
 
+@pytest.mark.slow
 def test_ray_cluster_survives_a_killed_worker(grid_file, reference, tmp_path):
     with private_ray_head() as (address, env, head):
         out = tmp_path / "ray"
@@ -99,6 +100,7 @@ def test_ray_cluster_survives_a_killed_worker(grid_file, reference, tmp_path):
                     "backend's", address, killed, time.time() - t0)
 
 
+@pytest.mark.slow
 def test_local_workers_survive_a_killed_worker(grid_file, reference, tmp_path):
     out = tmp_path / "local2"
     proc = _cli("run", str(grid_file), "--out", str(out), "--quiet", "--replicas", "1",
@@ -111,6 +113,7 @@ def test_local_workers_survive_a_killed_worker(grid_file, reference, tmp_path):
                 "table equal", killed)
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_and_second_run_is_refused(grid_file, reference, tmp_path):
     out = tmp_path / "driver"
     proc = _cli("run", str(grid_file), "--out", str(out), "--quiet", "--replicas", "1")
@@ -169,7 +172,9 @@ def test_unwritable_results_folder_fails_before_work(grid_file, tmp_path):
     assert res.exit_code == 1 and "cannot write to" in res.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["kernel", "torch"])
+@pytest.mark.slow
 def test_divergence_is_recorded_with_the_sample(tmp_path, engine):
     grid = tmp_path / "div.toml"
     grid.write_text("""

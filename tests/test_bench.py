@@ -3,6 +3,8 @@
 import json
 import math
 
+import pytest
+
 from typer.testing import CliRunner
 
 from stdp_bench.bench import RESULT_KEYS, bench_cells, run_bench
@@ -23,6 +25,7 @@ def _check(result: dict) -> None:
             assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, key
 
 
+@pytest.mark.slow
 def test_run_bench_digits():
     result = run_bench(dataset="digits", device="cpu", replicas=3, samples=20, samples_r1=20,
                        eval_samples=20, stock_samples=3)

@@ -106,6 +106,7 @@ def test_conv_rejects_what_it_cannot_run():
             expand(spec)
 
 
+@pytest.mark.slow
 def test_cli_conv_and_local_cells_with_filter_plots(tmp_path):
     from typer.testing import CliRunner
 

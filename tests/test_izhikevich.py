@@ -3,6 +3,7 @@ and a grid with it (and ``rule = "triplet"``) from the CLI."""
 
 from __future__ import annotations
 
+import pytest
 import numpy as np
 import pandas as pd
 import torch
@@ -79,6 +80,7 @@ def test_kernel_network_matches_stock_network_with_izhikevich_neurons():
     assert spikes_total > 30, spikes_total
 
 
+@pytest.mark.slow
 def test_torch_twin_matches_the_kernel_engine():
     ds = load_dataset("digits")
     base = {"dataset": "digits", "neuron": "izhikevich", "n_neurons": 12, "time": 40,

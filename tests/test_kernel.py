@@ -252,6 +252,7 @@ def _run_group(cells: list[CellConfig], x: np.ndarray, y: np.ndarray, chunk: int
     return rs, stats, resp
 
 
+@pytest.mark.slow
 def test_replicas_are_independent_of_grouping_order_and_chunking(digits):
     x, y = digits
     groups = {

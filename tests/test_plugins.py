@@ -42,6 +42,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_levels_lists_plugin_levels_with_their_settings(plugin_env):
     out = cli(plugin_env, "levels", "rule")
     assert out.returncode == 0, out.stderr
@@ -54,6 +55,7 @@ def test_levels_lists_plugin_levels_with_their_settings(plugin_env):
     assert any(line.split()[:2] == ["torch_lif", "[torch]"] for line in out.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_validation_messages_name_plugin_levels(plugin_env, tmp_path):
     grid = tmp_path / "bad.toml"
     grid.write_text('name = "bad"\n[settings]\nrule = "antihebbian"\n')
@@ -64,6 +66,7 @@ def test_validation_messages_name_plugin_levels(plugin_env, tmp_path):
     assert "anti_hebbian" in out.stderr.split("allowed:")[1]
 
 
+@pytest.mark.slow
 def test_a_grid_runs_plugin_levels_on_the_engines_that_have_their_steps(plugin_env, tmp_path):
     grid = tmp_path / "g.toml"
     grid.write_text("""

@@ -9,6 +9,7 @@ their statistics are compared (through accuracy in the CLI test).
 
 from __future__ import annotations
 
+import pytest
 import json
 
 import numpy as np
@@ -25,6 +26,7 @@ KINDS = [("lif", "stdp", 0), ("if", "hebbian", 0), ("lif", "teacher", 0),
          ("lif", "weight_dependent", 0), ("lif", "none", 0), ("lif", "stdp", 40)]
 
 
+@pytest.mark.slow
 def test_torch_engine_matches_kernel_without_ties():
     ds = load_dataset("digits")
     cfgs = [CellConfig(dataset="digits", neuron=nm, rule=r, n_neurons=12, time=40,

@@ -80,6 +80,7 @@ def test_a_lone_post_spike_does_not_potentiate_but_pair_stdp_does():
     assert W_pair[1, 0] > 0.5
 
 
+@pytest.mark.slow
 def test_torch_twin_matches_the_kernel_in_a_mixed_job():
     """Triplet rows next to pair-STDP rows in one torch network (LIF: no tie draws)."""
     ds = load_dataset("digits")

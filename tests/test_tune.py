@@ -286,6 +286,7 @@ def test_final_runs_have_both_stages_and_default_cells_equal_run(tuned, tmp_path
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_killed_tune_resumes_without_duplicates_or_loss(tuned, tmp_path):
     grid_path = _grid(tmp_path)
     out = tmp_path / "killed"
@@ -382,6 +383,7 @@ def test_trial_killed_before_its_parameters_were_drawn_is_drawn_again(tuned, tmp
 
 
 @pytest.mark.parametrize("backend", ["workers", "ray"])
+@pytest.mark.slow
 def test_tune_on_local_workers_and_ray_gives_the_same_trials(tuned, tmp_path, backend):
     """Rung tasks as worker-process jobs or Ray tasks: the same trials and choices."""
     out = tmp_path / backend

@@ -28,11 +28,10 @@ from bindsnet.network import Network
 from bindsnet.network.nodes import Input, Nodes
 from bindsnet.network.topology import AbstractConnection, LocalConnection
 
-from stdp_bench.config import CellConfig
+from stdp_bench.config import CellConfig, integrate_and_fire_params
 from stdp_bench.networks.first_spike import (ClaimingConv2dConnection, FirstSpikePostPre,
                                              ResetsRule)
 from stdp_bench.levels import registry
-from stdp_bench.levels.spec import ConfigError
 from stdp_bench.seeding import global_rngs_seeded
 
 
@@ -45,27 +44,6 @@ def feature_shape(cfg: CellConfig, image_shape: tuple[int, int]) -> tuple[int, i
     return cfg.n_filters, h, w
 
 
-IF_PARAMS = ("thresh", "reset", "refrac")
-
-
-def integrate_and_fire_params(cfg: CellConfig) -> dict[str, float]:
-    """The neuron level's parameters, checked to describe an integrate-and-fire neuron
-    (threshold, reset, refractory period; optionally leak and adaptation), which is what
-    the winner-take-all feature maps simulate.
-
-    >>> sorted(integrate_and_fire_params(CellConfig(neuron="lif")))
-    ['decay', 'dt', 'refrac', 'reset', 'rest', 'thresh']
-    """
-    level = registry.get("neuron", cfg.neuron)
-    p = registry.module(level).kernel_params(cfg)
-    missing = [k for k in IF_PARAMS if k not in p]
-    if missing:
-        raise ConfigError(f"neuron = {cfg.neuron!r} is not an integrate-and-fire level "
-                          f"(its parameters lack {', '.join(missing)}); conv and local "
-                          "layers need one")
-    return p
-
-
 class LocationWTANodes(Nodes):
     """IF / LIF / adaptive LIF feature maps where at most ``winners`` maps spike per location.
 
@@ -74,9 +52,8 @@ class LocationWTANodes(Nodes):
     the others keep their voltage and are inhibited by the winners next step.
     """
 
-    def __init__(self, shape: tuple[int, int, int], cfg: CellConfig, winners: int,
-                 **kwargs) -> None:
-        super().__init__(shape=list(shape), traces=True, tc_trace=cfg.tc_trace_ms, **kwargs)
+    def __init__(self, shape: tuple[int, int, int], cfg: CellConfig, winners: int) -> None:
+        super().__init__(shape=list(shape), traces=True, tc_trace=cfg.tc_trace_ms)
         p = integrate_and_fire_params(cfg)
         # The neuron level's own parameters: a level without "decay" does not leak, one
         # without "theta_plus" does not adapt.
@@ -137,8 +114,8 @@ class LocationInhibition(AbstractConnection):
     ``n x n`` matrix.
     """
 
-    def __init__(self, source: Nodes, target: Nodes, inh: float, **kwargs) -> None:
-        super().__init__(source, target, **kwargs)
+    def __init__(self, source: Nodes, target: Nodes, inh: float) -> None:
+        super().__init__(source, target)
         self.inh = inh
         self.w = torch.nn.Parameter(torch.tensor(-inh), requires_grad=False)
 
@@ -210,9 +187,11 @@ class EventLocalPostPre(LearningRule):
     """
 
     def __init__(self, connection: AbstractConnection, nu=None, reduction=None,
-                 weight_decay: float = 0.0, kind: str = "stdp", **kwargs) -> None:
+                 weight_decay: float = 0.0, kind: str = "stdp", **connection_kwargs) -> None:
+        # BindsNET hands every keyword of the connection's constructor to its rule
+        # (wmin, norm, ...); this rule reads those from the connection, not from here.
         super().__init__(connection=connection, nu=nu, reduction=reduction,
-                         weight_decay=weight_decay, **kwargs)
+                         weight_decay=weight_decay)
         if kind not in ("stdp", "weight_dependent", "hebbian"):
             raise ValueError(f"kind {kind!r}; allowed: stdp, weight_dependent, hebbian")
         self.kind = kind

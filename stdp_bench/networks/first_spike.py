@@ -41,9 +41,11 @@ class FirstSpikePostPre(LearningRule):
     """Once-per-image, claim-based STDP on a ``Conv2dConnection`` or local connection."""
 
     def __init__(self, connection: AbstractConnection, nu=None, reduction=None,
-                 weight_decay: float = 0.0, kind: str = "stdp", **kwargs) -> None:
+                 weight_decay: float = 0.0, kind: str = "stdp", **connection_kwargs) -> None:
+        # BindsNET hands every keyword of the connection's constructor to its rule
+        # (wmin, norm, ...); this rule reads those from the connection, not from here.
         super().__init__(connection=connection, nu=nu, reduction=reduction,
-                         weight_decay=weight_decay, **kwargs)
+                         weight_decay=weight_decay)
         if kind not in KINDS:
             raise ValueError(f"kind {kind!r}; allowed: {', '.join(KINDS)}")
         self.kind = kind

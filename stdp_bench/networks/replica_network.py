@@ -393,7 +393,7 @@ class ReplicaRule(LearningRule):
         hi = self.wmax_r[r].view(-1, *([1] * (w.dim() - 1)))
         return torch.minimum(torch.maximum(w, lo), hi)
 
-    def update(self, **kwargs) -> None:
+    def update(self) -> None:
         """One step of every replica's rule (rows = replicas; learning must be per replica)."""
         conn = self.connection
         W = conn.w

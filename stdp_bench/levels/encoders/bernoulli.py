@@ -53,7 +53,7 @@ def kernel_encode(x, rate_hz, T, dt, state, ev_t, ev_i):
 
 
 def dense_encoder(time: int, dt: float, rate_hz: float):
-    """BindsNET's Bernoulli encoder with the rate in Hz (:class:`stdp_bench.encoders.BernoulliEncoder`)."""
-    from stdp_bench.encoders import BernoulliEncoder
+    """BindsNET's Bernoulli encoder with the rate in Hz (``levels.encoders.dense``)."""
+    from stdp_bench.levels.encoders.dense import BernoulliEncoder
 
     return BernoulliEncoder(time=time, dt=dt, rate_hz=rate_hz)

@@ -47,6 +47,6 @@ def kernel_encode(x, rate_hz, T, dt, state, ev_t, ev_i):
 
 def dense_encoder(time: int, dt: float, rate_hz: float):
     """BindsNET's ``PoissonEncoder`` fed ``datum * rate_hz`` (datum in [0, 1])."""
-    from stdp_bench.encoders import ScaledPoissonEncoder
+    from stdp_bench.levels.encoders.dense import ScaledPoissonEncoder
 
     return ScaledPoissonEncoder(time=time, dt=dt, rate_hz=rate_hz)

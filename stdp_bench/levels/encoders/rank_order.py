@@ -64,7 +64,7 @@ def input_gain(x_train: np.ndarray, rate_hz: float, time: int, dt: float) -> flo
 
 
 def dense_encoder(time: int, dt: float, rate_hz: float):
-    """BindsNET's rank-order encoder, fixed (:class:`stdp_bench.encoders.RankOrderEncoder`)."""
-    from stdp_bench.encoders import RankOrderEncoder
+    """BindsNET's rank-order encoder, fixed (``levels.encoders.dense``)."""
+    from stdp_bench.levels.encoders.dense import RankOrderEncoder
 
     return RankOrderEncoder(time=time, dt=dt)
