@@ -194,7 +194,6 @@ SETTINGS: dict[str, Param] = {
                   low_open=f.metadata.get("low_open", False),
                   choices=f.metadata.get("choices", ()))
     for f in _CORE_FIELDS}
-FIELD_TYPES: dict[str, type] = {name: p.type for name, p in SETTINGS.items()}
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # Settings added after the first published results (see CellConfig.cell_id). Append new
 # settings here; never remove one.
@@ -300,8 +299,8 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
             raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
                               f"architecture = {cfg.architecture!r} (its class gate needs "
                               "the dc2015 layout)")
-        if cfg.encoder == "rank_order":
-            raise ConfigError(f"{where}: encoder = 'rank_order' is not available for "
+        if hasattr(registry.module(encoder), "input_gain"):
+            raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is not available for "
                               f"architecture = {cfg.architecture!r} (its input gain needs "
                               "the replica engine)")
         for level in (rule, neuron):

@@ -3,8 +3,9 @@
 A presentation's stream is seeded from (replica seed, phase, sample position, retry
 attempt) alone, so a draw never depends on scheduling, chunking or the other replicas.
 The functions are kernel code (:func:`~stdp_bench.levels.spec.kernel_function`): the
-fused kernel compiles them, the torch engines call them through numpy
-(:func:`stdp_bench.engine.kernel_build.uniforms`), and Python can run them directly:
+fused kernel compiles them, the torch engines take their input spikes and tie-break
+draws from them (:func:`stdp_bench.engine.kernel_build.encode_dense`,
+:func:`stdp_bench.engine.numba_support.tie_draws`), and Python can run them directly:
 
 >>> import numpy as np
 >>> with np.errstate(over="ignore"):  # uint64 wrap-around is the point
