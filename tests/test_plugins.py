@@ -50,7 +50,7 @@ def test_levels_lists_plugin_levels_with_their_settings(plugin_env):
     row = next(i for i, line in enumerate(lines) if line.split()[:1] == ["anti_hebbian"])
     assert "[kernel, torch]" in lines[row] and "coincident activity depresses" in lines[row]
     assert "plugin: demo_levels.anti_hebbian" in lines[row + 1]
-    assert "+ anti_scale = 1.0 [0.0, ]: scale of the depression" in lines[row + 2]
+    assert "+ anti_scale = 1.0 (>= 0.0): scale of the depression" in lines[row + 2]
     out = cli(plugin_env, "levels", "neuron")
     assert any(line.split()[:2] == ["torch_lif", "[torch]"] for line in out.stdout.splitlines())
 

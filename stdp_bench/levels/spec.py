@@ -115,12 +115,17 @@ class Param:
         return value
 
     def describe(self) -> str:
-        """``name = default unit [range]: doc`` for listings."""
-        rng = ""
-        if self.low is not None or self.high is not None:
-            lo = "(" if self.low_open else "["
-            rng = (f" {lo}{'' if self.low is None else self.low}, "
-                   f"{'' if self.high is None else self.high}]")
+        """``name = default unit (range): doc`` for listings.
+
+        >>> Param("tc_ms", 40.0, unit="ms", low=0.0, low_open=True, doc="decay").describe()
+        'tc_ms = 40.0 ms (> 0.0): decay'
+        """
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
+        if self.high is not None:
+            bounds.append(f"<= {self.high}")
+        rng = f" ({', '.join(bounds)})" if bounds else ""
         unit = f" {self.unit}" if self.unit else ""
         return f"{self.name} = {self.default!r}{unit}{rng}: {self.doc}"
 
