@@ -292,7 +292,7 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
         raise ConfigError(
             f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
             f"allowed for stdp: {', '.join(allowed)}")
-    if cfg.architecture in ("conv", "local"):
+    if arch.trainer == "features":
         rule = registry.get("rule", cfg.rule)
         neuron = registry.get("neuron", cfg.neuron)
         if rule.supervised:

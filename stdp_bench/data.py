@@ -11,9 +11,6 @@ import numpy as np
 
 from stdp_bench.config import CellConfig, ConfigError
 
-DATASETS = ("digits", "mnist")
-
-
 @dataclass(frozen=True)
 class Dataset:
     """Train and test splits, flattened: ``x`` is (N, n_input) float32 in [0, 1]."""
@@ -74,14 +71,25 @@ def _mnist(root: str, download: bool) -> Dataset:
     return Dataset("mnist", xtr, ytr, xte, yte, (28, 28))
 
 
+def _load_digits(data_dir: str | Path | None) -> Dataset:
+    return _digits()
+
+
+def _load_mnist(data_dir: str | Path | None) -> Dataset:
+    download = os.environ.get("STDP_BENCH_DOWNLOAD", "0") == "1"
+    return _mnist(str(data_root(data_dir)), download)
+
+
+# One loader per level of the dataset axis (stdp_bench/levels/datasets.py).
+LOADERS = {"digits": _load_digits, "mnist": _load_mnist}
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
     """Load a dataset by name. MNIST downloads only when ``STDP_BENCH_DOWNLOAD=1``."""
-    if name == "digits":
-        return _digits()
-    if name == "mnist":
-        download = os.environ.get("STDP_BENCH_DOWNLOAD", "0") == "1"
-        return _mnist(str(data_root(data_dir)), download)
-    raise ConfigError(f"unknown dataset '{name}'; allowed: {', '.join(DATASETS)}")
+    loader = LOADERS.get(name)
+    if loader is None:
+        raise ConfigError(f"unknown dataset '{name}'; allowed: {', '.join(LOADERS)}")
+    return loader(data_dir)
 
 
 @dataclass(frozen=True)

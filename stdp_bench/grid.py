@@ -73,7 +73,7 @@ def group_jobs(cells: list[Cell], max_replicas: int = 64) -> list[Job]:
         # (torch-only plugin levels) on the torch engine: separate jobs.
         key += (all(registry.get(axis, getattr(cell.config, axis)).kernel
                     for axis in ("encoder", "neuron", "rule")),)
-        if cell.config.family != "stdp" or cell.config.architecture != "dc2015":
+        if registry.get("architecture", cell.config.architecture).trainer != "replicas":
             key = (cell.cell_id,)  # no replica engine for these: one cell per job
         groups.setdefault(key, []).append(cell)
     jobs = []

@@ -22,9 +22,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from stdp_bench.levels import registry
 from stdp_bench.seeding import global_rngs_seeded
 
-READOUTS = ("all_activity", "proportion_weighting", "ngram", "linear")
+READOUTS = registry.names("readout")
 # Extra readouts of conv / local cells (per filter; pooled linear probe when pool > 1).
 FEATURE_READOUTS = ("filter_proportion", "linear_pooled")
 # The dense n-gram score array holds n_neurons ** n x n_classes numbers; above this the
@@ -107,6 +108,43 @@ def linear_probe(train_counts: np.ndarray, train_y: np.ndarray, test_counts: np.
     return model.predict(test_counts.astype(np.float64)).astype(np.int64)
 
 
+def _labels(label_counts: np.ndarray, label_y: np.ndarray, n_classes: int, seed: int):
+    with global_rngs_seeded(seed):  # assign_labels breaks ties with torch noise
+        return assign_labels(_as_raster(label_counts), torch.as_tensor(label_y), n_classes)
+
+
+def _all_activity(label_counts, label_y, label_events, label_n_events, test_counts,
+                  test_events, test_n_events, n_classes, ngram_n, seed):
+    assignments, _, _ = _labels(label_counts, label_y, n_classes, seed)
+    return all_activity(_as_raster(test_counts), assignments, n_classes).numpy()
+
+
+def _proportion_weighting(label_counts, label_y, label_events, label_n_events, test_counts,
+                          test_events, test_n_events, n_classes, ngram_n, seed):
+    assignments, proportions, _ = _labels(label_counts, label_y, n_classes, seed)
+    return proportion_weighting(_as_raster(test_counts), assignments, proportions,
+                                n_classes).numpy()
+
+
+def _ngram(label_counts, label_y, label_events, label_n_events, test_counts, test_events,
+           test_n_events, n_classes, ngram_n, seed):
+    if label_counts.shape[1] ** ngram_n * n_classes > NGRAM_MAX_CELLS:
+        return None
+    scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
+                          label_counts.shape[1])
+    return ngram_predict(test_events, test_n_events, scores, n_classes, ngram_n)
+
+
+def _linear(label_counts, label_y, label_events, label_n_events, test_counts, test_events,
+            test_n_events, n_classes, ngram_n, seed):
+    return linear_probe(label_counts, label_y, test_counts, seed)
+
+
+# One predictor per level of the readout axis (stdp_bench/levels/readouts.py).
+PREDICTORS = {"all_activity": _all_activity, "proportion_weighting": _proportion_weighting,
+              "ngram": _ngram, "linear": _linear}
+
+
 def predict_readout(name: str, label_counts: np.ndarray, label_y: np.ndarray,
                     label_events: np.ndarray, label_n_events: np.ndarray,
                     test_counts: np.ndarray, test_events: np.ndarray,
@@ -116,27 +154,12 @@ def predict_readout(name: str, label_counts: np.ndarray, label_y: np.ndarray,
 
     None for ``ngram`` when its dense score array would exceed ``NGRAM_MAX_CELLS``.
     """
-    if name in ("all_activity", "proportion_weighting"):
-        with global_rngs_seeded(seed):  # assign_labels breaks ties with torch noise
-            assignments, proportions, _ = assign_labels(
-                _as_raster(label_counts), torch.as_tensor(label_y), n_classes)
-        test_raster = _as_raster(test_counts)
-        if name == "all_activity":
-            pred = all_activity(test_raster, assignments, n_classes).numpy()
-        else:
-            pred = proportion_weighting(test_raster, assignments, proportions,
-                                        n_classes).numpy()
-    elif name == "ngram":
-        if label_counts.shape[1] ** ngram_n * n_classes > NGRAM_MAX_CELLS:
-            return None
-        scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
-                              label_counts.shape[1])
-        pred = ngram_predict(test_events, test_n_events, scores, n_classes, ngram_n)
-    elif name == "linear":
-        pred = linear_probe(label_counts, label_y, test_counts, seed)
-    else:
+    predictor = PREDICTORS.get(name)
+    if predictor is None:
         raise ValueError(f"unknown readout '{name}'; allowed: {', '.join(READOUTS)}")
-    return np.asarray(pred, dtype=np.int64)
+    pred = predictor(label_counts, label_y, label_events, label_n_events, test_counts,
+                     test_events, test_n_events, n_classes, ngram_n, seed)
+    return None if pred is None else np.asarray(pred, dtype=np.int64)
 
 
 def predict_all(label_counts: np.ndarray, label_y: np.ndarray, label_events: np.ndarray,

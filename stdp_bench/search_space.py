@@ -32,6 +32,7 @@ from typing import Any, Union
 from stdp_bench.config import (CellConfig, ConfigError, GridSpec, check_value, declaration,
                                with_settings)
 from stdp_bench.grid import expand
+from stdp_bench.levels import registry
 from stdp_bench.results import READOUTS
 
 # Settings that fix the protocol of a trial (its data, split, size of each set, seed)
@@ -202,7 +203,7 @@ def _check_cells(grid: GridSpec, spec: SearchSpec, source: str) -> None:
     """Every cell must run in the replica engine, with its own values inside the space."""
     for cell in expand(grid):
         cfg = cell.config
-        if (cfg.family, cfg.architecture) != ("stdp", "dc2015"):
+        if registry.get("architecture", cfg.architecture).trainer != "replicas":
             raise ConfigError(
                 f"{source}: tune runs family = 'stdp', architecture = 'dc2015' cells (the "
                 f"replica engine); cell {dict(cell.levels)} has family = {cfg.family!r}, "

@@ -100,7 +100,7 @@ def _now() -> str:
 def job_samples(job: Job) -> int:
     """Network-samples a job simulates (for progress bars): replicas x presentations."""
     c = job.cells[0].config
-    if c.family != "stdp":
+    if registry.get("architecture", c.architecture).trainer == "baseline":
         return c.n_train * c.epochs + c.n_test
     return len(job.cells) * (c.n_train * c.epochs + c.n_label + c.n_test)
 
@@ -229,13 +229,11 @@ def run_job(job: Job, *, grid: str, factors: list[str],
     their weight arrays in ``record["_arrays"]`` for the driver to write
     (:func:`stdp_bench.results.write_cell`); nothing is written here.
     """
-    if job.cells[0].config.family != "stdp":
-        return [_run_baseline(cell, job, grid=grid, factors=factors, data_dir=data_dir,
-                              on_progress=on_progress, execution=execution)
-                for cell in job.cells]
-    if job.cells[0].config.architecture in ("conv", "local"):
-        return [_run_feature_cell(cell, job, grid=grid, factors=factors, data_dir=data_dir,
-                                  on_progress=on_progress, execution=execution)
+    trainer = registry.get("architecture", job.cells[0].config.architecture).trainer
+    if trainer != "replicas":
+        run_cell = {"baseline": _run_baseline, "features": _run_feature_cell}[trainer]
+        return [run_cell(cell, job, grid=grid, factors=factors, data_dir=data_dir,
+                         on_progress=on_progress, execution=execution)
                 for cell in job.cells]
     started = _now()
     ds: Dataset | None = None

@@ -24,6 +24,14 @@ def test_validator_choices_come_from_the_registries():
         "all_activity", "proportion_weighting", "ngram", "linear")
 
 
+def test_every_readout_and_dataset_level_has_its_implementation():
+    from stdp_bench.data import LOADERS
+    from stdp_bench.readout import PREDICTORS
+
+    assert tuple(PREDICTORS) == registry.names("readout")
+    assert tuple(LOADERS) == registry.names("dataset")
+
+
 def test_registry_and_validation_import_neither_torch_nor_numba():
     code = ("import sys; from stdp_bench.config import parse_grid; "
             "parse_grid({'name': 'g', 'factors': {'rule': ['stdp', 'none']}}); "

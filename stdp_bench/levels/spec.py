@@ -168,8 +168,11 @@ class Level:
     supervised: bool = False
     # Encoder: for gradient-trained baselines only.
     gradient_only: bool = False
-    # Architecture: the families that build it.
+    # Architecture: the families that build it, and what trains its cells: "replicas"
+    # (cells of equal shapes share a job: the kernel or torch replica engines),
+    # "features" (one BindsNET network per cell) or "baseline" (gradient descent).
     families: tuple[str, ...] = ()
+    trainer: str = ""
 
     def __post_init__(self) -> None:
         if self.axis not in AXES:
