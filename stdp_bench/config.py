@@ -294,7 +294,6 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
             f"allowed for stdp: {', '.join(allowed)}")
     if arch.trainer == "features":
         rule = registry.get("rule", cfg.rule)
-        neuron = registry.get("neuron", cfg.neuron)
         if rule.supervised:
             raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
                               f"architecture = {cfg.architecture!r} (its class gate needs "
@@ -303,10 +302,11 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
             raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is not available for "
                               f"architecture = {cfg.architecture!r} (its input gain needs "
                               "the replica engine)")
-        for level in (rule, neuron):
-            if not level.torch:
-                raise ConfigError(f"{where}: {level.axis} = {level.name!r} has no BindsNET "
-                                  f"twin, which architecture = {cfg.architecture!r} runs on")
+        # The feature maps run BindsNET's own rule classes (the level's stock_rule).
+        if not hasattr(registry.module(rule), "stock_rule"):
+            raise ConfigError(f"{where}: rule = {cfg.rule!r} has no BindsNET rule "
+                              f"(stock_rule), which architecture = {cfg.architecture!r} "
+                              "runs on")
         try:
             integrate_and_fire_params(cfg)
         except ConfigError as exc:

@@ -15,6 +15,7 @@ from stdp_bench.data import load_dataset, make_subsets
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.engine.torch_engine import TorchReplicaSet
+from stdp_bench.grid import expand
 from stdp_bench.levels import registry
 from stdp_bench.replica_params import replica_params
 
@@ -117,6 +118,14 @@ def test_its_setting_is_declared_validated_and_kept_out_of_default_ids():
         parse_grid({"name": "g", "settings": {"rule": "triplet", "tc_post2_ms": -1.0}})
     assert str(err.value) == ("grid [settings]: 'tc_post2_ms' = -1.0 must be greater than "
                               "0.0 (ms)")
+
+
+def test_conv_layers_refuse_it_at_validation():
+    with pytest.raises(ConfigError) as err:
+        expand(parse_grid({"name": "g", "settings": {"architecture": "conv",
+                                                      "rule": "triplet"}}))
+    assert str(err.value) == ("grid 'g', cell settings: rule = 'triplet' has no BindsNET "
+                              "rule (stock_rule), which architecture = 'conv' runs on")
 
 
 def test_a_grid_crossing_triplet_with_pair_stdp_runs_from_the_cli(tmp_path):
