@@ -320,9 +320,10 @@ def compare_stages(df: pd.DataFrame, by: list[str], metric: str = "accuracy") ->
 
     Columns: ``by``, then ``default`` and ``tuned`` (mean over seeds with its 95%
     interval as ``[low, high]``), their difference of means, and ``n`` per stage; best
-    tuned mean first.
+    tuned mean first. With no ``by`` (a grid whose only factor is the seed) the rows are
+    the readouts.
     """
-    by = [b for b in by if b != "stage"]
+    by = [b for b in by if b != "stage"] or ["readout"]
     summary = summarize(df, [*by, "stage"], metric)
     parts = {stage: summary[summary["stage"] == stage].drop(columns="stage").set_index(by)
              for stage in STAGES}

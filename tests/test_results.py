@@ -199,3 +199,13 @@ def test_summarize_validates_by(out_dir: Path) -> None:
     assert "readout" in str(info.value)  # lists what is available
     with pytest.raises(ValueError):
         results.summarize(df, [])
+
+
+def test_compare_stages_without_factors_gives_a_row_per_readout():
+    """A tuned grid whose only factor is the seed (found running a one-cell tune)."""
+    df = pd.DataFrame({"stage": ["default", "tuned"] * 2, "seed": [0, 0, 1, 1],
+                       "readout": ["linear"] * 4, "accuracy": [0.5, 0.7, 0.6, 0.8]})
+    out = results.compare_stages(df, [])
+    assert out["readout"].tolist() == ["linear"]
+    assert out["default"].iloc[0] == pytest.approx(0.55)
+    assert out["tuned_minus_default"].iloc[0] == pytest.approx(0.2)
