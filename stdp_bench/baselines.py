@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from stdp_bench.config import CellConfig
+from stdp_bench.levels import registry
 from stdp_bench.seeding import global_rngs_seeded
 
 Progress = Callable[[int], None]
@@ -147,39 +148,13 @@ class SurrogateSNN(nn.Module):
 
 def encode_batch(x: torch.Tensor, encoder: str, time_steps: int, rate_hz: float,
                  dt: float, gen: torch.Generator | None = None) -> torch.Tensor:
-    """[T, B, n] input for the surrogate net from images ``x`` [B, n] in [0, 1]."""
-    T = time_steps
-    if encoder == "direct":
-        return x.unsqueeze(0).expand(T, *x.shape)
-    if encoder == "bernoulli":
-        p = (x * (rate_hz * dt / 1000.0)).clamp(max=1.0)
-        u = torch.rand((T, *x.shape), generator=gen, device=x.device)
-        return (u < p).float()
-    if encoder == "poisson":
-        rate = x * rate_hz
-        lam = torch.where(rate > 0, 1000.0 / (rate * dt).clamp(min=1e-12),
-                          torch.zeros_like(rate))
-        # At most T intervals can fall inside the window (each is at least one step).
-        draws = torch.poisson(lam.unsqueeze(0).expand(T, *x.shape).contiguous(),
-                              generator=gen).clamp(min=1)
-        t_spike = torch.cumsum(draws, 0) - 1  # 0-based step of each spike
-        valid = (t_spike < T) & (rate > 0).unsqueeze(0)
-        out = torch.zeros((T, *x.shape), device=x.device)
-        idx = t_spike.clamp(max=T - 1).long()
-        # Spike times of a pixel strictly increase, so adding never stacks two spikes;
-        # the clamped out-of-window ones add 0.
-        out.scatter_add_(0, idx, valid.float())
-        return out
-    if encoder == "rank_order":
-        xmax = x.max(1, keepdim=True).values
-        nz = x > 0
-        rel = torch.where(nz, xmax / x.clamp(min=1e-12), torch.zeros_like(x))
-        tmax = rel.max(1, keepdim=True).values.clamp(min=1e-12)
-        t = torch.ceil(rel * T / tmax).clamp(1, T).long() - 1
-        out = torch.zeros((T, *x.shape), device=x.device)
-        out.scatter_(0, t.unsqueeze(0), nz.float().unsqueeze(0))
-        return out
-    raise ValueError(f"unknown encoder '{encoder}'")
+    """[T, B, n] input for the surrogate net from images ``x`` [B, n] in [0, 1], by the
+    encoder level's batched torch code (its module's ``torch_encode_batch``)."""
+    module = registry.module(registry.get("encoder", encoder))
+    if not hasattr(module, "torch_encode_batch"):
+        raise ValueError(f"encoder {encoder!r} has no batched torch encoder "
+                         "(torch_encode_batch) for the surrogate baselines")
+    return module.torch_encode_batch(x, time_steps, rate_hz, dt, gen)
 
 
 @dataclass

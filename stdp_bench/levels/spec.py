@@ -138,11 +138,15 @@ class Level:
     level's steps); ``uses`` names shared settings it reads. ``module`` is where the
     level lives; the engines look up the steps there by name:
 
-    * encoder: ``kernel_encode`` (numba) and ``dense_encoder`` (BindsNET ``Encoder``);
-      ``input_gain`` when the code's volume differs from Poisson's;
+    * encoder: ``kernel_encode`` (numba), ``dense_encoder`` (BindsNET ``Encoder``),
+      ``torch_encode_batch`` (batched trains for the surrogate baselines); ``input_gain``
+      when the code's volume differs from Poisson's;
     * neuron: ``kernel_params``, ``kernel_reset``, ``kernel_step`` (numba);
-      ``stock_layer`` (BindsNET ``Nodes``, for parity and the torch engines);
-    * rule: ``kernel_params``, ``kernel_update`` (numba), ``stock_rule`` (BindsNET).
+      ``torch_reset``, ``torch_step`` (the replica network); ``stock_layer`` (BindsNET
+      ``Nodes``, for parity tests);
+    * rule: ``kernel_params``, ``kernel_update`` (numba), ``torch_update`` (the replica
+      network, and the conv / local layers' event-driven and first-spike learning),
+      ``stock_rule`` (BindsNET's class: parity tests, conv's every-spike learning).
 
     A level without ``kernel_*`` steps cannot run on the fused kernel (``kernel`` is
     False), one without BindsNET twins not on the torch engines (``torch`` is False).

@@ -21,6 +21,8 @@ The neurons are IF, LIF or adaptive-threshold LIF by the ``neuron`` factor, the
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from bindsnet.learning import LearningRule
@@ -176,25 +178,29 @@ class EventLocalConnection(ResetsRule, BatchedLocalConnection):
 
 
 class EventLocalPostPre(LearningRule):
-    """Pair STDP (``kind = "stdp"``), weight-dependent STDP or Hebbian, event-driven.
+    """A rule level's torch twin on a ``LocalConnection`` at batch 1, event-driven.
 
-    The updates of BindsNET's ``PostPre`` / ``WeightDependentPostPre`` / ``Hebbian`` on a
-    ``LocalConnection`` at batch 1, restricted to the rows of inputs that fired and the
-    columns of neurons that fired (every other entry's update is zero), followed by the
+    For the built-in rules these are the updates of BindsNET's ``PostPre`` /
+    ``WeightDependentPostPre`` / ``Hebbian``, restricted to the rows of inputs that fired
+    and the columns of neurons that fired (every other entry's update is zero), then the
     [wmin, wmax] clamp and the field mask on those entries; the first step after a
     normalisation clamps the whole matrix, as BindsNET's every-step clamp would
     (tests/test_conv.py compares it with the stock classes).
     """
 
     def __init__(self, connection: AbstractConnection, nu=None, reduction=None,
-                 weight_decay: float = 0.0, kind: str = "stdp", **connection_kwargs) -> None:
+                 weight_decay: float = 0.0, rule_update: Callable | None = None,
+                 rule_params: dict[str, float] | None = None,
+                 **connection_kwargs) -> None:
         # BindsNET hands every keyword of the connection's constructor to its rule
         # (wmin, norm, ...); this rule reads those from the connection, not from here.
         super().__init__(connection=connection, nu=nu, reduction=reduction,
                          weight_decay=weight_decay)
-        if kind not in ("stdp", "weight_dependent", "hebbian"):
-            raise ValueError(f"kind {kind!r}; allowed: stdp, weight_dependent, hebbian")
-        self.kind = kind
+        if rule_update is None or rule_params is None:
+            raise ValueError("EventLocalPostPre needs the rule level's torch_update and "
+                             "its parameters (kernel_params)")
+        self.rule_update = rule_update
+        self.params = {k: torch.tensor([float(v)]) for k, v in rule_params.items()}
         self.full_clamp = False
 
     def update(self, **kwargs) -> None:
@@ -212,21 +218,12 @@ class EventLocalPostPre(LearningRule):
         x_out = self.target.x.view(-1)
         i = s_in.nonzero().flatten()
         j = s_out.nonzero().flatten()
-        nu_pre, nu_post = float(self.nu[0]), float(self.nu[1])
-        if self.kind == "weight_dependent":
-            rows = w[i]
-            upd = -((nu_pre * x_out) * (rows - lo))
-            upd = torch.where(s_out, upd + (nu_post * x_in[i].unsqueeze(1)) * (hi - rows), upd)
-            w[i] = rows + upd
-            cols = w[:, j]
-            w[:, j] = torch.where(s_in.unsqueeze(1), cols,
-                                  cols + (nu_post * x_in.unsqueeze(1)) * (hi - cols))
-        else:
-            sign = 1.0 if self.kind == "hebbian" else -1.0
-            if nu_pre != 0.0:
-                w[i] = w[i] + sign * (x_out * nu_pre)
-            if nu_post != 0.0:
-                w[:, j] = w[:, j] + x_in.unsqueeze(1) * nu_post
+        # The rule level's torch twin, on this matrix as the only replica (a view, so
+        # it updates the connection's weights in place).
+        p = {k: v.to(w.device) for k, v in self.params.items()}
+        one = torch.zeros(1, dtype=torch.long, device=w.device)
+        self.rule_update(p, w.unsqueeze(0), one, s_in.unsqueeze(0), x_in.unsqueeze(0),
+                         s_out.unsqueeze(0), x_out.unsqueeze(0), None, one - 1, 1)
         w[i] = w[i].clamp(lo, hi) * keep[i]
         w[:, j] = w[:, j].clamp(lo, hi) * keep[:, j]
 
@@ -234,8 +231,9 @@ class EventLocalPostPre(LearningRule):
 def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: int,
                           device: str | torch.device = "cpu") -> Network:
     """The ``conv`` or ``local`` network of ``cfg``: layers ``X``, ``Ae``."""
-    if cfg.architecture not in ("conv", "local"):
-        raise ValueError(f"architecture {cfg.architecture!r} is not conv or local")
+    if cfg.architecture not in CONNECTIONS:
+        raise ValueError(f"architecture {cfg.architecture!r} is not one of "
+                         f"{', '.join(CONNECTIONS)}")
     # conv's weights come from torch's global generator, LocalConnection's from numpy's.
     with global_rngs_seeded(seed):
         return _build_feature_network(cfg, image_shape, device)
@@ -244,31 +242,25 @@ def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: i
 def _build_feature_network(cfg: CellConfig, image_shape: tuple[int, int],
                            device: str | torch.device) -> Network:
     shape = feature_shape(cfg, image_shape)
-    k = cfg.kernel_size
     net = Network(dt=cfg.dt)
     x = Input(shape=[1, *image_shape], traces=True, tc_trace=cfg.tc_trace_ms)
     ae = LocationWTANodes(shape, cfg, cfg.winners)
     net.add_layer(x, name="X")
     net.add_layer(ae, name="Ae")
-    rule = registry.module(registry.get("rule", cfg.rule)).stock_rule()
-    norm = cfg.conv_norm
-    common = dict(update_rule=rule, nu=(cfg.nu_pre, cfg.nu_post), wmin=cfg.wmin,
-                  wmax=cfg.wmax)
-    first_spike = cfg.conv_learning == "first_spike" and cfg.rule != "none"
+    level = registry.get("rule", cfg.rule)
+    module = registry.module(level)
+    common = dict(update_rule=module.stock_rule(), nu=(cfg.nu_pre, cfg.nu_post),
+                  wmin=cfg.wmin, wmax=cfg.wmax)
+    # Our conv / local rules run the rule level's torch twin (its update, its numbers).
+    ours = dict(rule_update=getattr(module, "torch_update", None),
+                rule_params=module.kernel_params(cfg))
+    first_spike = cfg.conv_learning == "first_spike" and level.plastic
     if first_spike:
-        common.update(update_rule=FirstSpikePostPre, kind=cfg.rule)
-    if cfg.architecture == "conv":
-        w = cfg.w_init_max * torch.rand(cfg.n_filters, 1, k, k)
-        conn = ClaimingConv2dConnection(x, ae, kernel_size=k, stride=cfg.stride, w=w,
-                                        norm=norm, **common)
-    else:
-        if cfg.rule != "none" and not first_spike:
-            common.update(update_rule=EventLocalPostPre, kind=cfg.rule)
-        # LocalConnection multiplies its norm by the kernel area (mean weight per input).
-        conn = EventLocalConnection(x, ae, kernel_size=k, stride=cfg.stride,
-                                    n_filters=cfg.n_filters, input_shape=image_shape,
-                                    norm=norm / (k * k), **common)
-        conn.w.data.mul_(cfg.w_init_max)
+        common.update(update_rule=FirstSpikePostPre, **ours)
+    # Every-spike learning on local layers: the rule level's twin, event-driven.
+    event_rule = (dict(update_rule=EventLocalPostPre, **ours)
+                  if level.plastic and not first_spike else {})
+    conn = CONNECTIONS[cfg.architecture](cfg, x, ae, image_shape, common, event_rule)
     net.add_connection(conn, source="X", target="Ae")
     net.add_connection(LocationInhibition(ae, ae, cfg.conv_inh), source="Ae", target="Ae")
     net.to(device)
@@ -276,14 +268,49 @@ def _build_feature_network(cfg: CellConfig, image_shape: tuple[int, int],
     return net
 
 
-def filters_of(net: Network, cfg: CellConfig, image_shape: tuple[int, int]) -> np.ndarray:
-    """Learned filters ``[n_filters, k, k]``: conv's kernels; local's at the central location."""
-    conn = net.connections[("X", "Ae")]
+def _conv_connection(cfg: CellConfig, x: Input, ae: Nodes, image_shape: tuple[int, int],
+                     common: dict, event_rule: dict) -> AbstractConnection:
+    """Shared kernels; every-spike learning is BindsNET's own rule class."""
     k = cfg.kernel_size
-    if cfg.architecture == "conv":
-        return conn.w.detach().cpu().view(cfg.n_filters, k, k).numpy()
+    w = cfg.w_init_max * torch.rand(cfg.n_filters, 1, k, k)
+    return ClaimingConv2dConnection(x, ae, kernel_size=k, stride=cfg.stride, w=w,
+                                    norm=cfg.conv_norm, **common)
+
+
+def _local_connection(cfg: CellConfig, x: Input, ae: Nodes, image_shape: tuple[int, int],
+                      common: dict, event_rule: dict) -> AbstractConnection:
+    """One filter per place; every-spike learning is the event-driven rule twin."""
+    common = {**common, **event_rule}
+    k = cfg.kernel_size
+    # LocalConnection multiplies its norm by the kernel area (mean weight per input).
+    conn = EventLocalConnection(x, ae, kernel_size=k, stride=cfg.stride,
+                                n_filters=cfg.n_filters, input_shape=image_shape,
+                                norm=cfg.conv_norm / (k * k), **common)
+    conn.w.data.mul_(cfg.w_init_max)
+    return conn
+
+
+def _conv_filters(conn: AbstractConnection, cfg: CellConfig,
+                  image_shape: tuple[int, int]) -> np.ndarray:
+    k = cfg.kernel_size
+    return conn.w.detach().cpu().view(cfg.n_filters, k, k).numpy()
+
+
+def _local_filters(conn: AbstractConnection, cfg: CellConfig,
+                   image_shape: tuple[int, int]) -> np.ndarray:
+    k = cfg.kernel_size
     F, H, W = feature_shape(cfg, image_shape)
     c = (H // 2) * W + W // 2
     idx = conn.locations[:, c].cpu()
     w = conn.w.detach().cpu().view(-1, F, H * W)[:, :, c]  # [n_input, F]
     return w[idx].T.reshape(F, k, k).numpy()
+
+
+# The feature architectures (levels of stdp_bench/levels/architectures.py).
+CONNECTIONS = {"conv": _conv_connection, "local": _local_connection}
+FILTERS = {"conv": _conv_filters, "local": _local_filters}
+
+
+def filters_of(net: Network, cfg: CellConfig, image_shape: tuple[int, int]) -> np.ndarray:
+    """Learned filters ``[n_filters, k, k]``: conv's kernels; local's at the central location."""
+    return FILTERS[cfg.architecture](net.connections[("X", "Ae")], cfg, image_shape)

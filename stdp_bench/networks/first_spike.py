@@ -23,14 +23,12 @@ per-filter normalisation (``conv_norm``) after each image supplies the depressio
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from bindsnet.learning import LearningRule
 from bindsnet.network.topology import AbstractConnection, Conv2dConnection
-
-KINDS = ("stdp", "weight_dependent", "hebbian")
-
 
 def claim_radius(kernel_size: int, stride: int) -> int:
     """Locations within this distance have patches overlapping by more than half."""
@@ -41,14 +39,18 @@ class FirstSpikePostPre(LearningRule):
     """Once-per-image, claim-based STDP on a ``Conv2dConnection`` or local connection."""
 
     def __init__(self, connection: AbstractConnection, nu=None, reduction=None,
-                 weight_decay: float = 0.0, kind: str = "stdp", **connection_kwargs) -> None:
+                 weight_decay: float = 0.0, rule_update: Callable | None = None,
+                 rule_params: dict[str, float] | None = None,
+                 **connection_kwargs) -> None:
         # BindsNET hands every keyword of the connection's constructor to its rule
         # (wmin, norm, ...); this rule reads those from the connection, not from here.
         super().__init__(connection=connection, nu=nu, reduction=reduction,
                          weight_decay=weight_decay)
-        if kind not in KINDS:
-            raise ValueError(f"kind {kind!r}; allowed: {', '.join(KINDS)}")
-        self.kind = kind
+        if rule_update is None or rule_params is None:
+            raise ValueError("FirstSpikePostPre needs the rule level's torch_update and "
+                             "its parameters (kernel_params)")
+        self.rule_update = rule_update
+        self.params = {k: torch.tensor([float(v)]) for k, v in rule_params.items()}
         self.shared = isinstance(connection, Conv2dConnection)
         self.learned: torch.Tensor | None = None  # [F]: filter has learned this image
         self.claimed: torch.Tensor | None = None  # [H, W]: location claimed this image
@@ -113,24 +115,32 @@ class FirstSpikePostPre(LearningRule):
             self.n_updates += 1
 
     def _potentiate(self, f: int, loc: int, cols: torch.Tensor | None, n_loc: int) -> None:
+        """The rule level's update for one post spike (filter ``f`` at ``loc``) and no pre
+        spike, i.e. its potentiation term (``nu_post * x_pre``, times ``wmax - w`` for
+        ``weight_dependent``); then the [wmin, wmax] clamp and, local, the field mask."""
         conn = self.connection
-        nu = float(self.nu[1])
         lo, hi = float(conn.wmin), float(conn.wmax)
         if self.shared:
-            wf = conn.w.data[f, 0]
-            pre = cols[:, loc].view_as(wf)
+            # Kernels as the columns of one [k * k, F] matrix (a view of the weights).
+            W = conn.w.data.view(conn.w.shape[0], -1).T.unsqueeze(0)
+            j, pre = f, cols[:, loc]
         else:
-            wl = conn.w.data.view(conn.source.n, -1)
+            W = conn.w.data.view(conn.source.n, -1).unsqueeze(0)
             j = f * n_loc + loc
-            field = ~conn.mask.view_as(wl)[:, j]
-            wf = wl[:, j]
+            field = ~conn.mask.view(conn.source.n, -1)[:, j]
             pre = self.source.x.view(-1).float() * field
-        dw = nu * pre
-        if self.kind == "weight_dependent":
-            dw = dw * (hi - wf)
-        wf.add_(dw).clamp_(lo, hi)
+        dev = W.device
+        s_out = torch.zeros(1, W.shape[2], dtype=torch.bool, device=dev)
+        s_out[0, j] = True
+        one = torch.zeros(1, dtype=torch.long, device=dev)
+        self.rule_update({k: v.to(dev) for k, v in self.params.items()}, W, one,
+                         torch.zeros(1, W.shape[1], dtype=torch.bool, device=dev),
+                         pre.unsqueeze(0), s_out, torch.zeros(1, W.shape[2], device=dev),
+                         None, one - 1, 1)
+        col = W[0, :, j]
+        col.clamp_(lo, hi)
         if not self.shared:
-            wf.mul_(field)
+            col.mul_(field)
 
 
 class ResetsRule:

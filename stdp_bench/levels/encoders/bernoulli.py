@@ -57,3 +57,12 @@ def dense_encoder(time: int, dt: float, rate_hz: float):
     from stdp_bench.levels.encoders.dense import BernoulliEncoder
 
     return BernoulliEncoder(time=time, dt=dt, rate_hz=rate_hz)
+
+
+def torch_encode_batch(x, time_steps: int, rate_hz: float, dt: float, gen=None):
+    """``[T, B, n]`` Bernoulli trains of images ``x`` ``[B, n]`` (surrogate baselines)."""
+    import torch
+
+    p = (x * (rate_hz * dt / 1000.0)).clamp(max=1.0)
+    u = torch.rand((time_steps, *x.shape), generator=gen, device=x.device)
+    return (u < p).float()

@@ -50,3 +50,23 @@ def dense_encoder(time: int, dt: float, rate_hz: float):
     from stdp_bench.levels.encoders.dense import ScaledPoissonEncoder
 
     return ScaledPoissonEncoder(time=time, dt=dt, rate_hz=rate_hz)
+
+
+def torch_encode_batch(x, time_steps: int, rate_hz: float, dt: float, gen=None):
+    """``[T, B, n]`` Poisson trains of images ``x`` ``[B, n]`` (surrogate baselines)."""
+    import torch
+
+    T = time_steps
+    rate = x * rate_hz
+    lam = torch.where(rate > 0, 1000.0 / (rate * dt).clamp(min=1e-12), torch.zeros_like(rate))
+    # At most T intervals can fall inside the window (each is at least one step).
+    draws = torch.poisson(lam.unsqueeze(0).expand(T, *x.shape).contiguous(),
+                          generator=gen).clamp(min=1)
+    t_spike = torch.cumsum(draws, 0) - 1  # 0-based step of each spike
+    valid = (t_spike < T) & (rate > 0).unsqueeze(0)
+    out = torch.zeros((T, *x.shape), device=x.device)
+    idx = t_spike.clamp(max=T - 1).long()
+    # Spike times of a pixel strictly increase, so adding never stacks two spikes; the
+    # clamped out-of-window ones add 0.
+    out.scatter_add_(0, idx, valid.float())
+    return out

@@ -68,3 +68,18 @@ def dense_encoder(time: int, dt: float, rate_hz: float):
     from stdp_bench.levels.encoders.dense import RankOrderEncoder
 
     return RankOrderEncoder(time=time, dt=dt)
+
+
+def torch_encode_batch(x, time_steps: int, rate_hz: float, dt: float, gen=None):
+    """``[T, B, n]`` rank-order trains of images ``x`` ``[B, n]`` (surrogate baselines)."""
+    import torch
+
+    T = time_steps
+    xmax = x.max(1, keepdim=True).values
+    nz = x > 0
+    rel = torch.where(nz, xmax / x.clamp(min=1e-12), torch.zeros_like(x))
+    tmax = rel.max(1, keepdim=True).values.clamp(min=1e-12)
+    t = torch.ceil(rel * T / tmax).clamp(1, T).long() - 1
+    out = torch.zeros((T, *x.shape), device=x.device)
+    out.scatter_(0, t.unsqueeze(0), nz.float().unsqueeze(0))
+    return out
