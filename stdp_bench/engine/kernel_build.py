@@ -5,8 +5,8 @@ block binds the combination's steps, imports it, and returns the module. The cop
 name is a hash of its source and of every source it composes (the level package, the
 levels' modules and numba's version), so numba's on-disk cache (keyed by file) can never
 serve a kernel built from other sources. Copies live in the user cache
-(``STDP_BENCH_CACHE``, else ``$XDG_CACHE_HOME/stdp_bench``, else ``~/.cache/stdp_bench``),
-never in the working directory; the first use of a combination on a machine compiles it
+(``STDP_BENCH_CACHE``, else ``$XDG_CACHE_HOME/stdp_bench`` or ``~/.cache/stdp_bench``,
+else the temporary folder: :func:`cache_dir`), never in the working directory; the first use of a combination on a machine compiles it
 (seconds), later processes load it.
 """
 
@@ -37,12 +37,25 @@ _BUILT: dict[tuple[str, str, str], ModuleType] = {}
 
 
 def cache_dir() -> Path:
-    """Where composed kernels (and numba's cache of them) are written."""
+    """Where composed kernels (and numba's cache of them) are written: the first of
+    ``$STDP_BENCH_CACHE``, ``$XDG_CACHE_HOME/stdp_bench``, ``~/.cache/stdp_bench`` and
+    the system's temporary folder that can be written (read-only homes exist on CI)."""
     root = os.environ.get("STDP_BENCH_CACHE")
     if root:
-        return Path(root) / "kernels"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "stdp_bench" / "kernels"
+        candidates = [Path(root)]
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        candidates = [Path(base) / "stdp_bench",
+                      Path(tempfile.gettempdir()) / f"stdp_bench-{os.getuid()}"]
+    for folder in candidates:
+        try:
+            (folder / "kernels").mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(folder / "kernels", os.W_OK):
+            return folder / "kernels"
+    raise OSError(f"no writable folder for compiled kernels among "
+                  f"{', '.join(str(c) for c in candidates)}; set STDP_BENCH_CACHE")
 
 
 def _require_kernel(level: Level) -> Level:
@@ -104,7 +117,6 @@ def kernel_for(encoder: str, neuron: str, rule: str) -> ModuleType:
                   f"neuron={neuron}, rule={rule}.\n" + head + _bindings(*levels) + tail)
         digest = _sources_digest(levels, source)
         folder = cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"kernel_{digest}.py"
         if not path.exists():
             # Atomic: a concurrent process sees the whole file or none.
