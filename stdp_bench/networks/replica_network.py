@@ -167,17 +167,23 @@ class ReplicaNodes(Nodes):
         self.tie_draws: torch.Tensor | None = None
         self.step_in_sample = 0
         self.any_one_spike = bool(one_spike.any())
-        self.selected = self.groups.select(self.replica_index)
+        self.selected = self._select(self.replica_index)
+
+    def _select(self, replica_index: torch.Tensor) -> list:
+        # Per group: its rows and its parameters as [rows, 1] columns, gathered once per
+        # bind rather than every step.
+        return [(level, rows, {k: v.unsqueeze(1) for k, v in p.items()})
+                for level, rows, p in self.groups.select(replica_index)]
 
     def to_device(self, device: torch.device) -> None:
         """Move the per-level parameters (plain tensors, not buffers) to ``device``."""
         self.groups.to(device)
-        self.selected = self.groups.select(self.replica_index)
+        self.selected = self._select(self.replica_index)
 
     def bind(self, replica_index: torch.Tensor) -> None:
         """Make row b run replica ``replica_index[b]`` (several rows may share one)."""
         self.replica_index = replica_index
-        self.selected = self.groups.select(replica_index)
+        self.selected = self._select(replica_index)
         self.one_spike = self.one_spike_r[replica_index]
         if self.traces:
             self.trace_decay = _decay(self.dt, self.tc_trace_r)[replica_index].unsqueeze(1)
@@ -206,7 +212,6 @@ class ReplicaNodes(Nodes):
     def reset_state_variables(self) -> None:
         super().reset_state_variables()
         for level, rows, p in self.selected:
-            p = {k: v.unsqueeze(1) for k, v in p.items()}
             st = self._rows_state(level, rows)
             self.modules_[level.name].torch_reset(p, st)
             self._store(st, rows)
@@ -222,7 +227,6 @@ class ReplicaNodes(Nodes):
         theta = self.theta_r[self.replica_index]
         spikes = torch.zeros_like(self.v, dtype=torch.bool)
         for level, rows, p in self.selected:
-            p = {k: v.unsqueeze(1) for k, v in p.items()}
             st = self._rows_state(level, rows)
             st["theta"] = _take(theta, rows)
             s = self.modules_[level.name].torch_step(p, st, _take(x, rows), self.learning)
