@@ -21,8 +21,14 @@ from __future__ import annotations
 
 import numpy as np
 
+# The state at the start of a presentation is LIF's (v = rest, not refractory); theta
+# persists across presentations.
+from stdp_bench.levels.neurons.lif import kernel_reset, torch_reset
 from stdp_bench.levels.spec import Level, kernel_function
 from stdp_bench.levels.units import decay
+
+__all__ = ["LEVEL", "RECORD", "kernel_params", "kernel_reset", "kernel_step", "torch_reset",
+           "torch_step", "stock_layer"]
 
 LEVEL = Level(axis="neuron", name="adaptive", module=__name__,
               doc="LIF with adaptive threshold theta (BindsNET DiehlAndCookNodes)",
@@ -42,14 +48,6 @@ def kernel_params(cfg) -> dict[str, float]:
             "refrac": cfg.refrac_ms, "decay": decay(cfg.dt, cfg.tc_decay_ms),
             "theta_plus": cfg.theta_plus,
             "theta_decay": decay(cfg.dt, cfg.tc_theta_decay_ms), "dt": cfg.dt}
-
-
-@kernel_function
-def kernel_reset(p, st):
-    """State at the start of a presentation: v = rest, not refractory (theta persists)."""
-    for j in range(st.shape[1]):
-        st[0, j] = p.rest
-        st[1, j] = np.float32(0.0)
 
 
 @kernel_function
@@ -79,13 +77,6 @@ def stock_layer(cfg, n: int):
                              refrac=int(cfg.refrac_ms), tc_decay=cfg.tc_decay_ms,
                              theta_plus=cfg.theta_plus,
                              tc_theta_decay=cfg.tc_theta_decay_ms, one_spike=cfg.one_spike)
-
-
-def torch_reset(p, st) -> None:
-    """Torch twin of :func:`kernel_reset`: ``st`` maps state names to ``[B, n]`` tensors,
-    ``p`` parameter names to ``[B, 1]`` tensors (one row per batch row)."""
-    st["v"] = p["rest"].expand_as(st["v"]).clone()
-    st["refrac"] = st["refrac"].new_zeros(st["refrac"].shape)
 
 
 def torch_step(p, st, x, learning: bool):
