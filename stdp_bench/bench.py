@@ -280,6 +280,102 @@ def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
     }
 
 
+def scaled_count(base: int, n_neurons: int, floor: int) -> int:
+    """Samples to time at ``n_neurons``: ``base`` at 100 neurons, fewer as the network
+    grows (the cost per sample grows with it), never fewer than ``floor``.
+
+    >>> scaled_count(2000, 100, 100), scaled_count(2000, 1600, 100), scaled_count(30, 6400, 3)
+    (2000, 125, 3)
+    """
+    return max(floor, base * 100 // n_neurons)
+
+
+def run_scaling(neurons: list[int], *, samples_r1: int = 2000, eval_samples: int = 2000,
+                stock_samples: int = 30, stock_max_neurons: int = 6400,
+                data_dir: str | os.PathLike | None = None, device: str = "auto",
+                dataset: str = "mnist") -> dict[str, Any]:
+    """Throughput of one classic network at each size in ``neurons``, ours and stock.
+
+    At each size n: stock BindsNET (when ``n <= stock_max_neurons``) and one replica of
+    ours (the classic cell with ``n_neurons = n``) train on the same images, then respond
+    to the same test images. Sample counts shrink with n (:func:`scaled_count`: the
+    ``samples_r1``, ``eval_samples`` and ``stock_samples`` given are those at 100
+    neurons). Evaluation of one replica runs its samples in blocks on every core, so
+    ``eval_sps`` is a two-core figure on a two-core machine; training is one network,
+    one sample after the other.
+
+    Returns ``device``, ``engine``, ``time_steps``, ``neurons`` and, per size n, the keys
+    ``train_sps_n{n}``, ``eval_sps_n{n}``, ``train_samples_n{n}``, ``eval_samples_n{n}``
+    and, where stock ran, ``stock_train_sps_n{n}``, ``stock_eval_sps_n{n}``,
+    ``stock_samples_n{n}``, ``train_ratio_n{n}``, ``eval_ratio_n{n}``.
+    """
+    from stdp_bench.data import load_dataset
+
+    execution = Execution.resolve(device, "auto")
+    if not neurons:
+        raise ConfigError("neurons is empty; give sizes such as 100,400,1600,6400")
+    for n in neurons:
+        if n < 1:
+            raise ConfigError(f"neurons: {n} must be at least 1")
+    for name, value in (("samples_r1", samples_r1), ("eval_samples", eval_samples),
+                        ("stock_samples", stock_samples)):
+        if value < 1:
+            raise ConfigError(f"{name} = {value} must be at least 1")
+    ds = load_dataset(dataset, data_dir)
+    classic = CellConfig(dataset=dataset)
+    label = (f"cuda: {torch.cuda.get_device_name(0)} (stock BindsNET and ours, the torch "
+             f"replica engine)" if execution.device == "cuda" else f"cpu: {cpu_name()}")
+    result: dict[str, Any] = {"device": label, "engine": execution.engine,
+                              "time_steps": int(classic.time / classic.dt),
+                              "neurons": list(neurons)}
+    stock_threads = set()
+    for n in neurons:
+        cfg = replace(classic, n_neurons=n)
+        if n <= stock_max_neurons:
+            k = scaled_count(stock_samples, n, 3)
+            st_train, st_eval, threads = _stock(ds, cfg, k, execution.device)
+            stock_threads.add(threads)
+            result.update({f"stock_train_sps_n{n}": st_train, f"stock_eval_sps_n{n}": st_eval,
+                           f"stock_samples_n{n}": k})
+        k_train = scaled_count(samples_r1, n, 100)
+        k_eval = scaled_count(eval_samples, n, 200)
+        rs, train_sps = _ours_train(ds, [cfg], k_train, execution)
+        eval_sps = _ours_eval(rs, ds, k_eval)
+        result.update({f"train_sps_n{n}": train_sps, f"eval_sps_n{n}": eval_sps,
+                       f"train_samples_n{n}": k_train, f"eval_samples_n{n}": k_eval})
+        if f"stock_train_sps_n{n}" in result:
+            result[f"train_ratio_n{n}"] = train_sps / result[f"stock_train_sps_n{n}"]
+            result[f"eval_ratio_n{n}"] = eval_sps / result[f"stock_eval_sps_n{n}"]
+    if stock_threads and execution.device == "cpu":
+        shown = "/".join(str(t) for t in sorted(stock_threads))
+        result["device"] += f"; stock BindsNET with {shown} torch thread(s)"
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def format_scaling(result: dict[str, Any]) -> str:
+    """Human-readable table of a :func:`run_scaling` result, one row per size."""
+    lines = [f"device: {result['device']}   ({result['time_steps']} steps per sample, "
+             f"one network)",
+             f"{'neurons':>7} {'stock train':>12} {'ours train':>11} {'x':>7} "
+             f"{'stock eval':>11} {'ours eval':>10} {'x':>7}",
+             "-" * 70]
+
+    def cell(key: str, fmt: str) -> str:
+        return format(result[key], fmt) if key in result else "-"
+
+    for n in result["neurons"]:
+        lines.append(f"{n:>7} {cell(f'stock_train_sps_n{n}', '.2f'):>12} "
+                     f"{cell(f'train_sps_n{n}', '.1f'):>11} "
+                     f"{cell(f'train_ratio_n{n}', '.0f'):>7} "
+                     f"{cell(f'stock_eval_sps_n{n}', '.2f'):>11} "
+                     f"{cell(f'eval_sps_n{n}', '.1f'):>10} "
+                     f"{cell(f'eval_ratio_n{n}', '.0f'):>7}")
+    lines.append("samples/s; x: ours / stock")
+    lines.append(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
 def format_table(result: dict[str, Any], *, samples_r1: int | None = None,
                  eval_samples: int | None = None) -> str:
     """Human-readable table of a :func:`run_bench` result."""

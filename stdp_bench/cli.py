@@ -312,21 +312,54 @@ def bench(
         help="auto, cpu or cuda (cuda: stock BindsNET and our torch replica engine on the "
              "GPU; cpu: ours is the fused kernel).")] = "auto",
     dataset: Annotated[str, typer.Option(help="mnist, or digits for a quick offline run.")] = "mnist",
+    neurons: Annotated[Optional[str], typer.Option(
+        help="Comma-separated network sizes, e.g. 100,400,1600,6400: time one network at "
+             "each size instead of the R-replica run (sample counts shrink with size).")] = None,
+    stock_max_neurons: Annotated[int, typer.Option(
+        help="With --neurons: the largest size stock BindsNET is timed at.")] = 6400,
+    figure: Annotated[Optional[Path], typer.Option(
+        help="With --neurons: write the scaling figure (PNG) here.")] = None,
 ) -> None:
     """Throughput of stock BindsNET vs the fused kernel; the last line is JSON."""
     import json
 
-    from stdp_bench.bench import format_table, run_bench
+    from stdp_bench.bench import format_scaling, format_table, run_bench, run_scaling
 
     try:
-        result = run_bench(replicas=replicas, samples=samples, samples_r1=samples_r1,
-                           eval_samples=eval_samples, stock_samples=stock_samples,
-                           data_dir=data_dir, device=device, dataset=dataset)
+        if neurons is None:
+            if figure is not None:
+                raise ConfigError("--figure needs --neurons (it plots the scaling run)")
+            result = run_bench(replicas=replicas, samples=samples, samples_r1=samples_r1,
+                               eval_samples=eval_samples, stock_samples=stock_samples,
+                               data_dir=data_dir, device=device, dataset=dataset)
+            table = format_table(result, samples_r1=samples_r1, eval_samples=eval_samples)
+        else:
+            result = run_scaling(_parse_sizes(neurons), samples_r1=samples_r1,
+                                 eval_samples=eval_samples, stock_samples=stock_samples,
+                                 stock_max_neurons=stock_max_neurons, data_dir=data_dir,
+                                 device=device, dataset=dataset)
+            table = format_scaling(result)
     except ConfigError as exc:
         _fail(exc)
         return
-    typer.echo(format_table(result, samples_r1=samples_r1, eval_samples=eval_samples))
+    typer.echo(table)
+    if figure is not None:
+        from stdp_bench.plots import scaling_figure
+
+        typer.echo(f"figure: {scaling_figure(result, figure)}")
     typer.echo(json.dumps(result))
+
+
+def _parse_sizes(text: str) -> list[int]:
+    """``"100,400"`` -> ``[100, 400]``; a bad entry is a ConfigError naming it."""
+    sizes = []
+    for part in text.split(","):
+        try:
+            sizes.append(int(part.strip()))
+        except ValueError:
+            raise ConfigError(f"--neurons: {part.strip()!r} is not a whole number; give "
+                              f"sizes such as 100,400,1600,6400") from None
+    return sizes
 
 
 if __name__ == "__main__":

@@ -351,3 +351,30 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
             rec["readouts"][readout]["confusion"], fig_dir / "confusion_best.png",
             title=f"best {readout}: {100 * acc:.1f}% ({rec['cell_id']})\n{_levels_label(rec)}"))
     return written
+
+
+def scaling_figure(result: dict, path: Path) -> Path:
+    """Samples per second against excitatory neurons (log-log), ours and stock BindsNET,
+    training and evaluation, from a :func:`stdp_bench.bench.run_scaling` result."""
+    sizes = list(result["neurons"])
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.add_subplot()
+    series = (("train_sps", "ours, train", "tab:blue", "-"),
+              ("eval_sps", "ours, eval", "tab:blue", "--"),
+              ("stock_train_sps", "stock BindsNET, train", "tab:gray", "-"),
+              ("stock_eval_sps", "stock BindsNET, eval", "tab:gray", "--"))
+    for key, name, colour, style in series:
+        pts = [(n, result[f"{key}_n{n}"]) for n in sizes if f"{key}_n{n}" in result]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", color=colour, linestyle=style, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xlabel("excitatory neurons")
+    ax.set_ylabel("samples / s (one network)")
+    ax.set_title(_wrap(f"Diehl & Cook network, {result['time_steps']} steps per sample\n"
+                       f"{result['device']}", 70), fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)

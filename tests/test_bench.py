@@ -55,3 +55,36 @@ def test_cli_bench_last_line_is_json():
 def test_cli_bench_rejects_bad_device():
     res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--device", "tpu"])
     assert res.exit_code == 1
+
+
+def test_cli_bench_neurons_keys_per_size_and_figure(tmp_path):
+    fig = tmp_path / "scaling.png"
+    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--device", "cpu",
+                                   "--neurons", "10,20", "--stock-max-neurons", "10",
+                                   "--samples-r1", "10", "--eval-samples", "10",
+                                   "--stock-samples", "3", "--figure", str(fig)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output.strip().splitlines()[-1])
+    assert result["neurons"] == [10, 20] and result["engine"] == "kernel"
+    for n in (10, 20):
+        for key in ("train_sps", "eval_sps"):
+            assert math.isfinite(result[f"{key}_n{n}"]) and result[f"{key}_n{n}"] > 0
+    # Stock is timed only up to --stock-max-neurons; the ratio exists only where it ran.
+    assert result["stock_train_sps_n10"] > 0 and result["train_ratio_n10"] > 0
+    assert "stock_train_sps_n20" not in result and "train_ratio_n20" not in result
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [line.split() for line in res.output.splitlines() if line.strip().startswith("20 ")]
+    assert rows and rows[0][1] == "-"
+
+
+def test_cli_bench_neurons_bad_size_names_it():
+    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--neurons", "100,4x0"])
+    assert res.exit_code == 1
+    assert "--neurons: '4x0' is not a whole number" in res.output
+
+
+def test_cli_bench_figure_needs_neurons(tmp_path):
+    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--figure",
+                                   str(tmp_path / "f.png")])
+    assert res.exit_code == 1
+    assert "--figure needs --neurons" in res.output
