@@ -61,20 +61,27 @@ SCHEDULE = [(True, 0), (True, 1), (True, 2), (False, 3), (True, 4), (True, 5), (
 
 NEURON_MODELS = ["if", "lif", "adaptive"]
 PLAIN_RULES = ["stdp", "weight_dependent", "hebbian", "none"]
-CASES = [(nm, rule) for nm in NEURON_MODELS for rule in PLAIN_RULES + ["teacher"]]
+CASES = [(nm, rule, {}) for nm in NEURON_MODELS for rule in PLAIN_RULES + ["teacher"]]
+CASES += [
+    # Initial weights (up to 0.3) above wmax: BindsNET clamps them all before first use.
+    ("adaptive", "stdp", {"wmax": 0.2}), ("lif", "weight_dependent", {"wmax": 0.2}),
+    # Inhibitory neurons that fire at rest, without excitatory input: the kernel's
+    # inhibitory layer cannot skip the neurons that have not fired.
+    ("adaptive", "stdp", {"inh_rest_mv": -38.0, "inh": 0.1}),
+]
 
 
-def parity_config(neuron: str, rule: str) -> CellConfig:
+def parity_config(neuron: str, rule: str, **overrides: float) -> CellConfig:
     """Moderate Diehl & Cook settings scaled to 64 inputs, so that neurons do spike.
 
     ``norm`` keeps the paper's 0.1-per-input ratio x2.5, ``wmax`` is low enough that the
     normalisation pushes some weights above it (so the clamp after normalisation is
     exercised) and ``nu_pre`` is large enough for depression to matter.
     """
-    return CellConfig(
-        dataset="digits", neuron=neuron, rule=rule, n_neurons=N_NEURONS, time=T,
-        intensity_hz=128.0, norm=16.0, wmax=0.4, nu_pre=2e-3, nu_post=1e-2,
-        teacher_drive_mv=1.0, seed=7)
+    settings = dict(intensity_hz=128.0, norm=16.0, wmax=0.4, nu_pre=2e-3, nu_post=1e-2,
+                    teacher_drive_mv=1.0) | overrides
+    return CellConfig(dataset="digits", neuron=neuron, rule=rule, n_neurons=N_NEURONS,
+                      time=T, seed=7, **settings)
 
 
 def digits_images(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,15 +123,18 @@ def stock_weights(net) -> torch.Tensor:
     return net.connections[("X", "Ae")].w.detach()
 
 
-@pytest.mark.parametrize("neuron, rule", CASES, ids=[f"{nm}-{r}" for nm, r in CASES])
-def test_kernel_matches_stock_bindsnet(neuron, rule, monkeypatch):
-    cfg = parity_config(neuron, rule)
+@pytest.mark.parametrize("neuron, rule, overrides", CASES,
+                         ids=["-".join([nm, r, *(f"{k}{v}" for k, v in o.items())])
+                              for nm, r, o in CASES])
+def test_kernel_matches_stock_bindsnet(neuron, rule, overrides, monkeypatch):
+    cfg = parity_config(neuron, rule, **overrides)
     teacher = rule == "teacher"
     xs, ys = digits_images(len(SCHEDULE))
     w0 = initial_weights(cfg, N_INPUT)
     net = build_stock_network(cfg, N_INPUT, w0)
     rep = KernelReplica(cfg, w0.numpy(), n_classes=N_CLASSES)
-    assert torch.equal(stock_weights(net), torch.from_numpy(rep.W))
+    # BindsNET clamps fresh weights into [wmin, wmax] (the kernel: at its first update).
+    assert torch.equal(stock_weights(net), torch.from_numpy(rep.W).clamp(cfg.wmin, cfg.wmax))
     gen = torch.Generator().manual_seed(2024)
 
     total_spikes = 0

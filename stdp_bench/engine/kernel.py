@@ -81,6 +81,12 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
     first update (BindsNET clamps the whole matrix every step; W only leaves [wmin, wmax]
     through normalisation). ``tie_log`` records the one-spike choices when it has room
     (parity tests replay them).
+
+    Work per step that does not follow spikes is the input current (a row of W per
+    input spike) and the excitatory neuron step; the rest runs over the neurons that have
+    fired in this presentation (``active``). Every other neuron has a zero post trace,
+    an inhibitory partner at rest that has never been driven, and so receives rule
+    updates of exactly zero; skipping them leaves every number as it was.
     """
     n_in = W.shape[0]
     n = W.shape[1]
@@ -115,13 +121,24 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
     cur = np.zeros(n, dtype=np.float32)
     curi = np.zeros(n, dtype=np.float32)
     fired_e = np.zeros(n, dtype=np.int64)
+    # Neurons that have fired in this presentation, in order of their first spike.
+    active = np.zeros(n, dtype=np.int64)
+    is_active = np.zeros(n, dtype=np.bool_)
+    nact = 0
+    if not irest < ithresh:
+        # Inhibitory neurons would fire at rest: every one is live from the start.
+        for j in range(n):
+            active[j] = j
+            is_active[j] = True
+        nact = n
     cap = ev_buf.shape[0]
 
     total = 0
     prev_lo = 0
     prev_hi = 0
     for t in range(T):
-        # 1. Currents from last step's spikes.
+        # 1. Currents from last step's spikes; inhibitory spikes and the excitatory
+        # spikes that drive them only come from active neurons.
         for j in range(n):
             cur[j] = f32(0.0)
         for e in range(prev_lo, prev_hi):
@@ -129,14 +146,15 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
             for j in range(n):
                 cur[j] += W[i, j]
         ninh = 0
-        for j in range(n):
+        for q in range(nact):
+            j = active[q]
             if si[j]:
                 ninh += 1
-        for j in range(n):
-            ff = cur[j] * gain if gain != f32(1.0) else cur[j]
-            k = ninh - (1 if si[j] else 0)
-            cur[j] = ff + (-inh) * f32(k)
             curi[j] = exc if s[j] else f32(0.0)
+        # The all-but-self inhibition a neuron gets: ninh spikes, or ninh - 1 when its
+        # own partner is one of them.
+        inh_all = (-inh) * f32(ninh)
+        inh_but_self = (-inh) * f32(ninh - 1)
         # 2a. Input layer: spikes and traces.
         lo = ptr[t]
         hi = ptr[t + 1]
@@ -147,10 +165,12 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
         # 2b. Excitatory layer.
         nfire = 0
         for j in range(n):
+            ff = cur[j] * gain if gain != f32(1.0) else cur[j]
+            current = ff + (inh_but_self if si[j] else inh_all)
             if teach_label >= 0:
                 # BindsNET's injects_v: added to v before the layer's step.
                 st[0, j] += rule_drive(pr, j, teach_label, n_classes)
-            fire = neuron_step(pn, st, theta, j, cur[j], learning)
+            fire = neuron_step(pn, st, theta, j, current, learning)
             s[j] = fire
             if fire:
                 fired_e[nfire] = j
@@ -167,21 +187,26 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
             for q in range(nfire):
                 s[fired_e[q]] = False
             s[keep] = True
-        nfire = 0
-        for j in range(n):
-            xe[j] *= tr_decay
-            if s[j]:
-                xe[j] = f32(1.0)
-                fired_e[nfire] = j
-                nfire += 1
-                counts[j] += 1
-                if n_ev[0] < cap:
-                    ev_buf[n_ev[0], 0] = t
-                    ev_buf[n_ev[0], 1] = j
-                n_ev[0] += 1
+            fired_e[0] = keep
+            nfire = 1
+        for q in range(nact):
+            xe[active[q]] *= tr_decay
+        for q in range(nfire):
+            j = fired_e[q]
+            xe[j] = f32(1.0)
+            counts[j] += 1
+            if n_ev[0] < cap:
+                ev_buf[n_ev[0], 0] = t
+                ev_buf[n_ev[0], 1] = j
+            n_ev[0] += 1
+            if not is_active[j]:
+                is_active[j] = True
+                active[nact] = j
+                nact += 1
         total += nfire
-        # 2c. Inhibitory layer.
-        for j in range(n):
+        # 2c. Inhibitory layer (the others stay at rest: v = rest is a fixed point).
+        for q in range(nact):
+            j = active[q]
             vi[j] = (vi[j] - irest) * idecay + irest
             inp = curi[j] if irefrac[j] <= f32(0.0) else f32(0.0)
             irefrac[j] -= dt
@@ -199,11 +224,14 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
                         w = W[i, j]
                         W[i, j] = wmin if w < wmin else (wmax if w > wmax else w)
                 full_clamp[0] = False
-            rule_update(pr, W, xin, xe, aux, s, idx, lo, hi, fired_e, nfire, teach_label,
-                        n_classes, scratch)
+            rule_update(pr, W, xin, xe, aux, s, idx, lo, hi, fired_e, nfire, active, nact,
+                        teach_label, n_classes, scratch)
+            # Only active columns of the rows of inputs that fired (and the columns of
+            # neurons that fired) can have changed; the rest of W is within bounds.
             for e in range(lo, hi):
                 i = idx[e]
-                for j in range(n):
+                for q in range(nact):
+                    j = active[q]
                     w = W[i, j]
                     W[i, j] = wmin if w < wmin else (wmax if w > wmax else w)
             for q in range(nfire):
@@ -217,37 +245,48 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
 
 
 @nb.njit(cache=True, nogil=True)
-def normalize(W, norm):
-    """Scale each target neuron's weights to sum ``norm`` (BindsNET ``normalize``).
+def normalize(W, norm, wmin=-np.inf, wmax=np.inf):
+    """Scale each target neuron's weights to sum ``norm`` (BindsNET ``normalize``), then
+    clamp them to [wmin, wmax] (the default bounds clamp nothing).
 
-    Returns False when a column sum is not finite (the cell diverged).
+    The clamp stands in for the whole-matrix clamp of the next learning step, which
+    BindsNET does before W is next read. Returns False when a column sum is not finite
+    (the cell diverged); such columns are left as they are.
     """
     n_in, n = W.shape
-    ok = True
+    # Row by row (W is row-major), each column summed in the same order as before.
+    acc = np.zeros(n, dtype=np.float64)
+    for i in range(n_in):
+        for j in range(n):
+            acc[j] += abs(W[i, j])
+    scale = np.ones(n, dtype=np.float32)
+    finite = np.ones(n, dtype=np.bool_)
     for j in range(n):
-        acc = 0.0
-        for i in range(n_in):
-            acc += abs(W[i, j])
-        sj = np.float32(acc)
+        sj = np.float32(acc[j])
         # A float32 sum of inf would scale the column to zero and hide the blow-up.
-        if not np.isfinite(acc) or not np.isfinite(sj):
-            ok = False
+        if not np.isfinite(acc[j]) or not np.isfinite(sj):
+            finite[j] = False
             continue
         if sj == np.float32(0.0):
             sj = np.float32(1.0)
-        scale = norm / sj
-        for i in range(n_in):
-            W[i, j] *= scale
-    return ok
+        scale[j] = norm / sj
+    for i in range(n_in):
+        for j in range(n):
+            if finite[j]:
+                w = W[i, j] * scale[j]
+                W[i, j] = wmin if w < wmin else (wmax if w > wmax else w)
+    return finite.all()
 
 
 @nb.njit(cache=True, nogil=True)
 def train_replica(X, Y, order, start, W, theta, net, pn, pr, T, phase,
-                  exc_spikes, in_spikes, retries, diverged):
+                  exc_spikes, in_spikes, retries, diverged, full_clamp):
     """Train one replica on its samples ``X[order[k]]`` (global positions start + k).
 
     Writes per-sample excitatory and input spike counts and retries; ``diverged[0]`` is
     set to the 1-based position of the first non-finite weight or threshold.
+    ``full_clamp[0]`` (the replica's, kept between calls) says that W has been
+    normalised since it was last clamped.
     """
     n_in = W.shape[0]
     n = W.shape[1]
@@ -261,7 +300,6 @@ def train_replica(X, Y, order, start, W, theta, net, pn, pr, T, phase,
     counts = np.zeros(n, dtype=np.int64)
     ev_buf = np.zeros((1, 2), dtype=np.int32)
     n_ev = np.zeros(1, dtype=np.int64)
-    full_clamp = np.zeros(1, dtype=np.bool_)
     tie_log = np.zeros(0, dtype=np.int64)
     tie_n = np.zeros(1, dtype=np.int64)
     state = np.zeros(1, dtype=np.uint64)
@@ -278,17 +316,22 @@ def train_replica(X, Y, order, start, W, theta, net, pn, pr, T, phase,
             spk = present(W, theta, net, pn, pr, ptr, idx, T, True, Y[s_idx],
                           state, counts, ev_buf, n_ev, full_clamp, tie_log, tie_n)
             exc_spikes[k] = spk
-            ok = normalize(W, net.norm)
-            # The next presentation's first update clamps all of W, as BindsNET's
-            # per-step clamp would.
-            full_clamp[0] = True
+            again = spk < net.min_spikes and attempt < net.max_retries
+            if RULE_PLASTIC and (again or k < K - 1):
+                # A learning presentation follows in this call: its first update would
+                # clamp all of W before reading it, so clamp in the same pass.
+                ok = normalize(W, net.norm, net.wmin, net.wmax)
+                full_clamp[0] = False
+            else:
+                ok = normalize(W, net.norm)
+                full_clamp[0] = True
             for j in range(n):
                 if not np.isfinite(theta[j]):
                     ok = False
             if not ok:
                 diverged[0] = start + k + 1
                 return
-            if spk >= net.min_spikes or attempt >= net.max_retries:
+            if not again:
                 break
             attempt += 1
             retries[k] += 1

@@ -60,6 +60,9 @@ class ReplicaSet:
             torch.stack([initial_weights(c, self.n_input) for c in self.cfgs]).numpy())
         self.theta = np.zeros((len(self.cfgs), self.cfgs[0].n_neurons), dtype=np.float32)
         self.params = replica_params(self.cfgs, self.gains, self.n_classes)
+        # Per replica: W may be outside [wmin, wmax] (fresh, or normalised since its last
+        # clamp); the next learning step clamps all of it first, as BindsNET's does.
+        self.full_clamp = np.ones((len(self.cfgs), 1), dtype=np.bool_)
         self.steps = round(self.cfgs[0].time / self.cfgs[0].dt)
         self.threads = worker_threads()
 
@@ -106,7 +109,8 @@ class ReplicaSet:
                 self.kernels[r].train_replica(
                     X, Y, orders[r, lo:hi], start + lo, self.W[r], self.theta[r],
                     *self._records(r), self.steps, phase, stats.exc_spikes[r, lo:hi],
-                    stats.in_spikes[r, lo:hi], stats.retries[r, lo:hi], diverged[r])
+                    stats.in_spikes[r, lo:hi], stats.retries[r, lo:hi], diverged[r],
+                    self.full_clamp[r])
 
             self._map(run, R)
             if on_progress is not None:
@@ -168,7 +172,7 @@ class KernelReplica:
         self.W = np.array(w0, dtype=np.float32, order="C", copy=True)  # ours to change
         self.theta = np.zeros(cfg.n_neurons, np.float32)
         self.state = np.array([seed], np.uint64)
-        self.full_clamp = np.array([False])
+        self.full_clamp = np.array([True])  # the first learning step clamps all of W
         self.n = cfg.n_neurons
 
     def present(self, spikes: np.ndarray, *, learning: bool, label: int

@@ -147,6 +147,12 @@ class Level:
     * rule: ``kernel_params``, ``kernel_update`` (numba), ``torch_update`` (the replica
       network, and the conv / local layers' event-driven and first-spike learning),
       ``stock_rule`` (BindsNET's class: parity tests, conv's every-spike learning).
+      ``kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active,
+      nact, label, n_classes, scratch)`` sees the inputs that fired this step
+      (``idx[lo:hi]``), the neurons that fired (``fired[:nfire]``) and those that have
+      fired in this presentation (``active[:nact]``; post traces are zero elsewhere).
+      It may change W only in those inputs' rows at active columns and in the fired
+      neurons' columns: the kernel clamps just these entries to [wmin, wmax].
 
     A level without ``kernel_*`` steps cannot run on the fused kernel (``kernel`` is
     False), one without BindsNET twins not on the torch engines (``torch`` is False).

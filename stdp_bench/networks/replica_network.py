@@ -357,8 +357,9 @@ class ReplicaRule(LearningRule):
         self.n_classes = n_classes
         R = len(levels)
         self.labels = torch.full((R,), -1, dtype=torch.long)
-        # Replicas whose next plastic step must clamp all of W (set by normalisation).
-        self.full_clamp = torch.zeros(R, dtype=torch.bool)
+        # Replicas whose next plastic step must clamp all of W: fresh weights may lie
+        # outside the bounds, and normalisation can move them out.
+        self.full_clamp = torch.ones(R, dtype=torch.bool)
         self.n_aux = max(len(lv.traces) for lv in levels)
         self.aux: torch.Tensor | None = None
         self.selected = self.groups.select(torch.arange(R))

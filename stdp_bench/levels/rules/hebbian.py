@@ -4,7 +4,8 @@
 >>> p = np.rec.array([(0.1, 0.5, 0.0)], dtype=RECORD)[0]
 >>> W = np.full((1, 1), 0.5, np.float32)
 >>> xin, xe = np.array([1.0], np.float32), np.array([1.0], np.float32)
->>> kernel_update(p, W, xin, xe, None, xe > 0, np.array([0]), 0, 1, np.array([0]), 1, 0, 10, None)
+>>> one = np.array([0])  # input 0 fired; neuron 0 fired and is the one active neuron
+>>> kernel_update(p, W, xin, xe, None, xe > 0, one, 0, 1, one, 1, one, 1, -1, 10, None)
 >>> round(float(W[0, 0]), 6)
 1.1
 """
@@ -24,10 +25,11 @@ __all__ = ["LEVEL", "RECORD", "kernel_params", "kernel_update", "torch_update", 
 
 
 @kernel_function
-def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, label, n_classes,
-                  scratch):
+def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active, nact,
+                  label, n_classes, scratch):
     """One Hebbian step on ``W`` (n_in, n)."""
-    pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, np.float32(1.0), -1, n_classes)
+    pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, active, nact, np.float32(1.0),
+                -1, n_classes)
 
 
 def torch_update(p, W, rows, s_in, x_in, s_out, x_out, aux, labels, n_classes: int) -> None:

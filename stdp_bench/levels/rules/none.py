@@ -22,8 +22,8 @@ def kernel_params(cfg) -> dict[str, float]:
 
 
 @kernel_function
-def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, label, n_classes,
-                  scratch):
+def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active, nact,
+                  label, n_classes, scratch):
     """Never called: the kernel skips plasticity for non-plastic rules."""
     return
 

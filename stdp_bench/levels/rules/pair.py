@@ -1,8 +1,9 @@
 """Kernel code shared by the pair-based rules (``stdp``, ``hebbian``, ``teacher``).
 
 Not a level itself. Updates touch rows of inputs that fired this step (scaled by the
-post trace) and columns of neurons that fired (scaled by the pre trace), in the order of
-BindsNET's ``PostPre``: traces already include this step's spikes.
+post trace, so only in the columns of neurons active in this presentation) and columns
+of neurons that fired (scaled by the pre trace), in the order of BindsNET's ``PostPre``:
+traces already include this step's spikes.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ def kernel_params(cfg) -> dict[str, float]:
 
 
 @kernel_function
-def pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, sign, label, n_classes):
+def pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, active, nact, sign, label,
+                n_classes):
     """``W[i, :] += sign nu_pre xe`` for inputs i that fired, ``W[:, j] += nu_post xin``
     for neurons j that fired; with ``label >= 0`` only neurons ``j % n_classes == label``
-    learn (the teacher's gate)."""
-    n = W.shape[1]
+    learn (the teacher's gate). ``xe`` is zero outside ``active[:nact]``."""
     n_in = W.shape[0]
     if p.nu_pre != np.float32(0.0):
         for e in range(lo, hi):
             i = idx[e]
-            for j in range(n):
+            for q in range(nact):
+                j = active[q]
                 if label >= 0 and j % n_classes != label:
                     continue
                 W[i, j] += sign * (xe[j] * p.nu_pre)

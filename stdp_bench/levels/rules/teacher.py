@@ -34,10 +34,11 @@ def kernel_drive(p, j, label, n_classes):
 
 
 @kernel_function
-def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, label, n_classes,
-                  scratch):
+def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active, nact,
+                  label, n_classes, scratch):
     """One step of pair STDP restricted to the label's neurons."""
-    pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, np.float32(-1.0), label, n_classes)
+    pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, active, nact, np.float32(-1.0),
+                label, n_classes)
 
 
 def torch_update(p, W, rows, s_in, x_in, s_out, x_out, aux, labels, n_classes: int) -> None:

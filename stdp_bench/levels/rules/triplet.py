@@ -18,8 +18,9 @@ touched weights to ``[wmin, wmax]`` afterwards.
 >>> W = np.full((1, 1), 0.5, np.float32)
 >>> xin, xe = np.ones(1, np.float32), np.ones(1, np.float32)
 >>> aux = np.ones((1, 1), np.float32)  # x_post2 = 1, decays to 0.5 this step
->>> kernel_update(p, W, xin, xe, aux, xe > 0, np.zeros(1, np.int32), 0, 0,
-...               np.zeros(1, np.int64), 1, -1, 10, None)
+>>> one = np.zeros(1, np.int64)  # neuron 0 fired and is the one active neuron
+>>> kernel_update(p, W, xin, xe, aux, xe > 0, np.zeros(1, np.int32), 0, 0, one, 1, one, 1,
+...               -1, 10, None)
 >>> round(float(W[0, 0]), 6), float(aux[0, 0])  # 0.5 + 0.1 * 1 * 0.5
 (0.55, 1.0)
 """
@@ -49,16 +50,17 @@ def kernel_params(cfg) -> dict[str, float]:
 
 
 @kernel_function
-def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, label, n_classes,
-                  scratch):
-    """One step on ``W`` (n_in, n); ``aux[0]`` is ``x_post2``."""
+def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active, nact,
+                  label, n_classes, scratch):
+    """One step on ``W`` (n_in, n); ``aux[0]`` is ``x_post2``. Both post traces are zero
+    outside ``active[:nact]`` (the neurons that have fired in this presentation)."""
     n_in = W.shape[0]
-    n = W.shape[1]
-    for j in range(n):
-        aux[0, j] *= p.post2_decay
+    for q in range(nact):
+        aux[0, active[q]] *= p.post2_decay
     for e in range(lo, hi):
         i = idx[e]
-        for j in range(n):
+        for q in range(nact):
+            j = active[q]
             W[i, j] -= p.nu_pre * xe[j]
     for q in range(nfire):
         j = fired[q]

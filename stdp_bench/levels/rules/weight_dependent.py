@@ -6,7 +6,8 @@ with ``w - wmin``, potentiation with ``wmax - w``, both from the weights before 
 >>> W = np.full((1, 1), 0.5, np.float32)
 >>> xin, xe = np.array([1.0], np.float32), np.array([1.0], np.float32)
 >>> scratch = np.zeros(1, np.bool_)
->>> kernel_update(p, W, xin, xe, None, xe > 0, np.array([0]), 0, 1, np.array([0]), 1, 0, 10, scratch)
+>>> one = np.array([0])  # input 0 fired; neuron 0 fired and is the one active neuron
+>>> kernel_update(p, W, xin, xe, None, xe > 0, one, 0, 1, one, 1, one, 1, -1, 10, scratch)
 >>> round(float(W[0, 0]), 6)  # 0.5 - 0.1 * 0.5 + 0.5 * 0.5
 0.7
 """
@@ -32,14 +33,16 @@ def kernel_params(cfg) -> dict[str, float]:
 
 
 @kernel_function
-def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, label, n_classes,
-                  scratch):
-    """One step on ``W`` (n_in, n); ``scratch`` is an all-False bool array of n_in."""
+def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active, nact,
+                  label, n_classes, scratch):
+    """One step on ``W`` (n_in, n); ``scratch`` is an all-False bool array of n_in.
+
+    Outside ``active[:nact]`` the post trace is zero and no neuron fired: no change."""
     n_in = W.shape[0]
-    n = W.shape[1]
     for e in range(lo, hi):
         i = idx[e]
-        for j in range(n):
+        for q in range(nact):
+            j = active[q]
             w = W[i, j]
             upd = -((p.nu_pre * xe[j]) * (w - p.wmin))
             if spiked[j]:

@@ -17,11 +17,13 @@ def kernel_params(cfg):
 
 
 @kernel_function
-def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, label, n_classes,
-                  scratch):
+def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active, nact,
+                  label, n_classes, scratch):
+    # The post trace xe is zero outside the neurons active in this presentation.
     for e in range(lo, hi):
         i = idx[e]
-        for j in range(W.shape[1]):
+        for q in range(nact):
+            j = active[q]
             W[i, j] -= p.nu_pre * xe[j]
     for q in range(nfire):
         j = fired[q]
