@@ -76,6 +76,9 @@ class CellConfig:
     n_label: int = setting(1000, low=1, high=_HUGE)
     n_test: int = setting(1000, low=1, high=_HUGE)
     epochs: int = setting(1, low=1, high=1000)
+    # Learning curve: label and test every this many training presentations (across
+    # epochs) as well as at the end; 0 evaluates only at the end.
+    curve_every: int = setting(0, low=0, high=_HUGE)
     seed: int = setting(0, low=0)
     # Network size and simulation.
     n_neurons: int = setting(100, low=1, high=100_000)
@@ -197,7 +200,8 @@ SETTINGS: dict[str, Param] = {
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # Settings added after the first published results (see CellConfig.cell_id). Append new
 # settings here; never remove one.
-LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning", "level_settings")
+LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning", "level_settings",
+                                 "curve_every")
 
 
 def _level_param(name: str) -> Param | None:
@@ -286,6 +290,11 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
     if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
         raise ConfigError(f"{where}: time = {cfg.time!r} is not a multiple of dt = "
                           f"{cfg.dt!r}; a presentation must be a whole number of steps")
+    if cfg.curve_every and arch.trainer != "replicas":
+        allowed = [a.name for a in registry.levels("architecture") if a.trainer == "replicas"]
+        raise ConfigError(f"{where}: curve_every = {cfg.curve_every} (a learning curve) is "
+                          f"not available for architecture = {cfg.architecture!r}; "
+                          f"allowed for: {', '.join(allowed)}")
     encoder = registry.get("encoder", cfg.encoder)
     if cfg.family == "stdp" and encoder.gradient_only:
         allowed = [e.name for e in registry.levels("encoder") if not e.gradient_only]
@@ -329,6 +338,13 @@ class GridSpec:
     search: dict[str, Any] = field(default_factory=dict)
     # Level modules imported before validation (``plugins = ["module"]``).
     plugins: tuple[str, ...] = ()
+    # Combinations left out of the product: each entry maps factors to the levels it
+    # drops (``exclude = [{n_neurons = 6400, seed = [1, 2]}]``).
+    exclude: tuple[dict[str, tuple[Any, ...]], ...] = ()
+
+    def excludes(self, levels: dict[str, Any]) -> bool:
+        """Whether a cell with these factor levels is left out by ``exclude``."""
+        return any(all(levels[k] in vs for k, vs in entry.items()) for entry in self.exclude)
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The grid as it would be written back to TOML."""
@@ -339,6 +355,8 @@ class GridSpec:
             out["search"] = self.search
         if self.plugins:
             out["plugins"] = list(self.plugins)
+        if self.exclude:
+            out["exclude"] = [{k: list(v) for k, v in e.items()} for e in self.exclude]
         return out
 
 
@@ -366,7 +384,8 @@ def check_value(key: str, value: Any, where: str) -> Any:
 
 def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
     """Validate a grid read from TOML (or built in code)."""
-    allowed_top = {"name", "description", "plugins", "settings", "factors", "search"}
+    allowed_top = {"name", "description", "plugins", "settings", "factors", "exclude",
+                   "search"}
     for key in data:
         if key not in allowed_top:
             raise ConfigError(
@@ -402,7 +421,45 @@ def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
         factors[key] = checked
     return GridSpec(name=name, description=str(data.get("description", "")),
                     settings=settings, factors=factors, search=search_raw,
-                    plugins=tuple(plugins))
+                    plugins=tuple(plugins),
+                    exclude=parse_exclude(data.get("exclude", []), factors, source))
+
+
+def parse_exclude(raw: Any, factors: dict[str, tuple[Any, ...]], source: str = "grid"
+                  ) -> tuple[dict[str, tuple[Any, ...]], ...]:
+    """Validate ``exclude = [{factor = level or [levels], ...}, ...]``: each entry drops
+    the cells whose levels match it on every factor it names.
+
+    >>> parse_exclude([{"n_neurons": 6400, "seed": [1, 2]}],
+    ...               {"n_neurons": (1600, 6400), "seed": (0, 1, 2)})
+    ({'n_neurons': (6400,), 'seed': (1, 2)},)
+    >>> parse_exclude([{"seed": 3}], {"seed": (0, 1, 2)})
+    Traceback (most recent call last):
+    ...
+    stdp_bench.levels.spec.ConfigError: grid exclude[0]: seed = 3 is not a level of the factor; levels: 0, 1, 2
+    """
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'exclude' = {raw!r} must be a list of tables")
+    entries = []
+    for k, entry in enumerate(raw):
+        where = f"{source} exclude[{k}]"
+        if not isinstance(entry, dict) or not entry:
+            raise ConfigError(f"{where}: {entry!r} must be a non-empty table of factor = "
+                              "level (or list of levels)")
+        checked = {}
+        for key, value in entry.items():
+            if key not in factors:
+                raise ConfigError(f"{where}: '{key}' is not a factor; factors: "
+                                  f"{', '.join(factors) or '(none)'}")
+            values = value if isinstance(value, list) else [value]
+            levels = factors[key]
+            for v in values:
+                if check_value(key, v, where) not in levels:
+                    raise ConfigError(f"{where}: {key} = {v!r} is not a level of the factor; "
+                                      f"levels: {', '.join(map(str, levels))}")
+            checked[key] = tuple(check_value(key, v, where) for v in values)
+        entries.append(checked)
+    return tuple(entries)
 
 
 def grids_dir() -> Path:

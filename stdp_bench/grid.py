@@ -13,7 +13,7 @@ from stdp_bench.results import record_key
 # them can be trained together as independent replicas in one job.
 SHAPE_KEYS = ("family", "architecture", "dataset", "split", "label_source",
               "n_neurons", "time", "dt",
-              "n_train", "n_label", "n_test", "epochs", "ngram_n")
+              "n_train", "n_label", "n_test", "epochs", "ngram_n", "curve_every")
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,20 @@ class Job:
 
 
 def expand(grid: GridSpec) -> list[Cell]:
-    """Cartesian product of the grid's factors over its fixed settings."""
+    """Cartesian product of the grid's factors over its fixed settings, less the
+    combinations its ``exclude`` entries name."""
     names = list(grid.factors)
     cells = []
     for combo in itertools.product(*(grid.factors[n] for n in names)):
+        if grid.excludes(dict(zip(names, combo))):
+            continue
         cfg = make_cell({**grid.settings, **dict(zip(names, combo))})
         check_cell(cfg, f"grid '{grid.name}', cell {dict(zip(names, combo)) or 'settings'}")
         cells.append(Cell(config=cfg, levels=tuple(zip(names, combo))))
     if not cells:
         empty = [n for n in names if not grid.factors[n]]
+        if not empty:
+            raise ConfigError(f"grid '{grid.name}': 'exclude' leaves out every cell")
         raise ConfigError(f"grid '{grid.name}': factor {', '.join(map(repr, empty))} has no "
                           "levels, so the grid has no cells")
     return cells

@@ -15,7 +15,7 @@ where weights are drawn.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,8 +38,14 @@ NETWORK_RECORD = np.dtype([
 
 
 def replica_seed(cfg: CellConfig) -> int:
-    """63-bit seed of a cell's weights and spike draws, from its id and seed factor."""
-    digest = hashlib.sha256(f"{cfg.cell_id()}:{cfg.seed}".encode()).digest()
+    """63-bit seed of a cell's weights and spike draws, from its id and seed factor.
+
+    ``curve_every`` only adds measurements (labelling and testing during training), so
+    it is left out: a cell with a learning curve trains the network the cell without
+    one trains.
+    """
+    network = replace(cfg, curve_every=0) if cfg.curve_every else cfg
+    digest = hashlib.sha256(f"{network.cell_id()}:{cfg.seed}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 

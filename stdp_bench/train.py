@@ -18,6 +18,7 @@ import numpy as np
 from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.data import Dataset, Subsets, cell_subsets, load_dataset
 from stdp_bench.engine.kernel_engine import ReplicaSet
+from stdp_bench.engine.responses import Responses, TrainStats
 from stdp_bench.grid import Cell, Job
 from stdp_bench.levels import registry
 from stdp_bench.readout import confusion, feature_predictions, predict_all
@@ -102,7 +103,8 @@ def job_samples(job: Job) -> int:
     c = job.cells[0].config
     if registry.get("architecture", c.architecture).trainer == "baseline":
         return c.n_train * c.epochs + c.n_test
-    return len(job.cells) * (c.n_train * c.epochs + c.n_label + c.n_test)
+    evaluations = len(curve_segments(c.n_train * c.epochs, c.curve_every))
+    return len(job.cells) * (c.n_train * c.epochs + evaluations * (c.n_label + c.n_test))
 
 
 def input_gains(cfgs: list[CellConfig], ds: Dataset) -> list[float]:
@@ -252,19 +254,39 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         else:
             replicas = ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
 
-        t0 = time.perf_counter()
-        stats = replicas.train(ds.x_train, ds.y_train, train_orders(cfgs, subsets),
-                               on_progress=scaled_progress(on_progress, len(cfgs)))
-        train_s = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
+        orders = train_orders(cfgs, subsets)
         label_orders = np.stack([s.label for s in subsets])
-        labelled = replicas.respond(ds.x_train, label_orders, phase=1,
-                                    on_progress=scaled_progress(on_progress, len(cfgs)))
         eval_x, eval_y = subsets[0].eval_split(ds)
         eval_orders = np.stack([s.evaluate for s in subsets])
-        tested = replicas.respond(eval_x, eval_orders, phase=2,
-                                  on_progress=scaled_progress(on_progress, len(cfgs)))
+        progress = scaled_progress(on_progress, len(cfgs))
+
+        def evaluate():
+            labelled = replicas.respond(ds.x_train, label_orders, phase=1,
+                                        on_progress=progress)
+            return labelled, replicas.respond(eval_x, eval_orders, phase=2,
+                                              on_progress=progress)
+
+        K = orders.shape[1]
+        stats = TrainStats.zeros(len(cfgs), K)
+        curves: list[list[dict[str, Any]]] = [[] for _ in cfgs]
+        train_s = curve_s = 0.0
+        for lo, hi in curve_segments(K, cfgs[0].curve_every):
+            t0 = time.perf_counter()
+            part = replicas.train(ds.x_train, ds.y_train, orders[:, lo:hi], start=lo,
+                                  on_progress=progress)
+            train_s += time.perf_counter() - t0
+            merge_stats(stats, part, lo)
+            if hi < K:
+                t0 = time.perf_counter()
+                labelled, tested = evaluate()
+                for r, cfg in enumerate(cfgs):
+                    if stats.diverged_at[r] == 0:
+                        curves[r].append(curve_point(hi, labelled, tested, r, ds, label_orders,
+                                                     eval_y[eval_orders[r]], cfg))
+                curve_s += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        labelled, tested = evaluate()
         eval_s = time.perf_counter() - t0
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
@@ -294,6 +316,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
                 "eval_seconds": eval_s / R,
                 "job_train_seconds": train_s,
                 "job_eval_seconds": eval_s,
+                "job_curve_seconds": curve_s,
                 "input_gain": float(gains[r]),
                 "retries_per_sample": float(stats.retries[r].mean()),
                 "train_exc_spikes_per_sample": float(stats.exc_spikes[r].mean()),
@@ -311,6 +334,10 @@ def run_job(job: Job, *, grid: str, factors: list[str],
                                     tested.events[r], tested.n_events[r], ds.n_classes,
                                     cfg.ngram_n, cfg.seed)
                 rec["readouts"] = score(preds, y_test, ds.n_classes)
+                if cfg.curve_every:
+                    rec["curve"] = curves[r] + [
+                        {"train_samples": K, "accuracy": {name: v["accuracy"] for name, v
+                                                          in rec["readouts"].items()}}]
                 if exc_per.sum() == 0:
                     rec["status"] = "silent"
                     rec["error"] = "no excitatory spike on the test set"
@@ -322,6 +349,39 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         rec["provenance"]["ended"] = _now()
         records.append(rec)
     return records
+
+
+def curve_segments(K: int, every: int) -> list[tuple[int, int]]:
+    """Training positions ``[lo, hi)`` between learning-curve points (one segment when
+    ``every`` is 0).
+
+    >>> curve_segments(10, 4), curve_segments(10, 0), curve_segments(8, 4)
+    ([(0, 4), (4, 8), (8, 10)], [(0, 10)], [(0, 4), (4, 8)])
+    """
+    stops = [*range(every, K, every), K] if every else [K]
+    return list(zip([0, *stops[:-1]], stops))
+
+
+def merge_stats(stats: TrainStats, part: TrainStats, lo: int) -> None:
+    """Copy a segment's statistics (positions ``lo..``) into ``stats``; a replica keeps
+    the first position at which it diverged."""
+    hi = lo + part.exc_spikes.shape[1]
+    stats.exc_spikes[:, lo:hi] = part.exc_spikes
+    stats.in_spikes[:, lo:hi] = part.in_spikes
+    stats.retries[:, lo:hi] = part.retries
+    first = stats.diverged_at == 0
+    stats.diverged_at[first] = part.diverged_at[first]
+
+
+def curve_point(samples: int, labelled: Responses, tested: Responses, r: int, ds: Dataset,
+                label_orders: np.ndarray, y_test: np.ndarray, cfg: CellConfig
+                ) -> dict[str, Any]:
+    """Every readout's test accuracy for replica r after ``samples`` presentations."""
+    preds = predict_all(labelled.counts[r], ds.y_train[label_orders[r]], labelled.events[r],
+                        labelled.n_events[r], tested.counts[r], tested.events[r],
+                        tested.n_events[r], ds.n_classes, cfg.ngram_n, cfg.seed)
+    return {"train_samples": samples,
+            "accuracy": {name: float((p == y_test).mean()) for name, p in preds.items()}}
 
 
 def scaled_progress(cb: Progress | None, factor: int) -> Progress | None:

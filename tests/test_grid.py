@@ -1,6 +1,8 @@
 """Grid expansion: counts, stable ids, grouping into replica jobs."""
 
-from stdp_bench.config import grids_dir, load_grid, parse_grid
+import pytest
+
+from stdp_bench.config import ConfigError, grids_dir, load_grid, parse_grid
 from stdp_bench.grid import expand, group_jobs
 
 
@@ -9,6 +11,7 @@ def test_shipped_grids_expand_to_documented_counts():
     assert counts["factorial"] == 135  # 45 cells x 3 seeds
     assert counts["dc2015"] == 12
     assert counts["dc2015_triplet"] == 12
+    assert counts["dc2015_large"] == 4  # 1,600 neurons x 3 seeds, 6,400 x 1
     assert counts["learning_curve"] == 9
     assert counts["baselines"] == 4
     assert counts["classic"] == 1
@@ -30,3 +33,32 @@ def test_ids_stable_and_unique_and_jobs_group_by_shape():
     for job in jobs:
         assert len({c.config.n_neurons for c in job.cells}) == 1
     assert sorted(len(j.cells) for j in group_jobs(cells, max_replicas=3)) == [1, 1, 3, 3]
+
+
+def test_exclude_drops_the_named_combinations():
+    spec = parse_grid({"name": "g", "settings": {"dataset": "digits"},
+                       "factors": {"n_neurons": [10, 20], "seed": [0, 1, 2]},
+                       "exclude": [{"n_neurons": 20, "seed": [1, 2]}]})
+    kept = [(c.config.n_neurons, c.config.seed) for c in expand(spec)]
+    assert kept == [(10, 0), (10, 1), (10, 2), (20, 0)]
+    assert parse_grid(spec.to_toml_dict()).exclude == spec.exclude
+
+
+@pytest.mark.parametrize("exclude, needle", [
+    ([{"neurons": 20}], "grid exclude[0]: 'neurons' is not a factor; factors: n_neurons, seed"),
+    ([{"seed": 5}], "grid exclude[0]: seed = 5 is not a level of the factor; levels: 0, 1"),
+    ([{}], "grid exclude[0]: {} must be a non-empty table"),
+    ({"seed": 0}, "grid: 'exclude' = {'seed': 0} must be a list of tables"),
+])
+def test_exclude_is_validated(exclude, needle):
+    with pytest.raises(ConfigError) as err:
+        parse_grid({"name": "g", "settings": {"dataset": "digits"},
+                    "factors": {"n_neurons": [10, 20], "seed": [0, 1]}, "exclude": exclude})
+    assert needle in str(err.value)
+
+
+def test_exclude_of_every_cell_is_an_error():
+    spec = parse_grid({"name": "g", "settings": {"dataset": "digits"},
+                       "factors": {"seed": [0, 1]}, "exclude": [{"seed": [0, 1]}]})
+    with pytest.raises(ConfigError, match="'exclude' leaves out every cell"):
+        expand(spec)

@@ -111,9 +111,13 @@ class TorchReplicaSet:
         return spikes, ins
 
     def train(self, X: np.ndarray, Y: np.ndarray, orders: np.ndarray, *, phase: int = 0,
-              chunk: int = 100, on_progress: Callable[[int], None] | None = None
-              ) -> TrainStats:
-        """Present ``X[orders[r, k]]`` to replica r for k = 0.. with plasticity on."""
+              start: int = 0, chunk: int = 100,
+              on_progress: Callable[[int], None] | None = None) -> TrainStats:
+        """Present ``X[orders[r, k]]`` to replica r for k = 0.. with plasticity on.
+
+        ``start`` is the global position of ``orders[:, 0]``: a run continued from
+        position a gives what one call on the whole order gives (as the kernel engine).
+        """
         R, K = orders.shape
         stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
@@ -128,7 +132,7 @@ class TorchReplicaSet:
             while len(active):
                 samples = orders[active, k]
                 labels = torch.from_numpy(Y[samples]).to(self.dev)
-                keys = _key(attempt, np.full(len(active), k))
+                keys = _key(attempt, np.full(len(active), start + k))
                 spikes, ins = self._present(X, samples, active, keys, rates[active], phase,
                                             True, labels)
                 n_spk = spikes.sum((0, 2)).cpu().numpy()
@@ -139,7 +143,7 @@ class TorchReplicaSet:
                 finite = (torch.isfinite(W[rows]).all(2).all(1)
                           & torch.isfinite(theta[rows]).all(1)
                           & ~conn.nonfinite[rows]).cpu().numpy()
-                stats.diverged_at[active[~finite]] = k + 1
+                stats.diverged_at[active[~finite]] = start + k + 1
                 again = finite & (n_spk < min_spikes[active]) & (attempt < max_retries[active])
                 active = active[again]
                 stats.retries[active, k] += 1

@@ -1,0 +1,70 @@
+"""Learning curves: training in segments with labelling and testing between them."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from stdp_bench.cli import app
+from stdp_bench.config import ConfigError, make_cell
+from stdp_bench.train import curve_segments
+
+GRID = """
+name = "curve"
+[settings]
+dataset = "digits"
+n_neurons = 10
+time = 40
+n_train = 50
+epochs = 2
+n_label = 60
+n_test = 80
+intensity_hz = 256.0
+norm = 10.0
+min_spikes = 2
+[factors]
+curve_every = [{every}]
+seed = [0, 1]
+"""
+
+
+def _run(tmp_path, every: int) -> list[dict]:
+    path = tmp_path / f"g{every}.toml"
+    path.write_text(GRID.format(every=every))
+    out = tmp_path / f"out{every}"
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    for rec in recs:
+        rec["_weights"] = np.load(out / rec["artifacts"]["weights"])
+    return sorted(recs, key=lambda r: r["settings"]["seed"])
+
+
+def test_curve_points_and_same_training_as_one_pass(tmp_path):
+    plain, curved = _run(tmp_path, 0), _run(tmp_path, 40)
+    for a, b in zip(plain, curved):
+        assert a["status"] == b["status"] == "ok"
+        # Stopping to label and test leaves training as it was (and the final numbers).
+        assert np.array_equal(a["_weights"], b["_weights"])
+        assert a["readouts"] == b["readouts"]
+        assert "curve" not in a
+        points = b["curve"]
+        assert [p["train_samples"] for p in points] == [40, 80, 100]  # 2 epochs of 50
+        assert points[-1]["accuracy"] == {k: v["accuracy"] for k, v in b["readouts"].items()}
+        assert set(points[0]["accuracy"]) == set(b["readouts"])
+        assert all(0.0 <= v <= 1.0 for p in points for v in p["accuracy"].values())
+        assert b["metrics"]["job_curve_seconds"] > 0
+
+
+def test_curve_segments():
+    assert curve_segments(100, 40) == [(0, 40), (40, 80), (80, 100)]
+    assert curve_segments(100, 100) == curve_segments(100, 0) == [(0, 100)]
+
+
+def test_curve_needs_a_replica_architecture():
+    from stdp_bench.config import check_cell
+
+    with pytest.raises(ConfigError, match="curve_every = 10 .* not available for "
+                                          "architecture = 'mlp'"):
+        check_cell(make_cell({"family": "ann", "architecture": "mlp", "curve_every": 10}))
