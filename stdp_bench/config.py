@@ -522,4 +522,25 @@ def apply_overrides(grid: GridSpec, overrides: list[str]) -> GridSpec:
             settings[key] = check_value(key, value, where)
             factors.pop(key, None)
     return GridSpec(name=grid.name, description=grid.description, settings=settings,
-                    factors=factors, search=grid.search, plugins=grid.plugins)
+                    factors=factors, search=grid.search, plugins=grid.plugins,
+                    exclude=_restrict_exclude(grid.exclude, settings, factors))
+
+
+def _restrict_exclude(exclude: tuple[dict[str, tuple[Any, ...]], ...],
+                      settings: dict[str, Any], factors: dict[str, tuple[Any, ...]]
+                      ) -> tuple[dict[str, tuple[Any, ...]], ...]:
+    """``exclude`` entries after overrides: a condition on a factor now pinned to one
+    value holds or fails outright; an entry with a failed condition can never match."""
+    kept = []
+    for entry in exclude:
+        out: dict[str, tuple[Any, ...]] = {}
+        for key, levels in entry.items():
+            if key in factors:
+                out[key] = tuple(v for v in levels if v in factors[key])
+                if not out[key]:
+                    break
+            elif settings.get(key) not in levels:
+                break
+        else:
+            kept.append(out)
+    return tuple(kept)

@@ -116,9 +116,16 @@ class TuneOutcome:
 
 
 def tuning_cells(grid: GridSpec) -> list[Cell]:
-    """The cells that get a study: the grid's cells with the ``seed`` factor left out."""
+    """The cells that get a study: the grid's cells with the ``seed`` factor left out.
+
+    An ``exclude`` entry that names seeds drops a combination only when it drops every
+    seed of it.
+    """
     factors = {k: v for k, v in grid.factors.items() if k != "seed"}
-    return expand(replace(grid, factors=factors))
+    seeds = set(grid.factors.get("seed", ()))
+    exclude = tuple({k: v for k, v in entry.items() if k != "seed"} for entry in grid.exclude
+                    if seeds <= set(entry.get("seed", seeds)))
+    return expand(replace(grid, factors=factors, exclude=exclude))
 
 
 def final_seeds(grid: GridSpec) -> tuple[int, ...]:

@@ -62,3 +62,29 @@ def test_exclude_of_every_cell_is_an_error():
                        "factors": {"seed": [0, 1]}, "exclude": [{"seed": [0, 1]}]})
     with pytest.raises(ConfigError, match="'exclude' leaves out every cell"):
         expand(spec)
+
+
+def test_exclude_follows_overrides():
+    from stdp_bench.config import apply_overrides
+
+    spec = parse_grid({"name": "g", "settings": {"dataset": "digits"},
+                       "factors": {"n_neurons": [10, 20], "seed": [0, 1, 2]},
+                       "exclude": [{"n_neurons": 20, "seed": [1, 2]}]})
+    levels = [(c.config.n_neurons, c.config.seed) for c in expand(apply_overrides(spec, []))]
+    assert levels == [(10, 0), (10, 1), (10, 2), (20, 0)]
+    pinned = apply_overrides(spec, ["n_neurons=20"])
+    assert [c.config.seed for c in expand(pinned)] == [0]
+    assert [c.config.seed for c in expand(apply_overrides(spec, ["n_neurons=10"]))] == [0, 1, 2]
+    assert [c.config.seed for c in expand(apply_overrides(spec, ["seed=[0,1]"]))] == [0, 1, 0]
+    with pytest.raises(ConfigError, match="'exclude' leaves out every cell"):
+        expand(apply_overrides(spec, ["n_neurons=20", "seed=1"]))
+
+
+def test_tuning_cells_keep_a_combination_with_some_seeds_left():
+    from stdp_bench.tuner import tuning_cells
+
+    spec = parse_grid({"name": "g", "settings": {"dataset": "digits"},
+                       "factors": {"n_neurons": [10, 20, 30], "seed": [0, 1, 2]},
+                       "exclude": [{"n_neurons": 20, "seed": [1, 2]},
+                                   {"n_neurons": 30, "seed": [0, 1, 2]}]})
+    assert [c.config.n_neurons for c in tuning_cells(spec)] == [10, 20]
