@@ -17,6 +17,9 @@ at 128 Hz, 250 steps of 1 ms, inhibition 120) on the same images in one process:
 Throughput is counted in network-samples per second: R networks each shown N samples in
 S seconds give ``R * N / S``. Warm-up presentations (and numba compilation) come before
 the clock starts on both sides.
+
+:func:`run_scaling` (``stdp-bench bench --neurons 100,400,1600,6400``) times one classic
+network at each size instead, ours and stock, for the cost of larger networks.
 """
 
 from __future__ import annotations

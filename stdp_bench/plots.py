@@ -281,6 +281,46 @@ def learning_curve(df: pd.DataFrame, *, x: str = "n_train", metric: str = "accur
     return save_figure(fig, path)
 
 
+def training_curves(records: list[dict], path: Path,
+                    readouts: tuple[str, ...] = ("proportion_weighting", "linear"),
+                    title: str = "") -> Path:
+    """Test accuracy against training presentations from the records' ``curve`` points
+    (``curve_every``): one line per cell without its seed (mean over seeds, min-max band)
+    and readout."""
+    groups: dict[str, list[dict]] = {}
+    for rec in records:
+        if rec.get("status") == "ok" and rec.get("curve"):
+            label = ", ".join(f"{f}={(rec.get('settings') or {}).get(f)}"
+                              for f in rec.get("factors") or [] if f != "seed")
+            groups.setdefault(label, []).append(rec)
+    if not groups:
+        raise ValueError("no record has learning-curve points (set curve_every)")
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.subplots()
+    styles = ("-", "--", ":", "-.")
+    for g, (label, recs) in enumerate(sorted(groups.items())):
+        colour = f"C{g}"
+        for s, readout in enumerate(readouts):
+            rows = [(p["train_samples"], p["accuracy"].get(readout))
+                    for rec in recs for p in rec["curve"]]
+            frame = pd.DataFrame(rows, columns=["samples", "acc"]).dropna()
+            if frame.empty:
+                continue
+            stats = frame.groupby("samples")["acc"].agg(["mean", "min", "max"]).sort_index()
+            seeds = f", {len(recs)} seeds" if len(recs) > 1 else ""
+            ax.plot(stats.index, 100 * stats["mean"], marker="o", markersize=3, color=colour,
+                    linestyle=styles[s % len(styles)], label=f"{label or 'cell'}{seeds}: {readout}")
+            if len(recs) > 1:
+                ax.fill_between(stats.index, 100 * stats["min"], 100 * stats["max"],
+                                color=colour, alpha=0.12)
+    ax.set_xlabel("training presentations (images; epochs run on)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(_wrap(title or "learning curves"), fontsize=10)
+    return save_figure(fig, path)
+
+
 def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",
                  metric: str = "accuracy", readout: str = "proportion_weighting",
                  fields: str = "all", curve: str | None = None) -> list[Path]:
@@ -290,7 +330,8 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
     factors (other than seed) with more than one level are used instead. ``fields``:
     ``all`` draws every stored cell's receptive fields (or filters), ``best`` only the
     best cell's (by ``readout``) and the best of each architecture, ``none`` none.
-    ``curve`` also draws ``metric`` against that factor (e.g. ``n_train``).
+    ``curve`` also draws ``metric`` against that factor (e.g. ``n_train``). Records
+    with learning-curve points (``curve_every``) get ``curve_training.png``.
     """
     if fields not in ("all", "best", "none"):
         raise ValueError(f"fields = {fields!r}; allowed: all, best, none")
@@ -315,6 +356,10 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
         written.append(learning_curve(df, x=curve, metric=metric,
                                       path=fig_dir / f"curve_{metric}_{curve}.png",
                                       title=f"{metric} against {curve} ({records[0].get('grid')})"))
+    if any(r.get("curve") for r in records):
+        written.append(training_curves(records, fig_dir / "curve_training.png",
+                                       title=f"test accuracy during training "
+                                             f"({records[0].get('grid')})"))
     chosen = records
     if fields == "none":
         chosen = []

@@ -329,10 +329,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
                                 f"{int(stats.diverged_at[r])}")
             else:
                 y_test = eval_y[eval_orders[r]]
-                preds = predict_all(labelled.counts[r], ds.y_train[label_orders[r]],
-                                    labelled.events[r], labelled.n_events[r], counts,
-                                    tested.events[r], tested.n_events[r], ds.n_classes,
-                                    cfg.ngram_n, cfg.seed)
+                preds = replica_predictions(labelled, tested, r, ds, label_orders, cfg)
                 rec["readouts"] = score(preds, y_test, ds.n_classes)
                 if cfg.curve_every:
                     rec["curve"] = curves[r] + [
@@ -373,13 +370,19 @@ def merge_stats(stats: TrainStats, part: TrainStats, lo: int) -> None:
     stats.diverged_at[first] = part.diverged_at[first]
 
 
+def replica_predictions(labelled: Responses, tested: Responses, r: int, ds: Dataset,
+                        label_orders: np.ndarray, cfg: CellConfig) -> dict[str, np.ndarray]:
+    """Every readout's test predictions for replica r, fitted on its labelling responses."""
+    return predict_all(labelled.counts[r], ds.y_train[label_orders[r]], labelled.events[r],
+                       labelled.n_events[r], tested.counts[r], tested.events[r],
+                       tested.n_events[r], ds.n_classes, cfg.ngram_n, cfg.seed)
+
+
 def curve_point(samples: int, labelled: Responses, tested: Responses, r: int, ds: Dataset,
                 label_orders: np.ndarray, y_test: np.ndarray, cfg: CellConfig
                 ) -> dict[str, Any]:
     """Every readout's test accuracy for replica r after ``samples`` presentations."""
-    preds = predict_all(labelled.counts[r], ds.y_train[label_orders[r]], labelled.events[r],
-                        labelled.n_events[r], tested.counts[r], tested.events[r],
-                        tested.n_events[r], ds.n_classes, cfg.ngram_n, cfg.seed)
+    preds = replica_predictions(labelled, tested, r, ds, label_orders, cfg)
     return {"train_samples": samples,
             "accuracy": {name: float((p == y_test).mean()) for name, p in preds.items()}}
 

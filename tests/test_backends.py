@@ -203,3 +203,20 @@ rule = ["hebbian", "none"]
     assert "non-finite weights or thresholds at training sample" in div["error"]
     assert div["diverged_at_sample"] >= 1
     assert table[table["rule"] == "none"].iloc[0]["status"] == "ok"
+
+
+def test_a_worker_process_runs_replicas_on_its_share_of_the_cores():
+    import numba
+    import torch
+
+    from stdp_bench.backends import _worker_init
+    from stdp_bench.engine.kernel_engine import worker_threads
+
+    numba_before, torch_before = numba.get_num_threads(), torch.get_num_threads()
+    try:
+        _worker_init(1)  # what run_local gives each of N workers on N cores
+        assert worker_threads() == 1
+    finally:
+        numba.set_num_threads(numba_before)
+        torch.set_num_threads(torch_before)
+    assert worker_threads() == min(numba_before, len(os.sched_getaffinity(0)))

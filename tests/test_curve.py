@@ -68,3 +68,15 @@ def test_curve_needs_a_replica_architecture():
     with pytest.raises(ConfigError, match="curve_every = 10 .* not available for "
                                           "architecture = 'mlp'"):
         check_cell(make_cell({"family": "ann", "architecture": "mlp", "curve_every": 10}))
+
+
+def test_plot_draws_the_training_curves(tmp_path):
+    path = tmp_path / "g.toml"
+    path.write_text(GRID.format(every=40))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", str(path), "--out", str(out)]).exit_code == 0
+    res = runner.invoke(app, ["plot", str(out), "--fields", "none"])
+    assert res.exit_code == 0, res.output
+    fig = out / "figures" / "curve_training.png"
+    assert str(fig) in res.output and fig.read_bytes()[:4] == b"\x89PNG"

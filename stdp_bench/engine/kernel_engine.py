@@ -23,11 +23,16 @@ from stdp_bench.replica_params import initial_weights, replica_params
 
 
 def worker_threads() -> int:
-    """Threads the kernel engines use: the CPUs this process may run on."""
+    """Threads the kernel engines use: the CPUs this process may run on, or its share of
+    them when it is one of several worker processes (their initialiser sets numba's
+    thread count; ``stdp_bench.backends``)."""
+    import numba
+
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, numba.get_num_threads()))
 
 
 @dataclass
