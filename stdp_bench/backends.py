@@ -35,7 +35,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 from stdp_bench.config import ConfigError
 from stdp_bench.grid import Job
-from stdp_bench.train import Execution, error_records, job_samples, run_job
+from stdp_bench.train import COMMIT_ENV, Execution, error_records, job_samples, run_job
 
 BACKENDS = ("local", "ray")
 Progress = Callable[[int], None]
@@ -163,7 +163,8 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
         started_here = True
     remote = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
                         max_retries=max_retries, retry_exceptions=False)(_ray_job)
-    refs = {remote.remote(kind.run, task): task for task in tasks}
+    commit = os.environ.get(COMMIT_ENV)
+    refs = {remote.remote(kind.run, task, commit): task for task in tasks}
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
@@ -184,10 +185,14 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
             ray.shutdown()
 
 
-def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any) -> Any:
-    # Inside a Ray worker: the task's CPU share decides its thread count.
+def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any,
+             commit: str | None = None) -> Any:
+    # Inside a Ray worker: the task's CPU share decides its thread count. Ray workers
+    # are not the driver's children, so the pinned commit comes with the task.
     import ray
 
+    if commit is not None:
+        os.environ[COMMIT_ENV] = commit
     _set_threads(int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
     return run(task, None)
 

@@ -18,7 +18,7 @@ from stdp_bench.data import load_dataset, cell_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.backends import JobContext, check_backend, run_jobs
 from stdp_bench.results import done_record_keys, rebuild_tables, write_cell
-from stdp_bench.train import Execution, git_commit, job_samples
+from stdp_bench.train import Execution, job_samples, pin_commit
 
 
 def limit_cells(cells: list[Cell], limit_train: int | None) -> list[Cell]:
@@ -170,9 +170,9 @@ def execute_jobs(jobs: list[Job], n_cells: int, out_dir: Path, ctx: JobContext, 
                    address: str | None = None) -> None:
     """Run ``jobs`` and write each cell's record as its job ends (the caller holds the
     results lock); ``n_cells`` counts the finished cells too, for the progress bar."""
-    # Provenance describes the checkout as the run starts: a file edited while it runs
-    # is not the code it loaded (git_commit is cached for the process).
-    git_commit()
+    # Provenance describes the checkout as the run starts: a file edited or a commit
+    # made while it runs is not the code it loaded.
+    pin_commit()
     total = sum(job_samples(j) for j in jobs)
     bar = tqdm(total=total, unit="sample", disable=not progress, smoothing=0.05,
                desc=f"{ctx.grid}: {sum(len(j.cells) for j in jobs)}/{n_cells} cells")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import time
@@ -79,8 +80,30 @@ def versions() -> dict[str, str]:
     return out
 
 
-@lru_cache(maxsize=1)
+# The commit a run's records name, pinned by the driver as the run starts; worker
+# processes inherit it (Ray tasks receive it with the task, ``stdp_bench.backends``).
+COMMIT_ENV = "STDP_BENCH_COMMIT"
+
+
 def git_commit() -> str | None:
+    """The commit records name: the one pinned for this run (:func:`pin_commit`), else
+    the checkout's as it is now."""
+    pinned = os.environ.get(COMMIT_ENV)
+    if pinned is not None:
+        return pinned or None
+    return checkout_commit()
+
+
+def pin_commit() -> str | None:
+    """Pin the commit of the checkout as this run starts, for this process and the
+    workers it starts: a worker that reads it later, after a file was edited or a commit
+    made, still names the code the run loaded."""
+    commit = checkout_commit()
+    os.environ[COMMIT_ENV] = commit or ""
+    return commit
+
+
+def checkout_commit() -> str | None:
     """Commit of the stdp_bench checkout, with '-dirty' when it has local changes."""
     here = Path(__file__).resolve().parent
     try:

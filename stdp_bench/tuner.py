@@ -45,7 +45,7 @@ from stdp_bench.results import (STAGES, STUDY_DB, TRIALS_STEM, rebuild_tables, w
 from stdp_bench.runner import (execute_jobs, pending_jobs, preflight, prepare_out_dir,
                                remove_stale_temp_files, results_lock, write_grid_file)
 from stdp_bench.search_space import Choices, Range, SearchSpec, parse_search
-from stdp_bench.train import Execution, git_commit
+from stdp_bench.train import Execution, pin_commit
 from stdp_bench.trial_jobs import RungResult, RungTask, lost_rung, run_rung
 
 BEST_NAME = "best.json"
@@ -411,7 +411,7 @@ def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = No
     >>> out.trials, sorted(out.table["stage"].unique())
     (3, ['default', 'tuned'])
     """
-    git_commit()  # provenance: the checkout as the run starts (see runner.execute_jobs)
+    pin_commit()  # provenance: the checkout as the run starts (see runner.execute_jobs)
     out_dir = Path(out_dir)
     spec = parse_search(grid)
     if trials is not None:

@@ -220,3 +220,24 @@ def test_a_worker_process_runs_replicas_on_its_share_of_the_cores():
         numba.set_num_threads(numba_before)
         torch.set_num_threads(torch_before)
     assert worker_threads() == min(numba_before, len(os.sched_getaffinity(0)))
+
+
+def test_workers_name_the_commit_pinned_when_the_run_started(grid_file, tmp_path,
+                                                             monkeypatch):
+    from stdp_bench.train import COMMIT_ENV, checkout_commit
+
+    # A worker reads the commit the driver pinned, not the checkout as it is by then.
+    env = {**os.environ, COMMIT_ENV: "pinned-by-the-driver"}
+    code = "from stdp_bench.train import git_commit; print(git_commit())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "pinned-by-the-driver"
+    # A run pins the checkout as it starts, over whatever was pinned before.
+    monkeypatch.setenv(COMMIT_ENV, "stale")
+    res_dir = tmp_path / "res"
+    res = CliRunner().invoke(app, ["run", str(grid_file), "--out", str(res_dir), "--quiet",
+                                   "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    commits = {json.loads(p.read_text())["provenance"]["commit"]
+               for p in (res_dir / "cells").glob("*.json")}
+    assert commits == {checkout_commit()}
