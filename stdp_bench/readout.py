@@ -61,7 +61,9 @@ def ngram_scores(events: np.ndarray, n_events: np.ndarray, labels: np.ndarray,
     containing a in the first group, b in the second, ... for samples of class c. This is
     BindsNET's ``update_ngram_scores`` (a dict over ``itertools.product`` of the groups),
     as one einsum per sample: cells where many neurons fire together make the product
-    explode, the einsum does not.
+    explode, the einsum does not. The einsum runs over the neurons that fired in the
+    sample only (its entries are whole counts, so the result is the same), which keeps
+    it cheap in networks of thousands of neurons.
     """
     scores = np.zeros((n_neurons,) * n + (n_classes,))
     letters = "abcdefgh"[:n]
@@ -70,11 +72,12 @@ def ngram_scores(events: np.ndarray, n_events: np.ndarray, labels: np.ndarray,
         groups = fire_groups(events[k], int(n_events[k]))
         if len(groups) < n:
             continue
-        onehot = np.zeros((len(groups), n_neurons))
+        fired = np.unique(np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]))
+        onehot = np.zeros((len(groups), len(fired)))
         for g, members in enumerate(groups):
-            onehot[g, members] = 1.0
+            onehot[g, np.searchsorted(fired, members)] = 1.0
         windows = [onehot[i:len(groups) - n + 1 + i] for i in range(n)]
-        scores[..., int(labels[k])] += np.einsum(spec, *windows)
+        scores[np.ix_(*([fired] * n), [int(labels[k])])] += np.einsum(spec, *windows)[..., None]
     return scores
 
 
