@@ -379,15 +379,18 @@ def best_trials(studies: dict[str, tuple[optuna.Study, Cell]]
 def final_cells(grid: GridSpec, studies: dict[str, tuple[optuna.Study, Cell]],
                 best: dict[str, tuple[FrozenTrial, FrozenTrial]],
                 limit_train: int | None) -> list[Cell]:
-    """Every cell at its default and its best trial's settings, for every final seed."""
+    """Every cell at its default and its best trial's settings, for every final seed
+    that the grid's ``exclude`` keeps."""
     cells = []
     for name, (_, cell) in studies.items():
         tuned_params = best[name][0].params
         for seed in final_seeds(grid):
+            levels = (*cell.levels, ("seed", seed))
+            if "seed" in grid.factors and grid.excludes(dict(levels)):
+                continue
             base = replace(cell.config, seed=seed)
             if limit_train is not None:
                 base = replace(base, n_train=min(base.n_train, limit_train))
-            levels = (*cell.levels, ("seed", seed))
             default, tuned = STAGES
             cells.append(Cell(base, levels, stage=default))
             cells.append(Cell(with_settings(base, **tuned_params), levels, stage=tuned))

@@ -81,10 +81,19 @@ def test_exclude_follows_overrides():
 
 
 def test_tuning_cells_keep_a_combination_with_some_seeds_left():
-    from stdp_bench.tuner import tuning_cells
+    from types import SimpleNamespace
+
+    from stdp_bench.tuner import final_cells, tuning_cells
 
     spec = parse_grid({"name": "g", "settings": {"dataset": "digits"},
                        "factors": {"n_neurons": [10, 20, 30], "seed": [0, 1, 2]},
                        "exclude": [{"n_neurons": 20, "seed": [1, 2]},
                                    {"n_neurons": 30, "seed": [0, 1, 2]}]})
-    assert [c.config.n_neurons for c in tuning_cells(spec)] == [10, 20]
+    cells = tuning_cells(spec)
+    assert [c.config.n_neurons for c in cells] == [10, 20]
+    # The final runs keep to the grid's seeds per combination.
+    studies = {str(k): (None, c) for k, c in enumerate(cells)}
+    best = {str(k): (SimpleNamespace(params={}), None) for k in range(len(cells))}
+    finals = final_cells(spec, studies, best, None)
+    kept = sorted({(c.config.n_neurons, c.config.seed) for c in finals})
+    assert kept == [(10, 0), (10, 1), (10, 2), (20, 0)]
