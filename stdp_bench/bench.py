@@ -301,9 +301,10 @@ def run_scaling(neurons: list[int], *, samples_r1: int = 2000, eval_samples: int
 
     At each size n: stock BindsNET (when ``n <= stock_max_neurons``) and one replica of
     ours (the classic cell with ``n_neurons = n``) train on the same images, then respond
-    to the same test images. Sample counts shrink with n (:func:`scaled_count`: the
-    ``samples_r1``, ``eval_samples`` and ``stock_samples`` given are those at 100
-    neurons). Evaluation of one replica runs its samples in blocks on every core, so
+    to the same test images. Sample counts shrink with n (:func:`scaled_count`): at 100
+    neurons ours trains on ``5 * samples_r1`` and responds to ``10 * eval_samples``
+    images (at least 500 and 2,000 at any size), so that each timing lasts a second or
+    more; stock gets ``stock_samples`` (at least 3). Evaluation of one replica runs its samples in blocks on every core, so
     ``eval_sps`` is a two-core figure on a two-core machine; training is one network,
     one sample after the other.
 
@@ -340,8 +341,8 @@ def run_scaling(neurons: list[int], *, samples_r1: int = 2000, eval_samples: int
             stock_threads.add(threads)
             result.update({f"stock_train_sps_n{n}": st_train, f"stock_eval_sps_n{n}": st_eval,
                            f"stock_samples_n{n}": k})
-        k_train = scaled_count(samples_r1, n, 100)
-        k_eval = scaled_count(eval_samples, n, 200)
+        k_train = scaled_count(5 * samples_r1, n, 500)
+        k_eval = scaled_count(10 * eval_samples, n, 2000)
         rs, train_sps = _ours_train(ds, [cfg], k_train, execution)
         eval_sps = _ours_eval(rs, ds, k_eval)
         result.update({f"train_sps_n{n}": train_sps, f"eval_sps_n{n}": eval_sps,

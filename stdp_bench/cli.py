@@ -314,7 +314,8 @@ def bench(
     dataset: Annotated[str, typer.Option(help="mnist, or digits for a quick offline run.")] = "mnist",
     neurons: Annotated[Optional[str], typer.Option(
         help="Comma-separated network sizes, e.g. 100,400,1600,6400: time one network at "
-             "each size instead of the R-replica run (sample counts shrink with size).")] = None,
+             "each size instead of the R-replica run (at 100 neurons 5x --samples-r1 "
+             "training and 10x --eval-samples evaluation samples, shrinking with size).")] = None,
     stock_max_neurons: Annotated[int, typer.Option(
         help="With --neurons: the largest size stock BindsNET is timed at.")] = 6400,
     figure: Annotated[Optional[Path], typer.Option(
