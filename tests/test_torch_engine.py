@@ -79,3 +79,22 @@ neuron = ["adaptive", "lif"]
     assert len(table) == 8 and (table["status"] == "ok").all()
     rec = json.loads(next((tmp_path / "r" / "cells").glob("*.json")).read_text())
     assert rec["provenance"]["engine"] == "torch" and rec["provenance"]["device"] == "cpu"
+
+
+@pytest.mark.parametrize("engine", [ReplicaSet, TorchReplicaSet])
+def test_training_in_segments_is_training_in_one_call(engine):
+    # What learning curves rely on: stopping between segments (start=) changes nothing.
+    ds = load_dataset("digits")
+    cfgs = [CellConfig(dataset="digits", neuron="lif", rule=r, n_neurons=8, time=30,
+                       norm=10.0, intensity_hz=256.0, min_spikes=2, max_retries=2, seed=k)
+            for k, r in enumerate(["stdp", "weight_dependent"])]
+    orders = np.stack([np.arange(24), np.arange(24)[::-1]])
+    whole = engine(cfgs, ds.n_input, [1.0, 1.0], ds.n_classes)
+    a = whole.train(ds.x_train, ds.y_train, orders)
+    parts = engine(cfgs, ds.n_input, [1.0, 1.0], ds.n_classes)
+    b1 = parts.train(ds.x_train, ds.y_train, orders[:, :10])
+    b2 = parts.train(ds.x_train, ds.y_train, orders[:, 10:], start=10)
+    assert np.array_equal(np.asarray(whole.W), np.asarray(parts.W))
+    assert np.array_equal(a.exc_spikes, np.concatenate([b1.exc_spikes, b2.exc_spikes], 1))
+    assert np.array_equal(a.retries, np.concatenate([b1.retries, b2.retries], 1))
+    assert a.exc_spikes.sum() > 0
