@@ -81,6 +81,20 @@ def bench_cells(replicas: int, dataset: str = "mnist") -> list[CellConfig]:
             for i in range(replicas)]
 
 
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"{name} = {value} must be at least 1")
+
+
+def _device_label(execution: Execution) -> str:
+    """What both sides run on (the stock side's thread count is added once known)."""
+    if execution.device == "cuda":
+        return (f"cuda: {torch.cuda.get_device_name(0)} (stock BindsNET and ours, the "
+                f"torch replica engine)")
+    return f"cpu: {cpu_name()}"
+
+
 def _indices(n: int, size: int, start: int = 0) -> np.ndarray:
     """``n`` sample indices from ``start``, wrapping around a split of ``size`` images."""
     return (start + np.arange(n, dtype=np.int64)) % size
@@ -240,22 +254,15 @@ def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
     from stdp_bench.data import load_dataset
 
     execution = Execution.resolve(device, "auto")
-    for name, value in (("samples", samples), ("samples_r1", samples_r1),
-                        ("eval_samples", eval_samples), ("stock_samples", stock_samples)):
-        if value < 1:
-            raise ConfigError(f"{name} = {value} must be at least 1")
+    _check_counts(samples=samples, samples_r1=samples_r1, eval_samples=eval_samples,
+                  stock_samples=stock_samples)
     ds = load_dataset(dataset, data_dir)
     classic = CellConfig(dataset=dataset)
     cells = bench_cells(replicas, dataset)
 
     use_cuda = execution.device == "cuda"
     stock_device = execution.device
-    cpu = cpu_name()
-    if use_cuda:
-        label = (f"cuda: {torch.cuda.get_device_name(0)} (stock BindsNET and ours, the "
-                 f"torch replica engine)")
-    else:
-        label = f"cpu: {cpu}"
+    label = _device_label(execution)
 
     stock_train, stock_eval, threads = _stock(ds, classic, stock_samples, stock_device)
     if not use_cuda:
@@ -321,15 +328,11 @@ def run_scaling(neurons: list[int], *, samples_r1: int = 2000, eval_samples: int
     for n in neurons:
         if n < 1:
             raise ConfigError(f"neurons: {n} must be at least 1")
-    for name, value in (("samples_r1", samples_r1), ("eval_samples", eval_samples),
-                        ("stock_samples", stock_samples)):
-        if value < 1:
-            raise ConfigError(f"{name} = {value} must be at least 1")
+    _check_counts(samples_r1=samples_r1, eval_samples=eval_samples,
+                  stock_samples=stock_samples)
     ds = load_dataset(dataset, data_dir)
     classic = CellConfig(dataset=dataset)
-    label = (f"cuda: {torch.cuda.get_device_name(0)} (stock BindsNET and ours, the torch "
-             f"replica engine)" if execution.device == "cuda" else f"cpu: {cpu_name()}")
-    result: dict[str, Any] = {"device": label, "engine": execution.engine,
+    result: dict[str, Any] = {"device": _device_label(execution), "engine": execution.engine,
                               "time_steps": int(classic.time / classic.dt),
                               "neurons": list(neurons)}
     stock_threads = set()
