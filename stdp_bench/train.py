@@ -91,7 +91,9 @@ def git_commit() -> str | None:
     pinned = os.environ.get(COMMIT_ENV)
     if pinned is not None:
         return pinned or None
-    return checkout_commit()
+    # Not started by a run (a direct call): pin on first use, so later records of this
+    # process neither ask git again nor name a commit made since.
+    return pin_commit()
 
 
 def pin_commit() -> str | None:
