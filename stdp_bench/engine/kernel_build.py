@@ -6,8 +6,8 @@ name is a hash of its source and of every source it composes (the level package,
 levels' modules and numba's version), so numba's on-disk cache (keyed by file) can never
 serve a kernel built from other sources. Copies live in the user cache
 (``STDP_BENCH_CACHE``, else ``$XDG_CACHE_HOME/stdp_bench`` or ``~/.cache/stdp_bench``,
-else the temporary folder: :func:`cache_dir`), never in the working directory; the first use of a combination on a machine compiles it
-(seconds), later processes load it.
+else the temporary folder: :func:`cache_dir`), never in the working directory; the first
+use of a combination on a machine compiles it (seconds), later processes load it.
 """
 
 from __future__ import annotations
