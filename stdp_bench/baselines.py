@@ -57,20 +57,20 @@ def _cnn_flat(image_shape: tuple[int, int]) -> int:
 class ANN(nn.Module):
     """ReLU MLP (784-N-10) or CNN (12C5-MP2-64C5-MP2-FC10)."""
 
-    def __init__(self, cfg: CellConfig, n_input: int, image_shape: tuple[int, int],
+    def __init__(self, cfg: CellConfig, n_input: int, input_shape: tuple[int, int, int],
                  n_classes: int) -> None:
         super().__init__()
-        self.image_shape = image_shape
+        self.input_shape = input_shape
         if cfg.architecture == "mlp":
             self.body = nn.Sequential(nn.Linear(n_input, cfg.n_neurons), nn.ReLU(),
                                       nn.Linear(cfg.n_neurons, n_classes))
         else:
-            pad = _pad(image_shape)
+            pad = _pad(input_shape[1:])
             self.body = nn.Sequential(
-                nn.Unflatten(1, (1, *image_shape)),
-                nn.Conv2d(1, 12, 5, padding=pad), nn.MaxPool2d(2), nn.ReLU(),
+                nn.Unflatten(1, input_shape),
+                nn.Conv2d(input_shape[0], 12, 5, padding=pad), nn.MaxPool2d(2), nn.ReLU(),
                 nn.Conv2d(12, 64, 5, padding=pad), nn.MaxPool2d(2), nn.ReLU(),
-                nn.Flatten(), nn.Linear(_cnn_flat(image_shape), n_classes))
+                nn.Flatten(), nn.Linear(_cnn_flat(input_shape[1:]), n_classes))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Logits and activity statistics (non-zero activations per sample)."""
@@ -86,13 +86,13 @@ class ANN(nn.Module):
 class SurrogateSNN(nn.Module):
     """LIF spiking MLP or CNN (snnTorch ``Leaky``) with a membrane-potential readout."""
 
-    def __init__(self, cfg: CellConfig, n_input: int, image_shape: tuple[int, int],
+    def __init__(self, cfg: CellConfig, n_input: int, input_shape: tuple[int, int, int],
                  n_classes: int) -> None:
         import snntorch as snn
         from snntorch import surrogate
 
         super().__init__()
-        self.image_shape = image_shape
+        self.input_shape = input_shape
         self.beta = cfg.surrogate_beta
         grad = surrogate.fast_sigmoid(slope=cfg.surrogate_slope)
         if cfg.architecture == "mlp":
@@ -100,11 +100,11 @@ class SurrogateSNN(nn.Module):
             self.fcs = nn.ModuleList([nn.Linear(n_input, cfg.n_neurons)])
             out_in = cfg.n_neurons
         else:
-            pad = _pad(image_shape)
-            self.convs = nn.ModuleList([nn.Conv2d(1, 12, 5, padding=pad),
+            pad = _pad(input_shape[1:])
+            self.convs = nn.ModuleList([nn.Conv2d(input_shape[0], 12, 5, padding=pad),
                                         nn.Conv2d(12, 64, 5, padding=pad)])
             self.fcs = nn.ModuleList()
-            out_in = _cnn_flat(image_shape)
+            out_in = _cnn_flat(input_shape[1:])
         self.lifs = nn.ModuleList([snn.Leaky(beta=self.beta, spike_grad=grad)
                                    for _ in range(len(self.convs) + len(self.fcs))])
         self.out = nn.Linear(out_in, n_classes)
@@ -122,7 +122,7 @@ class SurrogateSNN(nn.Module):
             h = x_seq[t]
             k = 0
             if len(self.convs):
-                h = h.view(B, 1, *self.image_shape)
+                h = h.view(B, *self.input_shape)
                 for conv in self.convs:
                     h = nn.functional.max_pool2d(conv(h), 2)
                     h, mems[k] = self.lifs[k](h, mems[k])
@@ -168,7 +168,7 @@ class BaselineResult:
 
 
 def train_baseline(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray,
-                   x_test: np.ndarray, image_shape: tuple[int, int], n_classes: int,
+                   x_test: np.ndarray, input_shape: tuple[int, int, int], n_classes: int,
                    device: str = "cpu", on_progress: Progress | None = None,
                    max_steps: int | None = None) -> BaselineResult:
     """Train ``cfg``'s baseline on ``(x_train, y_train)`` and predict ``x_test``.
@@ -178,17 +178,17 @@ def train_baseline(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray,
     """
     # Layers initialise from torch's global generator: seeded here, restored after.
     with global_rngs_seeded(cfg.seed, cuda=str(device).startswith("cuda")):
-        return _train(cfg, x_train, y_train, x_test, image_shape, n_classes, device=device,
+        return _train(cfg, x_train, y_train, x_test, input_shape, n_classes, device=device,
                       on_progress=on_progress, max_steps=max_steps)
 
 
 def _train(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-           image_shape: tuple[int, int], n_classes: int, *, device: str,
+           input_shape: tuple[int, int, int], n_classes: int, *, device: str,
            on_progress: Progress | None, max_steps: int | None) -> BaselineResult:
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     n_input = x_train.shape[1]
     model_cls = SurrogateSNN if cfg.family == "surrogate" else ANN
-    model = model_cls(cfg, n_input, image_shape, n_classes).to(device)
+    model = model_cls(cfg, n_input, input_shape, n_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps = max(1, int(cfg.time / cfg.dt))
     xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32)).to(device)
@@ -252,7 +252,7 @@ def _train(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray, x_test: np
     else:
         # Multiply-accumulates of one forward pass: each weight is used once (MLP) or
         # once per output position (CNN).
-        ops = float(_ann_macs(model, image_shape))
+        ops = float(_ann_macs(model, input_shape[1:]))
         in_ops = 0.0
     metrics = {
         "n_test": int(len(xe)),

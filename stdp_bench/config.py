@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stdp_bench.levels import registry
-from stdp_bench.levels.spec import ConfigError, Param
+from stdp_bench.levels.spec import ConfigError, Level, Param
 
 __all__ = ["CellConfig", "ConfigError", "GridSpec", "SETTINGS", "apply_overrides",
            "check_cell", "check_value", "choices", "declaration", "grids_dir", "load_grid",
@@ -67,6 +68,11 @@ class CellConfig:
     rule: str = "stdp"
     # Data and protocol.
     dataset: str = "mnist"
+    # Colour images (cifar10): "gray" (one luminance channel) or "rgb" (three).
+    color: str = setting("gray", choices=("gray", "rgb"))
+    # Image front end: "dog" turns each channel into difference-of-Gaussians ON and OFF
+    # channels (stdp_bench/preprocess.py); "none" feeds the pixels.
+    preprocess: str = setting("none", choices=("none", "dog"))
     split: str = setting("test", choices=("test", "validation"))
     # Where the labelling samples come from: "heldout" (disjoint from training) or "train"
     # (the last n_label training samples, seen again with plasticity off, as Diehl & Cook
@@ -201,7 +207,7 @@ _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # Settings added after the first published results (see CellConfig.cell_id). Append new
 # settings here; never remove one.
 LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning", "level_settings",
-                                 "curve_every")
+                                 "curve_every", "color", "preprocess")
 
 
 def _level_param(name: str) -> Param | None:
@@ -232,6 +238,11 @@ def make_cell(settings: dict[str, Any]) -> CellConfig:
     60.0
     """
     core = {k: v for k, v in settings.items() if k in SETTINGS}
+    encoder = registry.get("encoder", core.get("encoder", SETTINGS["encoder"].default))
+    dataset = registry.get("dataset", core.get("dataset", SETTINGS["dataset"].default))
+    if "time" not in core and encoder.events and dataset.events:
+        # An events-encoded presentation lasts the recording unless told otherwise.
+        core["time"] = math.ceil(dataset.duration_ms)
     extra = {}
     for key, value in settings.items():
         if key in SETTINGS:
@@ -296,6 +307,7 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
                           f"not available for architecture = {cfg.architecture!r}; "
                           f"allowed for: {', '.join(allowed)}")
     encoder = registry.get("encoder", cfg.encoder)
+    _check_data(cfg, encoder, where)
     if cfg.family == "stdp" and encoder.gradient_only:
         allowed = [e.name for e in registry.levels("encoder") if not e.gradient_only]
         raise ConfigError(
@@ -323,6 +335,32 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
         if cfg.min_spikes > 0:
             raise ConfigError(f"{where}: min_spikes = {cfg.min_spikes} (retries) is not "
                               f"available for architecture = {cfg.architecture!r}; use 0")
+
+
+def _check_data(cfg: CellConfig, encoder: Level, where: str) -> None:
+    """Reject a dataset the encoder cannot read, or a front end the dataset cannot take."""
+    dataset = registry.get("dataset", cfg.dataset)
+    event_sets = [d.name for d in registry.levels("dataset") if d.events]
+    if encoder.events and not dataset.events:
+        raise ConfigError(f"{where}: encoder = {cfg.encoder!r} feeds recorded events; "
+                          f"dataset = {cfg.dataset!r} holds images (event datasets: "
+                          f"{', '.join(event_sets)})")
+    if encoder.events and cfg.family != "stdp":
+        raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is for the spiking STDP "
+                          f"networks; family = {cfg.family!r} reads an event dataset as "
+                          "frames with encoder = 'direct'")
+    if dataset.events and not encoder.events and not encoder.gradient_only:
+        allowed = [e.name for e in registry.levels("encoder") if e.events]
+        raise ConfigError(f"{where}: dataset = {cfg.dataset!r} holds event recordings, "
+                          f"which encoder = {cfg.encoder!r} cannot encode; allowed: "
+                          f"{', '.join(allowed)}")
+    if dataset.events and cfg.preprocess != "none":
+        raise ConfigError(f"{where}: preprocess = {cfg.preprocess!r} filters images; "
+                          f"dataset = {cfg.dataset!r} holds event recordings (use 'none')")
+    if cfg.color == "rgb" and dataset.shape[:1] != (3,):
+        colour = [d.name for d in registry.levels("dataset") if d.shape[:1] == (3,)]
+        raise ConfigError(f"{where}: color = 'rgb' needs a colour dataset "
+                          f"({', '.join(colour)}); dataset = {cfg.dataset!r} is grey")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Datasets as float arrays in [0, 1], and deterministic disjoint subsets per seed."""
+"""Datasets as float arrays in [0, 1] (or packed recordings), and deterministic disjoint
+subsets per seed."""
 
 from __future__ import annotations
 
@@ -9,11 +10,22 @@ from pathlib import Path
 
 import numpy as np
 
+from stdp_bench import data_sources
 from stdp_bench.config import CellConfig, ConfigError
+from stdp_bench.data_sources import Images, Recordings
+from stdp_bench.levels import registry
+from stdp_bench.levels.encoders.events import frames, pack_events
+from stdp_bench.preprocess import dog_on_off
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test splits, flattened: ``x`` is (N, n_input) float32 in [0, 1]."""
+    """Train and test splits, flattened: ``x`` is (N, n_input) float32 in [0, 1], each row
+    a sample's ``channels`` maps of ``image_shape``, channel after channel.
+
+    With ``events`` the rows are recordings packed for the ``events`` encoder
+    (:func:`stdp_bench.levels.encoders.events.pack_events`), not images; ``n_input``
+    is still the input layer's size.
+    """
 
     name: str
     x_train: np.ndarray
@@ -22,11 +34,18 @@ class Dataset:
     y_test: np.ndarray
     image_shape: tuple[int, int]
     n_classes: int = 10
+    channels: int = 1
+    events: bool = False
 
     @property
     def n_input(self) -> int:
-        """Number of input pixels."""
-        return int(self.x_train.shape[1])
+        """Number of input neurons (channels x height x width)."""
+        return self.channels * self.image_shape[0] * self.image_shape[1]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(channels, height, width)``."""
+        return (self.channels, *self.image_shape)
 
 
 def data_root(data_dir: str | Path | None = None) -> Path:
@@ -36,60 +55,84 @@ def data_root(data_dir: str | Path | None = None) -> Path:
     return Path(os.environ.get("STDP_BENCH_DATA", "data"))
 
 
-@lru_cache(maxsize=4)
-def _digits() -> Dataset:
+@lru_cache(maxsize=1)
+def _digits() -> tuple[Images, Images]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
+    x = (bunch.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     y = bunch.target.astype(np.int64)
     # A fixed split, independent of any seed, so every cell tests on the same 497 images.
     order = np.random.default_rng(12345).permutation(len(y))
     test, train = order[:497], order[497:]
-    return Dataset("digits", x[train], y[train], x[test], y[test], (8, 8))
+    return Images(x[train], y[train]), Images(x[test], y[test])
 
 
-@lru_cache(maxsize=4)
-def _mnist(root: str, download: bool) -> Dataset:
-    from torchvision.datasets import MNIST
-
-    try:
-        train = MNIST(root=root, train=True, download=download)
-        test = MNIST(root=root, train=False, download=download)
-    except Exception as exc:  # torchvision raises RuntimeError or URLError
-        raise ConfigError(
-            f"MNIST not found under '{root}' ({exc.__class__.__name__}: {exc}). Put the four "
-            "IDX files in DATA/MNIST/raw/ and pass --data-dir DATA (or set STDP_BENCH_DATA), "
-            "e.g. STDP_BENCH_DATA=../shared/datasets") from None
-
-    def flat(ds) -> tuple[np.ndarray, np.ndarray]:
-        x = ds.data.numpy().reshape(len(ds.data), -1).astype(np.float32) / 255.0
-        return x, ds.targets.numpy().astype(np.int64)
-
-    xtr, ytr = flat(train)
-    xte, yte = flat(test)
-    return Dataset("mnist", xtr, ytr, xte, yte, (28, 28))
+@lru_cache(maxsize=2)
+def _read(name: str, root: str, download: bool) -> tuple[Images | Recordings, ...]:
+    # download is part of the key: a failed offline read must not hide a later download.
+    if name == "digits":
+        return _digits()
+    return data_sources.read(name, Path(root))
 
 
-def _load_digits(data_dir: str | Path | None) -> Dataset:
-    return _digits()
+def _gray(x: np.ndarray) -> np.ndarray:
+    # ITU-R 601 luma, as PIL's convert("L").
+    return np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, ([0], [1]))[:, None]
 
 
-def _load_mnist(data_dir: str | Path | None) -> Dataset:
-    download = os.environ.get("STDP_BENCH_DOWNLOAD", "0") == "1"
-    return _mnist(str(data_root(data_dir)), download)
+def _split(part: Images | Recordings, color: str, preprocess: str, events: bool,
+           n_input: int) -> np.ndarray:
+    if isinstance(part, Recordings):
+        if events:
+            return pack_events(part.times_us, part.inputs)
+        return frames(part.times_us, part.inputs, n_input)
+    x = part.x
+    if color == "gray" and x.shape[1] == 3:
+        x = _gray(x)
+    if preprocess == "dog":
+        x = dog_on_off(x)
+    return x.reshape(len(x), -1)
 
 
-# One loader per level of the dataset axis (stdp_bench/levels/datasets.py).
-LOADERS = {"digits": _load_digits, "mnist": _load_mnist}
+@lru_cache(maxsize=2)
+def _prepared(name: str, root: str, download: bool, color: str, preprocess: str,
+              events: bool) -> Dataset:
+    level = registry.get("dataset", name)
+    train, test = _read(name, root, download)
+    c, h, w = level.shape
+    if name == "cifar10" and color == "gray":
+        c = 1
+    if preprocess == "dog":
+        c *= 2
+    xtr, xte = (_split(p, color, preprocess, events, c * h * w) for p in (train, test))
+    return Dataset(name, xtr, train.y, xte, test.y, (h, w), level.n_classes, c,
+                   events and level.events)
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """Load a dataset by name. MNIST downloads only when ``STDP_BENCH_DOWNLOAD=1``."""
-    loader = LOADERS.get(name)
-    if loader is None:
-        raise ConfigError(f"unknown dataset '{name}'; allowed: {', '.join(LOADERS)}")
-    return loader(data_dir)
+def load_dataset(name: str, data_dir: str | Path | None = None, *, color: str = "gray",
+                 preprocess: str = "none", events: bool = False) -> Dataset:
+    """Load a dataset by name from the data root (:mod:`stdp_bench.data_sources`): images
+    (``cifar10`` in ``color`` gray or rgb) after ``preprocess``; an event dataset as
+    recordings packed for the ``events`` encoder, else as frames of event counts.
+    Downloads only when ``STDP_BENCH_DOWNLOAD=1``.
+
+    >>> ds = load_dataset("digits", preprocess="dog")
+    >>> ds.input_shape, ds.n_input, ds.x_train.shape[1], ds.n_classes
+    ((2, 8, 8), 128, 128, 10)
+    """
+    if name not in registry.names("dataset"):
+        raise ConfigError(f"unknown dataset '{name}'; allowed: "
+                          f"{', '.join(registry.names('dataset'))}")
+    return _prepared(name, str(data_root(data_dir)), data_sources.download_requested(),
+                     color, preprocess, events)
+
+
+def cell_dataset(cfg: CellConfig, data_dir: str | Path | None = None) -> Dataset:
+    """The dataset as cell ``cfg`` feeds it: its colour, preprocessing and, for the
+    ``events`` encoder, packed recordings."""
+    return load_dataset(cfg.dataset, data_dir, color=cfg.color, preprocess=cfg.preprocess,
+                        events=registry.get("encoder", cfg.encoder).events)
 
 
 @dataclass(frozen=True)

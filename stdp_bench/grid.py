@@ -11,7 +11,8 @@ from stdp_bench.results import record_key
 
 # Settings that fix tensor shapes and the sample schedule: cells that agree on all of
 # them can be trained together as independent replicas in one job.
-SHAPE_KEYS = ("family", "architecture", "dataset", "split", "label_source",
+SHAPE_KEYS = ("family", "architecture", "dataset", "color", "preprocess", "split",
+              "label_source",
               "n_neurons", "time", "dt",
               "n_train", "n_label", "n_test", "epochs", "ngram_n", "curve_every")
 

@@ -158,12 +158,18 @@ def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: st
 
 def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Path,
                      title: str = "") -> Path:
-    """Tile each neuron's input weights, reshaped to ``image_shape``, into one near-square image."""
+    """Tile each neuron's input weights, reshaped to ``image_shape``, into one near-square
+    image; with several input channels (n_input a multiple of the image), a neuron's
+    channel maps sit side by side in its tile."""
     w = np.asarray(weights, dtype=np.float32)  # stored as float16; imshow wants float32+
     h, wd = int(image_shape[0]), int(image_shape[1])
-    if w.ndim != 2 or w.shape[0] != h * wd:
-        raise ValueError(f"weights of shape {w.shape} do not match (n_input={h * wd}, n_neurons) "
-                         f"for image_shape {tuple(image_shape)}")
+    if w.ndim != 2 or w.shape[0] % (h * wd) or not len(w):
+        raise ValueError(f"weights of shape {w.shape} do not match (channels x {h * wd}, "
+                         f"n_neurons) for image_shape {tuple(image_shape)}")
+    channels = w.shape[0] // (h * wd)
+    # (C, h, w) per neuron -> (h, C * w): channels left to right.
+    w = w.reshape(channels, h, wd, -1).transpose(1, 0, 2, 3).reshape(h * channels * wd, -1)
+    wd *= channels
     n = w.shape[1]
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
@@ -383,9 +389,9 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
                                             title=f"{cell_id}\n{_levels_label(rec)}"))
         rel = arts.get("filters")
         if rel and (out_dir / rel).is_file():
-            filt = np.load(out_dir / rel)  # [n_filters, k, k]
+            filt = np.load(out_dir / rel)  # [n_filters, (channels,) k, k]
             written.append(receptive_fields(
-                filt.reshape(len(filt), -1).T, filt.shape[1:],
+                filt.reshape(len(filt), -1).T, filt.shape[-2:],
                 fig_dir / f"filters_{cell_id}.png",
                 title=f"learned filters, {cell_id}\n{_levels_label(rec)}"))
 

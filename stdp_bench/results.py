@@ -204,8 +204,10 @@ def tidy(records: list[dict]) -> pd.DataFrame:
     metric_cols = _first_seen_keys(r.get("metrics") or {} for r in records)
     version_cols = [f"version_{k}" for k in
                     _first_seen_keys((r.get("provenance") or {}).get("versions") or {} for r in records)]
+    # Records written before datasets had channels carry no input shape.
+    data_cols = ["input_shape", "n_classes"] if any("input_shape" in r for r in records) else []
     columns = list(dict.fromkeys([*CORE_COLUMNS, *(["stage"] if staged else []),
-                                  *settings_cols, *metric_cols,
+                                  *settings_cols, *data_cols, *metric_cols,
                                   *PROVENANCE_COLUMNS, *version_cols]))
 
     rows = []
@@ -218,7 +220,10 @@ def tidy(records: list[dict]) -> pd.DataFrame:
             base["stage"] = rec.get("stage")
         # Earlier sources win on a name clash: the seed column comes from settings,
         # not from provenance, and no setting can shadow a core column.
-        for source in (rec.get("settings") or {}, rec.get("metrics") or {},
+        shape = rec.get("input_shape")
+        data = {"input_shape": "x".join(map(str, shape)) if shape else None,
+                "n_classes": rec.get("n_classes")} if data_cols else {}
+        for source in (rec.get("settings") or {}, data, rec.get("metrics") or {},
                        {k: prov.get(k) for k in PROVENANCE_COLUMNS},
                        {f"version_{k}": v for k, v in (prov.get("versions") or {}).items()}):
             for key, value in source.items():

@@ -14,7 +14,7 @@ import tomli_w
 from tqdm import tqdm
 
 from stdp_bench.config import ConfigError, GridSpec
-from stdp_bench.data import load_dataset, cell_subsets
+from stdp_bench.data import cell_dataset, cell_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.backends import JobContext, check_backend, run_jobs
 from stdp_bench.results import done_record_keys, rebuild_tables, write_cell
@@ -105,7 +105,7 @@ def preflight(cells: list[Cell], data_dir: str | Path | None) -> None:
     """Fail before any work if a dataset is missing or too small for a cell."""
     for cell in cells:
         cfg = cell.config
-        ds = load_dataset(cfg.dataset, data_dir)
+        ds = cell_dataset(cfg, data_dir)
         cell_subsets(ds, cfg)
 
 

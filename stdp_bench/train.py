@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from stdp_bench.config import CellConfig, ConfigError
-from stdp_bench.data import Dataset, Subsets, cell_subsets, load_dataset
+from stdp_bench.data import Dataset, Subsets, cell_dataset, cell_subsets
 from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.engine.responses import Responses, TrainStats
 from stdp_bench.grid import Cell, Job
@@ -208,6 +208,9 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
         "factors": list(factors),
         "settings": cfg.to_dict(),
         "image_shape": list(ds.image_shape) if ds is not None else None,
+        # What the input layer sees: (channels, height, width), and the class count.
+        "input_shape": list(ds.input_shape) if ds is not None else None,
+        "n_classes": ds.n_classes if ds is not None else None,
         "metrics": {},
         "readouts": {},
         "provenance": {
@@ -268,7 +271,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
     try:
         cfgs = [c.config for c in job.cells]
         engine = job_engine(cfgs, execution)
-        ds = load_dataset(cfgs[0].dataset, data_dir)
+        ds = cell_dataset(cfgs[0], data_dir)
         subsets = [cell_subsets(ds, c) for c in cfgs]
         gains = input_gains(cfgs, ds)
         if engine == "torch":
@@ -430,13 +433,13 @@ def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
     ds: Dataset | None = None
     rec: dict[str, Any] = {}
     try:
-        ds = load_dataset(cfg.dataset, data_dir)
+        ds = cell_dataset(cfg, data_dir)
         rec = _base_record(cell, grid, factors, ds, started, job, execution, BASELINE_ENGINE)
         sub = cell_subsets(ds, cfg)
         eval_x, eval_y = sub.eval_split(ds)
         eval_y = eval_y[sub.evaluate]
         result = train_baseline(cfg, ds.x_train[sub.train], ds.y_train[sub.train],
-                                eval_x[sub.evaluate], ds.image_shape, ds.n_classes,
+                                eval_x[sub.evaluate], ds.input_shape, ds.n_classes,
                                 device=execution.device, on_progress=on_progress)
         rec["metrics"] = result.metrics
         rec["readouts"] = score({"output": result.predictions}, eval_y, ds.n_classes)
@@ -470,10 +473,10 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
     started = _now()
     ds: Dataset | None = None
     try:
-        ds = load_dataset(cfg.dataset, data_dir)
+        ds = cell_dataset(cfg, data_dir)
         rec = _base_record(cell, grid, factors, ds, started, job, execution, FEATURE_ENGINE)
         sub = cell_subsets(ds, cfg)
-        fc = FeatureCell(cfg, ds.image_shape, 1.0, ds.n_classes, device=execution.device)
+        fc = FeatureCell(cfg, ds.input_shape, 1.0, ds.n_classes, device=execution.device)
         t0 = time.perf_counter()
         stats = fc.train(ds.x_train, ds.y_train, train_orders([cfg], [sub])[0],
                          on_progress=on_progress)

@@ -31,7 +31,7 @@ def test_baseline_loss_falls(digits, family, arch, encoder):
                      n_neurons=32, time=8, intensity_hz=500.0, batch_size=32, lr=1e-2,
                      epochs=3)
     res = train_baseline(cfg, digits.x_train[:320], digits.y_train[:320],
-                         digits.x_test[:100], digits.image_shape, 10, max_steps=30)
+                         digits.x_test[:100], digits.input_shape, 10, max_steps=30)
     first, last = np.mean(res.losses[:3]), np.mean(res.losses[-3:])
     assert last < 0.8 * first, (first, last)
     assert res.predictions.shape == (100,)

@@ -26,7 +26,7 @@ def cfg(arch: str, **kw) -> CellConfig:
 def test_shapes_and_neuron_counts(arch, k, stride, expect):
     c = cfg(arch, kernel_size=k, stride=stride)
     assert feature_shape(c, (8, 8)) == expect
-    net = build_feature_network(c, (8, 8), seed=0)
+    net = build_feature_network(c, (1, 8, 8), seed=0)
     assert tuple(net.layers["Ae"].shape) == expect
     assert net.layers["Ae"].n == int(np.prod(expect))
     w = net.connections[("X", "Ae")].w
@@ -45,7 +45,7 @@ def test_stdp_changes_filters_and_none_does_not(arch):
     ds = load_dataset("digits")
     moved = {}
     for rule in ("stdp", "none"):
-        fc = FeatureCell(cfg(arch, rule=rule), (8, 8), 1.0, 10)
+        fc = FeatureCell(cfg(arch, rule=rule), (1, 8, 8), 1.0, 10)
         before = fc.filters().copy()
         stats = fc.train(ds.x_train, ds.y_train, np.arange(15))
         assert stats.exc_spikes.sum() > 0
@@ -72,7 +72,7 @@ def test_at_most_k_winners_per_location(winners):
 
 def test_batched_local_evaluation_equals_one_by_one():
     ds = load_dataset("digits")
-    fc = FeatureCell(cfg("local"), (8, 8), 1.0, 10)
+    fc = FeatureCell(cfg("local"), (1, 8, 8), 1.0, 10)
     order = np.arange(6)
     batched = fc.respond(ds.x_test, order, phase=2, chunk=6)
     single = fc.respond(ds.x_test, order, phase=2, chunk=1)
@@ -159,8 +159,8 @@ def test_event_local_rule_matches_stock_bindsnet(rule):
 
     c = cfg("local", rule=rule, neuron="lif", nu_pre=5e-3, nu_post=2e-2, wmax=0.6,
             conv_norm=3.0)
-    ours = build_feature_network(c, (8, 8), seed=3)
-    stock = build_feature_network(c, (8, 8), seed=3)
+    ours = build_feature_network(c, (1, 8, 8), seed=3)
+    stock = build_feature_network(c, (1, 8, 8), seed=3)
     old = stock.connections[("X", "Ae")]
     ref = BatchedLocalConnection(stock.layers["X"], stock.layers["Ae"], kernel_size=3,
                                  stride=1, n_filters=6, input_shape=(8, 8),

@@ -24,7 +24,7 @@ def cfg(arch: str, **kw) -> CellConfig:
 
 def rig(arch: str, **kw):
     """A network whose input traces and spikes the test sets by hand (8x8 -> 6 x 6x6)."""
-    net = build_feature_network(cfg(arch, **kw), (8, 8), seed=0)
+    net = build_feature_network(cfg(arch, **kw), (1, 8, 8), seed=0)
     conn = net.connections[("X", "Ae")]
     assert isinstance(conn.update_rule, FirstSpikePostPre)
     gen = torch.Generator().manual_seed(1)
@@ -107,7 +107,7 @@ def test_local_one_learner_per_location_inside_its_field():
 @pytest.mark.parametrize("arch", ["conv", "local"])
 def test_training_claims_stay_apart_and_move_filters(arch):
     ds = load_dataset("digits")
-    fc = FeatureCell(cfg(arch, conv_norm=4.0, time=60), (8, 8), 1.0, 10)
+    fc = FeatureCell(cfg(arch, conv_norm=4.0, time=60), (1, 8, 8), 1.0, 10)
     conn = fc.network.connections[("X", "Ae")]
     rule = conn.update_rule
     per_image: list[list[tuple[int, int, int]]] = []

@@ -27,19 +27,19 @@ _MON = "Ae_spikes"
 class FeatureCell:
     """One conv/local cell: ``train`` and ``respond`` like the replica engines (R = 1)."""
 
-    def __init__(self, cfg: CellConfig, image_shape: tuple[int, int], gain: float,
+    def __init__(self, cfg: CellConfig, input_shape: tuple[int, int, int], gain: float,
                  n_classes: int, device: str = "cpu") -> None:
         self.cfg = cfg
-        self.image_shape = image_shape
+        self.input_shape = input_shape
         self.gain = gain
         self.dev = torch.device(device)
-        self.network = build_feature_network(cfg, image_shape, replica_seed(cfg) % (2**31),
+        self.network = build_feature_network(cfg, input_shape, replica_seed(cfg) % (2**31),
                                              device=self.dev)
         self.network.add_monitor(Monitor(self.network.layers["Ae"], state_vars=["s"]),
                                  name=_MON)
         self.net = network_record(cfg, gain, n_classes)
         self.steps = round(cfg.time / cfg.dt)
-        self.shape = feature_shape(cfg, image_shape)
+        self.shape = feature_shape(cfg, input_shape)
         self.n = int(np.prod(self.shape))
 
     def _run(self, X: np.ndarray, samples: np.ndarray, keys: np.ndarray, phase: int,
@@ -48,10 +48,10 @@ class FeatureCell:
         net = self.net[np.zeros(B, np.int64)]
         dense, ins = encode_dense(X, samples, np.full(B, self.cfg.encoder), keys,
                                   net["rate"].astype(np.float64), net["seed"], net["dt"],
-                                  T, phase)
+                                  T, phase, int(np.prod(self.input_shape)))
         net = self.network
         net.train(learning)
-        spikes = torch.from_numpy(dense).to(self.dev).view(T, B, 1, *self.image_shape)
+        spikes = torch.from_numpy(dense).to(self.dev).view(T, B, *self.input_shape)
         # The input gain scales currents, as in the replica engines: fractional spikes.
         inputs = spikes.float() * self.gain if self.gain != 1.0 else spikes
         net.monitors[_MON].reset_state_variables()
@@ -114,5 +114,5 @@ class FeatureCell:
         return Responses(counts, events, n_events, in_spikes)
 
     def filters(self) -> np.ndarray:
-        """Learned filters ``[n_filters, k, k]``."""
-        return filters_of(self.network, self.cfg, self.image_shape)
+        """Learned filters ``[n_filters, k, k]`` (``[n_filters, channels, k, k]``)."""
+        return filters_of(self.network, self.cfg, self.input_shape)

@@ -378,7 +378,7 @@ def encode_dense(X, samples, keys, rates, seeds, dts, T, phase, out, in_spikes):
     engines see the kernel's spike trains.
     """
     B = samples.shape[0]
-    n_in = X.shape[1]
+    n_in = out.shape[2]
     ev_t = np.empty(n_in * T + 1, dtype=np.int32)
     ev_i = np.empty(n_in * T + 1, dtype=np.int32)
     idx = np.empty(n_in * T + 1, dtype=np.int32)

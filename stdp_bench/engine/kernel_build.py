@@ -133,9 +133,10 @@ def kernel_for(encoder: str, neuron: str, rule: str) -> ModuleType:
         return module
 
 
-def encode_dense(X, samples, encoders, keys, rates, seeds, dts, T: int, phase: int):
+def encode_dense(X, samples, encoders, keys, rates, seeds, dts, T: int, phase: int,
+                 n_in: int):
     """Dense input trains ``[T, B, n_in]`` (bool) and input spike counts ``[B]`` of rows b:
-    image ``X[samples[b]]`` under encoder ``encoders[b]`` at ``rates[b]``, from the
+    sample ``X[samples[b]]`` (an image, or a packed recording) under encoder ``encoders[b]`` at ``rates[b]``, from the
     counter-based stream of ``seeds[b]`` at key ``keys[b]`` (see ``kernel.encode_dense``).
 
     The torch engines get their spike trains here, so they see the fused kernel's.
@@ -143,12 +144,12 @@ def encode_dense(X, samples, encoders, keys, rates, seeds, dts, T: int, phase: i
     import numpy as np
 
     B = len(samples)
-    out = np.zeros((T, B, X.shape[1]), np.bool_)
+    out = np.zeros((T, B, n_in), np.bool_)
     ins = np.zeros(B, np.int64)
     encoders = np.asarray(encoders)
     for name in dict.fromkeys(encoders.tolist()):
         rows = np.flatnonzero(encoders == name)
-        sub = np.zeros((T, len(rows), X.shape[1]), np.bool_)
+        sub = np.zeros((T, len(rows), n_in), np.bool_)
         sub_ins = np.zeros(len(rows), np.int64)
         # Any neuron and rule with kernel steps will do: only the encoder is compiled.
         kernel_for(name, "if", "none").encode_dense(

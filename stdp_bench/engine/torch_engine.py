@@ -87,7 +87,7 @@ class TorchReplicaSet:
         T = self.steps
         net_rows = self.net[reps]
         dense, ins = encode_dense(X, samples, self.encoders[reps], keys, rates,
-                                  net_rows["seed"], net_rows["dt"], T, phase)
+                                  net_rows["seed"], net_rows["dt"], T, phase, self.n_input)
         net = self.network
         rows = torch.from_numpy(reps).to(self.dev)
         bind_replicas(net, rows)

@@ -33,6 +33,7 @@ BUILTIN: tuple[str, ...] = (
     "stdp_bench.levels.encoders.bernoulli",
     "stdp_bench.levels.encoders.rank_order",
     "stdp_bench.levels.encoders.direct",
+    "stdp_bench.levels.encoders.events",
     "stdp_bench.levels.neurons.if_",
     "stdp_bench.levels.neurons.lif",
     "stdp_bench.levels.neurons.adaptive",

@@ -183,6 +183,14 @@ class Level:
     # "features" (one BindsNET network per cell) or "baseline" (gradient descent).
     families: tuple[str, ...] = ()
     trainer: str = ""
+    # Encoder: feeds a recording's own events (``events``), for event datasets only.
+    # Dataset: holds event recordings (``events``) of ``duration_ms``, the default
+    # presentation time of an events-encoded cell; its input ``shape`` (channels,
+    # height, width) and ``n_classes``.
+    events: bool = False
+    duration_ms: float = 0.0
+    shape: tuple[int, ...] = ()
+    n_classes: int = 0
 
     def __post_init__(self) -> None:
         if self.axis not in AXES:

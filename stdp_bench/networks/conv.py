@@ -37,12 +37,14 @@ from stdp_bench.levels import registry
 from stdp_bench.seeding import global_rngs_seeded
 
 
-def feature_shape(cfg: CellConfig, image_shape: tuple[int, int]) -> tuple[int, int, int]:
-    """``(n_filters, H, W)`` of the excitatory layer for ``cfg`` on images of this shape."""
-    h = (image_shape[0] - cfg.kernel_size) // cfg.stride + 1
-    w = (image_shape[1] - cfg.kernel_size) // cfg.stride + 1
+def feature_shape(cfg: CellConfig, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(n_filters, H, W)`` of the excitatory layer for ``cfg`` on inputs of this shape
+    (``(channels, height, width)``, or ``(height, width)``)."""
+    h = (input_shape[-2] - cfg.kernel_size) // cfg.stride + 1
+    w = (input_shape[-1] - cfg.kernel_size) // cfg.stride + 1
     if h < 1 or w < 1:
-        raise ValueError(f"kernel_size = {cfg.kernel_size} does not fit {image_shape} images")
+        raise ValueError(f"kernel_size = {cfg.kernel_size} does not fit "
+                         f"{tuple(input_shape[-2:])} images")
     return cfg.n_filters, h, w
 
 
@@ -228,22 +230,23 @@ class EventLocalPostPre(LearningRule):
         w[:, j] = w[:, j].clamp(lo, hi) * keep[:, j]
 
 
-def build_feature_network(cfg: CellConfig, image_shape: tuple[int, int], seed: int,
+def build_feature_network(cfg: CellConfig, input_shape: tuple[int, int, int], seed: int,
                           device: str | torch.device = "cpu") -> Network:
-    """The ``conv`` or ``local`` network of ``cfg``: layers ``X``, ``Ae``."""
+    """The ``conv`` or ``local`` network of ``cfg`` on ``(channels, height, width)``
+    inputs: layers ``X``, ``Ae``."""
     if cfg.architecture not in CONNECTIONS:
         raise ValueError(f"architecture {cfg.architecture!r} is not one of "
                          f"{', '.join(CONNECTIONS)}")
     # conv's weights come from torch's global generator, LocalConnection's from numpy's.
     with global_rngs_seeded(seed):
-        return _build_feature_network(cfg, image_shape, device)
+        return _build_feature_network(cfg, input_shape, device)
 
 
-def _build_feature_network(cfg: CellConfig, image_shape: tuple[int, int],
+def _build_feature_network(cfg: CellConfig, input_shape: tuple[int, int, int],
                            device: str | torch.device) -> Network:
-    shape = feature_shape(cfg, image_shape)
+    shape = feature_shape(cfg, input_shape)
     net = Network(dt=cfg.dt)
-    x = Input(shape=[1, *image_shape], traces=True, tc_trace=cfg.tc_trace_ms)
+    x = Input(shape=list(input_shape), traces=True, tc_trace=cfg.tc_trace_ms)
     ae = LocationWTANodes(shape, cfg, cfg.winners)
     net.add_layer(x, name="X")
     net.add_layer(ae, name="Ae")
@@ -260,7 +263,7 @@ def _build_feature_network(cfg: CellConfig, image_shape: tuple[int, int],
     # Every-spike learning on local layers: the rule level's twin, event-driven.
     event_rule = (dict(update_rule=EventLocalPostPre, **ours)
                   if level.plastic and not first_spike else {})
-    conn = CONNECTIONS[cfg.architecture](cfg, x, ae, image_shape, common, event_rule)
+    conn = CONNECTIONS[cfg.architecture](cfg, x, ae, input_shape, common, event_rule)
     net.add_connection(conn, source="X", target="Ae")
     net.add_connection(LocationInhibition(ae, ae, cfg.conv_inh), source="Ae", target="Ae")
     net.to(device)
@@ -268,42 +271,71 @@ def _build_feature_network(cfg: CellConfig, image_shape: tuple[int, int],
     return net
 
 
-def _conv_connection(cfg: CellConfig, x: Input, ae: Nodes, image_shape: tuple[int, int],
+def _conv_connection(cfg: CellConfig, x: Input, ae: Nodes, input_shape: tuple[int, int, int],
                      common: dict, event_rule: dict) -> AbstractConnection:
-    """Shared kernels; every-spike learning is BindsNET's own rule class."""
+    """Shared kernels over all channels; every-spike learning is BindsNET's own rule class."""
     k = cfg.kernel_size
-    w = cfg.w_init_max * torch.rand(cfg.n_filters, 1, k, k)
+    w = cfg.w_init_max * torch.rand(cfg.n_filters, input_shape[0], k, k)
     return ClaimingConv2dConnection(x, ae, kernel_size=k, stride=cfg.stride, w=w,
                                     norm=cfg.conv_norm, **common)
 
 
-def _local_connection(cfg: CellConfig, x: Input, ae: Nodes, image_shape: tuple[int, int],
+def _local_connection(cfg: CellConfig, x: Input, ae: Nodes, input_shape: tuple[int, int, int],
                       common: dict, event_rule: dict) -> AbstractConnection:
     """One filter per place; every-spike learning is the event-driven rule twin."""
     common = {**common, **event_rule}
     k = cfg.kernel_size
+    if input_shape[0] > 1:
+        # LocalConnection lays out one channel's fields; give it every channel's.
+        common["w"] = _local_weights(cfg, input_shape)
     # LocalConnection multiplies its norm by the kernel area (mean weight per input).
     conn = EventLocalConnection(x, ae, kernel_size=k, stride=cfg.stride,
-                                n_filters=cfg.n_filters, input_shape=image_shape,
+                                n_filters=cfg.n_filters, input_shape=input_shape[1:],
                                 norm=cfg.conv_norm / (k * k), **common)
     conn.w.data.mul_(cfg.w_init_max)
     return conn
 
 
+def _local_weights(cfg: CellConfig, input_shape: tuple[int, int, int]) -> torch.Tensor:
+    """Initial ``[C * H * W, F * h * w]`` weights of a multi-channel local layer: uniform
+    in [wmin, wmax] on each neuron's field in every channel, zero elsewhere (the field
+    mask), as ``LocalConnection`` draws them for one channel (from numpy's generator)."""
+    C, H, W = input_shape
+    F, h, w = feature_shape(cfg, input_shape)
+    k, s = cfg.kernel_size, cfg.stride
+    field = (np.arange(C)[:, None, None] * H * W + np.arange(k)[None, :, None] * W
+             + np.arange(k)[None, None, :]).ravel()  # offsets of a field's inputs
+    corner = (np.arange(h)[:, None] * s * W + np.arange(w)[None, :] * s).ravel()
+    weights = torch.zeros(C * H * W, F * h * w)
+    rows = torch.from_numpy(corner[:, None] + field[None, :])  # [locations, C * k * k]
+    for f in range(F):
+        draw = torch.from_numpy(np.random.rand(h * w, C * k * k)).float()
+        cols = torch.arange(f * h * w, (f + 1) * h * w)[:, None].expand_as(rows)
+        weights[rows, cols] = cfg.wmin + draw * (cfg.wmax - cfg.wmin)
+    return weights
+
+
+def _filter_maps(w: torch.Tensor, channels: int, k: int) -> np.ndarray:
+    """``[F, k, k]`` for one channel, else ``[F, channels, k, k]``."""
+    out = w.reshape(-1, channels, k, k)
+    return (out[:, 0] if channels == 1 else out).numpy()
+
+
 def _conv_filters(conn: AbstractConnection, cfg: CellConfig,
-                  image_shape: tuple[int, int]) -> np.ndarray:
-    k = cfg.kernel_size
-    return conn.w.detach().cpu().view(cfg.n_filters, k, k).numpy()
+                  input_shape: tuple[int, int, int]) -> np.ndarray:
+    return _filter_maps(conn.w.detach().cpu(), input_shape[0], cfg.kernel_size)
 
 
 def _local_filters(conn: AbstractConnection, cfg: CellConfig,
-                   image_shape: tuple[int, int]) -> np.ndarray:
+                   input_shape: tuple[int, int, int]) -> np.ndarray:
     k = cfg.kernel_size
-    F, H, W = feature_shape(cfg, image_shape)
+    C, H_in, W_in = input_shape
+    F, H, W = feature_shape(cfg, input_shape)
     c = (H // 2) * W + W // 2
-    idx = conn.locations[:, c].cpu()
+    idx = conn.locations[:, c].cpu()  # the field in channel 0
+    idx = (torch.arange(C)[:, None] * H_in * W_in + idx[None, :]).flatten()
     w = conn.w.detach().cpu().view(-1, F, H * W)[:, :, c]  # [n_input, F]
-    return w[idx].T.reshape(F, k, k).numpy()
+    return _filter_maps(w[idx].T, C, k)
 
 
 # The feature architectures (levels of stdp_bench/levels/architectures.py).
@@ -311,6 +343,7 @@ CONNECTIONS = {"conv": _conv_connection, "local": _local_connection}
 FILTERS = {"conv": _conv_filters, "local": _local_filters}
 
 
-def filters_of(net: Network, cfg: CellConfig, image_shape: tuple[int, int]) -> np.ndarray:
-    """Learned filters ``[n_filters, k, k]``: conv's kernels; local's at the central location."""
-    return FILTERS[cfg.architecture](net.connections[("X", "Ae")], cfg, image_shape)
+def filters_of(net: Network, cfg: CellConfig, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """Learned filters ``[n_filters, k, k]`` (``[n_filters, channels, k, k]`` for several
+    channels): conv's kernels; local's at the central location."""
+    return FILTERS[cfg.architecture](net.connections[("X", "Ae")], cfg, input_shape)

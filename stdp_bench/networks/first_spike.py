@@ -72,10 +72,10 @@ class FirstSpikePostPre(LearningRule):
                 int(s[0] if isinstance(s, tuple) else s))
 
     def _patches(self) -> torch.Tensor:
-        """Presynaptic traces under each location, ``[k * k, H * W]``."""
+        """Presynaptic traces under each location, ``[C * k * k, H * W]``."""
         x = self.source.x.float()
         k, s = self._geometry()
-        return F.unfold(x.view(1, 1, *x.shape[-2:]), k, stride=s)[0]
+        return F.unfold(x.view(1, -1, *x.shape[-2:]), k, stride=s)[0]
 
     def update(self, **kwargs) -> None:
         """Learn from the first spikes of this step that find their filter and place free."""
