@@ -1,4 +1,5 @@
-"""The ``stdp-bench`` command line (Typer): run, tune, show, plot, grids, levels, bench."""
+"""The ``stdp-bench`` command line (Typer): run, tune, show, plot, grids, datasets, levels,
+bench."""
 
 from __future__ import annotations
 
@@ -250,6 +251,31 @@ def grids() -> None:
     for path in sorted(grids_dir().glob("*.toml")):
         spec = load_grid(path)
         typer.echo(f"{path.stem:<12} {len(expand(spec)):>5} cells  {spec.description}")
+
+
+@app.command()
+def datasets(data_dir: DataDirOption = None) -> None:
+    """Every dataset: input shape, classes, and whether its files are under the data root."""
+    from stdp_bench.data import data_root
+    from stdp_bench.data_sources import download_requested, source
+    from stdp_bench.levels import registry
+
+    root = data_root(data_dir)
+    typer.echo(f"data root: {root.resolve()}"
+               f"{' (downloads on: STDP_BENCH_DOWNLOAD=1)' if download_requested() else ''}")
+    typer.echo(f"{'dataset':<16}{'input':<10}{'classes':>7}  files")
+    for level in registry.levels("dataset"):
+        shape = "x".join(map(str, level.shape))
+        src = source(level.name)
+        if src is None:
+            state = "bundled (scikit-learn)"
+        else:
+            missing = src.missing(root)
+            state = (f"present in {src.folder}/" if not missing else
+                     f"missing in {src.folder}/: {', '.join(missing)}")
+        typer.echo(f"{level.name:<16}{shape:<10}{level.n_classes:>7}  {state}")
+    typer.echo("cifar10 is 1x32x32 with color = gray (the default), 3x32x32 with rgb; "
+               "preprocess = dog doubles the channels.")
 
 
 @app.command()

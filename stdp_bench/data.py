@@ -12,8 +12,8 @@ import numpy as np
 
 from stdp_bench import data_sources
 from stdp_bench.config import CellConfig, ConfigError
-from stdp_bench.data_sources import Images, Recordings
 from stdp_bench.levels import registry
+from stdp_bench.levels.datasets.source import Images, Recordings
 from stdp_bench.levels.encoders.events import frames, pack_events
 from stdp_bench.preprocess import dog_on_off
 

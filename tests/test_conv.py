@@ -41,6 +41,34 @@ def test_shapes_and_neuron_counts(arch, k, stride, expect):
 
 
 @pytest.mark.parametrize("arch", ["conv", "local"])
+def test_layers_take_every_channel_of_dog_input(arch):
+    """DoG on/off input (2 channels): each filter spans both channels, local fields hold
+    2 x k x k inputs at the same place in each channel, and learning reaches both."""
+    ds = load_dataset("digits", preprocess="dog")
+    # Twice the inputs per field: twice the total weight keeps a neuron's drive.
+    c = cfg(arch, kernel_size=3, stride=2, conv_norm=4.0)
+    fc = FeatureCell(c, ds.input_shape, 1.0, 10)
+    w = fc.network.connections[("X", "Ae")].w
+    if arch == "conv":
+        assert tuple(w.shape) == (6, 2, 3, 3)
+    else:
+        assert tuple(w.shape) == (128, 6 * 3 * 3)
+        fields = w != 0
+        assert (fields.sum(0) == 2 * 9).all()
+        # The same place in the ON and the OFF map.
+        assert torch.equal(fields[:64], fields[64:])
+        # Normalised to conv_norm per neuron over both channels.
+        assert torch.allclose(w.sum(0), torch.full((54,), 4.0), atol=1e-4)
+    assert fc.filters().shape == (6, 2, 3, 3)
+    before = w.clone()
+    assert fc.train(ds.x_train, ds.y_train, np.arange(15)).exc_spikes.sum() > 0
+    per_channel = (w - before).abs().view(6, 2, -1) if arch == "conv" else \
+        (w - before).abs().view(2, 64, -1).transpose(0, 1)
+    moved = per_channel.amax((0, 2))
+    assert (moved > 1e-3).all(), moved  # both channels learn
+
+
+@pytest.mark.parametrize("arch", ["conv", "local"])
 def test_stdp_changes_filters_and_none_does_not(arch):
     ds = load_dataset("digits")
     moved = {}

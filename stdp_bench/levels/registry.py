@@ -46,7 +46,10 @@ BUILTIN: tuple[str, ...] = (
     "stdp_bench.levels.rules.triplet",
     "stdp_bench.levels.architectures",
     "stdp_bench.levels.readouts",
-    "stdp_bench.levels.datasets",
+    "stdp_bench.levels.datasets.digits",
+    "stdp_bench.levels.datasets.mnist_family",
+    "stdp_bench.levels.datasets.cifar10",
+    "stdp_bench.levels.datasets.nmnist",
 )
 
 # axis -> name -> Level, in registration order; filled once per process by _levels().
