@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from stdp_bench.config import CellConfig
-from stdp_bench.data import cell_subsets, load_dataset
+from stdp_bench.data import cell_dataset, cell_subsets
 from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.readout import predict_readout
 from stdp_bench.train import input_gains, scaled_progress, train_orders
@@ -79,7 +79,7 @@ def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
     R = len(task.cfgs)
     try:
         cfgs = list(task.cfgs)
-        ds = load_dataset(cfgs[0].dataset, task.data_dir)
+        ds = cell_dataset(cfgs[0], task.data_dir)
         subsets = [cell_subsets(ds, c) for c in cfgs]
         replicas = ReplicaSet(cfgs, ds.n_input, input_gains(cfgs, ds), ds.n_classes)
         if task.W is not None:

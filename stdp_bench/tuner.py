@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from stdp_bench.backends import JobContext, TaskKind, check_backend, run_tasks
 from stdp_bench.config import CellConfig, ConfigError, GridSpec, with_settings
-from stdp_bench.grid import Cell, expand
+from stdp_bench.grid import SHAPE_KEYS, Cell, expand
 from stdp_bench.results import (STAGES, STUDY_DB, TRIALS_STEM, rebuild_tables, write_json_atomic,
                                 write_table)
 from stdp_bench.runner import (execute_jobs, pending_jobs, preflight, prepare_out_dir,
@@ -257,7 +257,9 @@ def _tasks(live: list[_Live], lo: int, hi: int, spec: SearchSpec, data_dir: str 
     and split so that every worker gets a share of each group."""
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(live):
-        groups.setdefault((t.config.n_neurons, t.config.time, t.config.dt), []).append(i)
+        # Every shape setting, the dataset and its preprocessing included: a task reads
+        # one dataset for all its trials.
+        groups.setdefault(tuple(getattr(t.config, k) for k in SHAPE_KEYS), []).append(i)
     tasks = []
     for members in groups.values():
         size = max(1, min(max_replicas, -(-len(members) // workers)))

@@ -226,3 +226,31 @@ def test_class_count_drives_readouts_and_confusion(root, tmp_path):
         assert rec["input_shape"] == [channels, 28, 28]
         for readout in rec["readouts"].values():
             assert np.array(readout["confusion"]).shape == (26, 26)
+
+
+def test_tune_reads_each_cells_own_dataset(tmp_path):
+    """Trials of cells with other inputs (here DoG's two channels) never share a task:
+    a DoG cell's trials score the same beside pixel cells as alone."""
+    from stdp_bench.tuner import tune_grid
+
+    def tune(levels: list[str], out: Path) -> pd.DataFrame:
+        grid = parse_grid({
+            "name": "dog_tuned",
+            "settings": {"dataset": "digits", "n_neurons": 8, "time": 30,
+                         "intensity_hz": 256.0, "norm": 10.0, "n_train": 40, "n_label": 60,
+                         "n_test": 60},
+            "factors": {"preprocess": levels},
+            "search": {"trials": 2, "batch": 2, "rungs": [20, 40], "n_label": 60,
+                       "n_val": 60, "seed": 1,
+                       "space": {"inh": {"low": 20.0, "high": 200.0}}}})
+        tune_grid(grid, out, progress=False)
+        return pd.read_parquet(out / "trials.parquet")
+
+    mixed = tune(["none", "dog"], tmp_path / "mixed")
+    alone = tune(["dog"], tmp_path / "alone")
+    dog = mixed[mixed.preprocess == "dog"].sort_values("trial")
+    assert dog.value.notna().all()
+    assert dog.value.tolist() == alone.sort_values("trial").value.tolist()
+    records = [json.loads(p.read_text()) for p in (tmp_path / "mixed" / "cells").glob("*.json")]
+    assert {r["status"] for r in records} == {"ok"}
+    assert sorted(r["input_shape"][0] for r in records) == [1, 1, 2, 2]
