@@ -121,7 +121,7 @@ def tune(
                + ", ".join(f"{n} {state}" for state, n in sorted(outcome.study_states.items())))
     table = outcome.table
     if not table.empty:
-        by = [f for f in spec.factors if f != "seed" and f in table.columns]
+        by = _group_columns(spec.factors, table)
         metric_rows = table[table["readout"] == outcome.metric]
         typer.echo(compare_stages(metric_rows, by).to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
@@ -129,12 +129,21 @@ def tune(
                f"{out_dir}/trials.parquet; studies: sqlite:///{out_dir}/{STUDY_DB}")
 
 
+def _group_columns(factors, table) -> list[str]:
+    """The factors to group by (not seed or stage); where the input varies (dataset,
+    colour, preprocessing), its shape and class count follow them."""
+    by = [f for f in factors if f not in ("seed", "stage") and f in table.columns]
+    if any(f in by for f in ("dataset", "color", "preprocess")):
+        by += [c for c in ("input_shape", "n_classes") if c in table.columns]
+    return by
+
+
 def _print_summary(table, factors) -> None:
     from stdp_bench.results import summarize
 
     if table.empty:
         return
-    by = [f for f in factors if f != "seed" and f in table.columns] + ["readout"]
+    by = _group_columns(factors, table) + ["readout"]
     typer.echo(summarize(table, by).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     bad = table[table["status"] != "ok"].drop_duplicates("cell_id")
     for _, row in bad.iterrows():
@@ -173,7 +182,7 @@ def show(
         table = pd.concat(tables, ignore_index=True)
         table = _filter(table, where or [])
         if not by:
-            by = [f for f in factors if f not in ("seed", "stage")] + ["readout"]
+            by = _group_columns(factors, table) + ["readout"]
         if "stage" in table.columns and "stage" not in by:
             # A tuned grid: default and tuned side by side.
             summary = compare_stages(table, list(by), metric)

@@ -100,11 +100,7 @@ def _prepared(name: str, root: str, download: bool, color: str, preprocess: str,
               events: bool) -> Dataset:
     level = registry.get("dataset", name)
     train, test = _read(name, root, download)
-    c, h, w = level.shape
-    if name == "cifar10" and color == "gray":
-        c = 1
-    if preprocess == "dog":
-        c *= 2
+    c, h, w = data_sources.input_shape(name, color, preprocess)
     xtr, xte = (_split(p, color, preprocess, events, c * h * w) for p in (train, test))
     return Dataset(name, xtr, train.y, xte, test.y, (h, w), level.n_classes, c,
                    events and level.events)

@@ -32,6 +32,20 @@ def source(name: str) -> Source | None:
     return getattr(module, "SOURCES", {}).get(name)
 
 
+def input_shape(name: str, color: str = "gray", preprocess: str = "none"
+                ) -> tuple[int, int, int]:
+    """``(channels, height, width)`` that dataset ``name`` feeds the input layer: grey
+    turns colour into one channel, DoG doubles the channels.
+
+    >>> input_shape("cifar10"), input_shape("cifar10", "rgb", "dog")
+    ((1, 32, 32), (6, 32, 32))
+    """
+    c, h, w = registry.get("dataset", name).shape
+    if color == "gray":
+        c = 1 if c == 3 else c
+    return (2 * c if preprocess == "dog" else c, h, w)
+
+
 def download_requested() -> bool:
     """Whether ``STDP_BENCH_DOWNLOAD=1`` allows fetching missing files."""
     return os.environ.get(DOWNLOAD_ENV, "0") == "1"

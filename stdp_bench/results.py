@@ -204,8 +204,7 @@ def tidy(records: list[dict]) -> pd.DataFrame:
     metric_cols = _first_seen_keys(r.get("metrics") or {} for r in records)
     version_cols = [f"version_{k}" for k in
                     _first_seen_keys((r.get("provenance") or {}).get("versions") or {} for r in records)]
-    # Records written before datasets had channels carry no input shape.
-    data_cols = ["input_shape", "n_classes"] if any("input_shape" in r for r in records) else []
+    data_cols = ["input_shape", "n_classes"]
     columns = list(dict.fromkeys([*CORE_COLUMNS, *(["stage"] if staged else []),
                                   *settings_cols, *data_cols, *metric_cols,
                                   *PROVENANCE_COLUMNS, *version_cols]))
@@ -220,10 +219,8 @@ def tidy(records: list[dict]) -> pd.DataFrame:
             base["stage"] = rec.get("stage")
         # Earlier sources win on a name clash: the seed column comes from settings,
         # not from provenance, and no setting can shadow a core column.
-        shape = rec.get("input_shape")
-        data = {"input_shape": "x".join(map(str, shape)) if shape else None,
-                "n_classes": rec.get("n_classes")} if data_cols else {}
-        for source in (rec.get("settings") or {}, data, rec.get("metrics") or {},
+        settings = _with_late_defaults(rec.get("settings") or {})
+        for source in (settings, _input_columns(rec, settings), rec.get("metrics") or {},
                        {k: prov.get(k) for k in PROVENANCE_COLUMNS},
                        {f"version_{k}": v for k, v in (prov.get("versions") or {}).items()}):
             for key, value in source.items():
@@ -237,6 +234,32 @@ def tidy(records: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=columns)
     df["accuracy"] = df["accuracy"].astype(float)
     return _unify_mixed_columns(df)
+
+
+def _with_late_defaults(settings: dict) -> dict:
+    """A record's settings plus the defaults of settings added after it was written
+    (config.LATE_FIELDS): the code that wrote it ran those defaults."""
+    from stdp_bench.config import _DEFAULTS, LATE_FIELDS
+
+    if not settings:
+        return settings
+    missing = {k: _DEFAULTS[k] for k in LATE_FIELDS if k not in settings
+               and k != "level_settings"}
+    return {**settings, **missing}
+
+
+def _input_columns(rec: dict, settings: dict) -> dict:
+    """``input_shape`` ("CxHxW") and ``n_classes`` of a record; derived from its dataset
+    settings for records written before they were recorded."""
+    from stdp_bench.data_sources import input_shape
+
+    shape, n_classes = rec.get("input_shape"), rec.get("n_classes")
+    name = settings.get("dataset")
+    if shape is None and name in registry.names("dataset"):
+        shape = input_shape(name, settings["color"], settings["preprocess"])
+        n_classes = registry.get("dataset", name).n_classes
+    return {"input_shape": "x".join(map(str, shape)) if shape else None,
+            "n_classes": n_classes}
 
 
 def write_table(df: pd.DataFrame, out_dir: Path, stem: str) -> None:

@@ -254,3 +254,41 @@ def test_tune_reads_each_cells_own_dataset(tmp_path):
     records = [json.loads(p.read_text()) for p in (tmp_path / "mixed" / "cells").glob("*.json")]
     assert {r["status"] for r in records} == {"ok"}
     assert sorted(r["input_shape"][0] for r in records) == [1, 1, 2, 2]
+
+
+def test_download_switch_lets_the_reader_fetch(tmp_path, monkeypatch):
+    """With STDP_BENCH_DOWNLOAD=1 a missing file is the reader's to fetch (no network
+    here, so the reader's failure comes back as one ConfigError naming the folder)."""
+    monkeypatch.setenv("STDP_BENCH_DOWNLOAD", "1")
+    check_present("fashion_mnist", tmp_path)  # no longer refused up front
+    fetched = []
+    src = source("fashion_mnist")
+
+    def offline(root: str, download: bool):
+        fetched.append(download)
+        raise RuntimeError("no network")
+
+    from dataclasses import replace
+
+    from stdp_bench.levels.datasets import mnist_family
+
+    monkeypatch.setitem(mnist_family.SOURCES, "fashion_mnist", replace(src, read=offline))
+    with pytest.raises(ConfigError, match=r"dataset 'fashion_mnist': cannot read .*"
+                       r"FashionMNIST/raw \(RuntimeError: no network\)"):
+        load_dataset("fashion_mnist", tmp_path / "again")
+    assert fetched == [True]
+
+
+@pytest.mark.parametrize("family, architecture", [("ann", "cnn"), ("surrogate", "cnn"),
+                                                  ("ann", "mlp")])
+def test_baselines_take_dog_channels(family, architecture):
+    from stdp_bench.baselines import train_baseline
+    from stdp_bench.config import CellConfig
+
+    ds = load_dataset("digits", preprocess="dog")
+    cfg = CellConfig(family=family, architecture=architecture, encoder="direct",
+                     dataset="digits", preprocess="dog", n_neurons=16, n_filters=4,
+                     kernel_size=3, time=5, epochs=1)
+    result = train_baseline(cfg, ds.x_train[:64], ds.y_train[:64], ds.x_test[:32],
+                            ds.input_shape, ds.n_classes, max_steps=2)
+    assert result.predictions.shape == (32,)
