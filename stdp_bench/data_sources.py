@@ -57,11 +57,12 @@ def check_present(name: str, root: Path) -> None:
     src = source(name)
     missing = src.missing(root) if src is not None else []
     if missing and not download_requested():
+        what = ("no files" if len(missing) == len(src.files) else
+                f"missing {', '.join(missing)}")
         raise ConfigError(
-            f"dataset '{name}': missing in {root / src.folder}: {', '.join(missing)} "
-            f"(expected there: {', '.join(src.files)}); put the files there, point "
-            f"--data-dir or STDP_BENCH_DATA at another root, or set {DOWNLOAD_ENV}=1 to "
-            "download")
+            f"dataset '{name}': {what} in {root / src.folder}; expected there: "
+            f"{', '.join(src.files)}. Put the files there, point --data-dir or "
+            f"STDP_BENCH_DATA at another root, or set {DOWNLOAD_ENV}=1 to download")
 
 
 def read(name: str, root: Path) -> tuple[Images | Recordings, Images | Recordings]:

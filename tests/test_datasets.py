@@ -45,9 +45,9 @@ def test_a_missing_dataset_stops_with_one_line_naming_folder_and_files(name, tmp
         load_dataset(name, tmp_path)
     msg = str(info.value)
     assert msg == (
-        f"dataset '{name}': missing in {tmp_path / src.folder}: {', '.join(src.files)} "
-        f"(expected there: {', '.join(src.files)}); put the files there, point --data-dir "
-        "or STDP_BENCH_DATA at another root, or set STDP_BENCH_DOWNLOAD=1 to download")
+        f"dataset '{name}': no files in {tmp_path / src.folder}; expected there: "
+        f"{', '.join(src.files)}. Put the files there, point --data-dir or STDP_BENCH_DATA "
+        "at another root, or set STDP_BENCH_DOWNLOAD=1 to download")
     assert "\n" not in msg
 
 
@@ -58,8 +58,9 @@ def test_a_missing_file_is_named_alone(root, tmp_path):
     half.mkdir(parents=True)
     for f in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
         (half / f).write_bytes((root / "FashionMNIST" / "raw" / f).read_bytes())
-    with pytest.raises(ConfigError, match=r"missing in .*FashionMNIST/raw: "
-                       r"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte \(expected"):
+    with pytest.raises(ConfigError, match=r"'fashion_mnist': missing t10k-images-idx3-ubyte, "
+                       r"t10k-labels-idx1-ubyte in .*FashionMNIST/raw; expected there: "
+                       r"train-images"):
         check_present("fashion_mnist", tmp_path)
 
 
@@ -69,7 +70,7 @@ def test_the_cli_stops_before_any_work_when_files_are_missing(tmp_path):
                    "--out", str(out), "--quiet"])
     assert res.exit_code == 1
     assert res.output.count("\n") == 1
-    assert re.match(r"error: dataset '(mnist|fashion_mnist)': missing in ", res.output)
+    assert re.match(r"error: dataset '(mnist|fashion_mnist)': no files in ", res.output)
     assert not (out / "cells").exists()
 
 
