@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -499,9 +500,9 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
             "silent_fraction": float((exc_per == 0).mean()),
             "input_spikes_per_sample": float(in_per.mean()),
             # An input spike reaches the filters of every location whose field holds it
-            # (about F * k^2 * H * W / n_input of them); a spike inhibits the F - 1 other
-            # maps at its location.
-            "synops_per_sample": float((in_per * F * k2 * H * W / ds.n_input
+            # (about F * k^2 * H * W / (image height x width) of them, in any channel); a
+            # spike inhibits the F - 1 other maps at its location.
+            "synops_per_sample": float((in_per * F * k2 * H * W / math.prod(ds.image_shape)
                                         + exc_per * (F - 1)).mean()),
             "train_seconds": train_s,
             "eval_seconds": eval_s,
