@@ -263,7 +263,7 @@ def test_search_never_reads_the_test_split(tuned, tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     poisoned = replace(real, x_test=rng.random(real.x_test.shape, dtype=np.float32),
                        y_test=rng.permutation(real.y_test))
-    monkeypatch.setattr(trial_jobs, "load_dataset", lambda name, data_dir=None: poisoned)
+    monkeypatch.setattr(trial_jobs, "cell_dataset", lambda cfg, data_dir=None: poisoned)
     grid = load_grid(_grid(tmp_path))
     tune_grid(grid, tmp_path / "poisoned", progress=False)
     ours = json.loads((tmp_path / "poisoned" / "best.json").read_text())
