@@ -136,8 +136,9 @@ def kernel_for(encoder: str, neuron: str, rule: str) -> ModuleType:
 def encode_dense(X, samples, encoders, keys, rates, seeds, dts, T: int, phase: int,
                  n_in: int):
     """Dense input trains ``[T, B, n_in]`` (bool) and input spike counts ``[B]`` of rows b:
-    sample ``X[samples[b]]`` (an image, or a packed recording) under encoder ``encoders[b]`` at ``rates[b]``, from the
-    counter-based stream of ``seeds[b]`` at key ``keys[b]`` (see ``kernel.encode_dense``).
+    sample ``X[samples[b]]`` (an image, or a packed recording) under encoder
+    ``encoders[b]`` at ``rates[b]``, from the counter-based stream of ``seeds[b]`` at key
+    ``keys[b]`` (see ``kernel.encode_dense``).
 
     The torch engines get their spike trains here, so they see the fused kernel's.
     """

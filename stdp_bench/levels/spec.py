@@ -154,6 +154,10 @@ class Level:
       It may change W only in those inputs' rows at active columns and in the fired
       neurons' columns: the kernel clamps just these entries to [wmin, wmax].
 
+    * dataset: ``SOURCES`` (name -> :class:`~stdp_bench.levels.datasets.source.Source`:
+      folder and files under the data root, and their reader); a dataset without one
+      needs no files (scikit-learn's digits).
+
     A level without ``kernel_*`` steps cannot run on the fused kernel (``kernel`` is
     False), one without BindsNET twins not on the torch engines (``torch`` is False).
     """
