@@ -160,6 +160,9 @@ def test_dog_doubles_the_channels_of_every_image_dataset(root):
     ({"dataset": "nmnist", "encoder": "events", "preprocess": "dog"},
      "preprocess = 'dog' filters images; dataset = 'nmnist' holds event recordings "
      "(use 'none')"),
+    ({"family": "ann", "architecture": "mlp", "dataset": "nmnist", "encoder": "events"},
+     "encoder = 'events' is for the spiking STDP networks; family = 'ann' reads an event "
+     "dataset as frames with encoder = 'direct'"),
     ({"dataset": "mnist", "color": "rgb"},
      "color = 'rgb' needs a colour dataset (cifar10); dataset = 'mnist' is grey"),
 ])
