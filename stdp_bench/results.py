@@ -239,12 +239,12 @@ def tidy(records: list[dict]) -> pd.DataFrame:
 def _with_late_defaults(settings: dict) -> dict:
     """A record's settings plus the defaults of settings added after it was written
     (config.LATE_FIELDS): the code that wrote it ran those defaults."""
-    from stdp_bench.config import _DEFAULTS, LATE_FIELDS
+    from stdp_bench.config import LATE_FIELDS, SETTINGS
 
     if not settings:
         return settings
-    missing = {k: _DEFAULTS[k] for k in LATE_FIELDS if k not in settings
-               and k != "level_settings"}
+    missing = {k: SETTINGS[k].default for k in LATE_FIELDS if k not in settings
+               and k in SETTINGS}
     return {**settings, **missing}
 
 
