@@ -296,3 +296,20 @@ def test_baselines_take_dog_channels(family, architecture):
     result = train_baseline(cfg, ds.x_train[:64], ds.y_train[:64], ds.x_test[:32],
                             ds.input_shape, ds.n_classes, max_steps=2)
     assert result.predictions.shape == (32,)
+
+
+def test_a_run_reads_each_dataset_once(root, tmp_path, monkeypatch):
+    """The preflight's reads serve the jobs: four datasets, four reads."""
+    from stdp_bench import data, data_sources
+
+    data._read.cache_clear()
+    data._prepared.cache_clear()
+    reads = []
+    real = data_sources.read
+    monkeypatch.setattr(data_sources, "read",
+                        lambda name, path: reads.append(name) or real(name, path))
+    res = run_cli(["run", "datasets", "--data-dir", str(root), "--out", str(tmp_path / "o"),
+                   "--quiet", "--set", "n_neurons=10", "--set", "n_train=20",
+                   "--set", "n_label=10", "--set", "n_test=10", "--set", "time=40"])
+    assert res.exit_code == 0, res.output
+    assert sorted(reads) == ["cifar10", "fashion_mnist", "mnist", "nmnist"]
