@@ -311,9 +311,9 @@ def run_scaling(neurons: list[int], *, samples_r1: int = 2000, eval_samples: int
     to the same test images. Sample counts shrink with n (:func:`scaled_count`): at 100
     neurons ours trains on ``5 * samples_r1`` and responds to ``10 * eval_samples``
     images (at least 500 and 2,000 at any size), so that each timing lasts a second or
-    more; stock gets ``stock_samples`` (at least 3). Evaluation of one replica runs its samples in blocks on every core, so
-    ``eval_sps`` is a two-core figure on a two-core machine; training is one network,
-    one sample after the other.
+    more; stock gets ``stock_samples`` (at least 3). Evaluation of one replica runs its
+    samples in blocks on every core, so ``eval_sps`` is a two-core figure on a two-core
+    machine; training is one network, one sample after the other.
 
     Returns ``device``, ``engine``, ``time_steps``, ``neurons`` and, per size n, the keys
     ``train_sps_n{n}``, ``eval_sps_n{n}``, ``train_samples_n{n}``, ``eval_samples_n{n}``

@@ -83,7 +83,7 @@ def _read(name: str, root: str, download: bool) -> tuple[Images | Recordings, ..
 
 
 def _gray(x: np.ndarray) -> np.ndarray:
-    # ITU-R 601 luma, as PIL's convert("L").
+    # ITU-R 601 luma: the weights PIL's convert("L") uses.
     return np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, ([0], [1]))[:, None]
 
 
