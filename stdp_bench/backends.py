@@ -35,7 +35,9 @@ from typing import Any, Callable, Generic, TypeVar
 
 from stdp_bench.config import ConfigError
 from stdp_bench.grid import Job
-from stdp_bench.train import COMMIT_ENV, Execution, error_records, job_samples, run_job
+from stdp_bench.execution import Execution
+from stdp_bench.records import CellRecord
+from stdp_bench.train import COMMIT_ENV, error_records, job_samples, run_job
 
 BACKENDS = ("local", "ray")
 Progress = Callable[[int], None]
@@ -68,16 +70,16 @@ class TaskKind(Generic[T, R]):
     lost: Callable[[T, str], R]
 
 
-def _run(job: Job, on_progress: Progress | None, ctx: JobContext) -> list[dict]:
+def _run(job: Job, on_progress: Progress | None, ctx: JobContext) -> list[CellRecord]:
     return run_job(job, grid=ctx.grid, factors=list(ctx.factors), data_dir=ctx.data_dir,
                    on_progress=on_progress, execution=ctx.execution)
 
 
-def _lost_job(job: Job, message: str, ctx: JobContext) -> list[dict]:
+def _lost_job(job: Job, message: str, ctx: JobContext) -> list[CellRecord]:
     return error_records(job, ctx.grid, list(ctx.factors), message)
 
 
-def grid_jobs(ctx: JobContext) -> TaskKind[Job, list[dict]]:
+def grid_jobs(ctx: JobContext) -> TaskKind[Job, list[CellRecord]]:
     """Grid jobs: each yields its cells' records (error records for a lost job)."""
     return TaskKind(run=partial(_run, ctx=ctx), size=job_samples,
                     lost=partial(_lost_job, ctx=ctx))
@@ -220,7 +222,7 @@ def run_tasks(tasks: list[T], kind: TaskKind[T, R], *, backend: str = "local",
 
 def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", workers: int = 1,
              address: str | None = None, on_progress: Progress | None = None
-             ) -> Iterator[list[dict]]:
+             ) -> Iterator[list[CellRecord]]:
     """Grid jobs on a backend; yields each job's records as it finishes."""
     gpus = 1 if ctx.execution.device == "cuda" else 0
     for _, records in run_tasks(jobs, grid_jobs(ctx), backend=backend, workers=workers,

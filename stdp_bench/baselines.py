@@ -26,9 +26,6 @@ as the STDP engine (``poisson``: Poisson-distributed inter-spike intervals of me
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -37,7 +34,6 @@ from torch import nn
 
 from stdp_bench.config import CellConfig
 from stdp_bench.levels import registry
-from stdp_bench.seeding import global_rngs_seeded
 
 Progress = Callable[[int], None]
 
@@ -55,13 +51,15 @@ def _cnn_flat(image_shape: tuple[int, int]) -> int:
 
 
 class ANN(nn.Module):
-    """ReLU MLP (784-N-10) or CNN (12C5-MP2-64C5-MP2-FC10)."""
+    """ReLU MLP (784-N-10) or, ``convolutional``, CNN (12C5-MP2-64C5-MP2-FC10)."""
+
+    spiking = False
 
     def __init__(self, cfg: CellConfig, n_input: int, input_shape: tuple[int, int, int],
-                 n_classes: int) -> None:
+                 n_classes: int, convolutional: bool) -> None:
         super().__init__()
         self.input_shape = input_shape
-        if cfg.architecture == "mlp":
+        if not convolutional:
             self.body = nn.Sequential(nn.Linear(n_input, cfg.n_neurons), nn.ReLU(),
                                       nn.Linear(cfg.n_neurons, n_classes))
         else:
@@ -82,20 +80,33 @@ class ANN(nn.Module):
                 active = active + (h > 0).flatten(1).sum(1)
         return h, {"active": active}
 
+    def images(self, x: torch.Tensor, gen: torch.Generator
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits of images ``x`` [B, n_input] (the ANN reads pixels as they are)."""
+        return self(x)
+
+    def penalty(self, stats: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """What the loss adds to the cross-entropy: nothing."""
+        return 0.0
+
 
 class SurrogateSNN(nn.Module):
     """LIF spiking MLP or CNN (snnTorch ``Leaky``) with a membrane-potential readout."""
 
+    spiking = True
+
     def __init__(self, cfg: CellConfig, n_input: int, input_shape: tuple[int, int, int],
-                 n_classes: int) -> None:
+                 n_classes: int, convolutional: bool) -> None:
         import snntorch as snn
         from snntorch import surrogate
 
         super().__init__()
         self.input_shape = input_shape
         self.beta = cfg.surrogate_beta
+        self.cfg = cfg
+        self.steps = max(1, int(cfg.time / cfg.dt))
         grad = surrogate.fast_sigmoid(slope=cfg.surrogate_slope)
-        if cfg.architecture == "mlp":
+        if not convolutional:
             self.convs = nn.ModuleList()
             self.fcs = nn.ModuleList([nn.Linear(n_input, cfg.n_neurons)])
             out_in = cfg.n_neurons
@@ -145,6 +156,20 @@ class SurrogateSNN(nn.Module):
             v_sq = v_sq + (v_out ** 2).mean()
         return v_sum / T, {"spikes": spikes, "synops": synops, "v_sq": v_sq / T}
 
+    def images(self, x: torch.Tensor, gen: torch.Generator
+               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits of images ``x`` [B, n_input], encoded by the cell's encoder."""
+        c = self.cfg
+        return self(encode_batch(x, c.encoder, self.steps, c.intensity_hz, c.dt, gen))
+
+    def penalty(self, stats: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        """The membrane-potential regulariser ``mem_reg * mean(v_out^2)``."""
+        return self.cfg.mem_reg * stats["v_sq"] if self.cfg.mem_reg > 0 else 0.0
+
+
+# The model of each gradient-trained family (the ``family`` setting's choices).
+MODELS: dict[str, type[ANN] | type[SurrogateSNN]] = {"ann": ANN, "surrogate": SurrogateSNN}
+
 
 def encode_batch(x: torch.Tensor, encoder: str, time_steps: int, rate_hz: float,
                  dt: float, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -157,121 +182,8 @@ def encode_batch(x: torch.Tensor, encoder: str, time_steps: int, rate_hz: float,
     return module.torch_encode_batch(x, time_steps, rate_hz, dt, gen)
 
 
-@dataclass
-class BaselineResult:
-    """What a trained baseline reports back to the runner."""
-
-    predictions: np.ndarray
-    metrics: dict[str, float]
-    final_loss: float
-    losses: list[float]
-
-
-def train_baseline(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray,
-                   x_test: np.ndarray, input_shape: tuple[int, int, int], n_classes: int,
-                   device: str = "cpu", on_progress: Progress | None = None,
-                   max_steps: int | None = None) -> BaselineResult:
-    """Train ``cfg``'s baseline on ``(x_train, y_train)`` and predict ``x_test``.
-
-    Adam at ``lr``, minibatches of ``batch_size``, ``epochs`` passes, everything seeded
-    by ``cfg.seed``. ``max_steps`` stops early (tests).
-    """
-    # Layers initialise from torch's global generator: seeded here, restored after.
-    with global_rngs_seeded(cfg.seed, cuda=str(device).startswith("cuda")):
-        return _train(cfg, x_train, y_train, x_test, input_shape, n_classes, device=device,
-                      on_progress=on_progress, max_steps=max_steps)
-
-
-def _train(cfg: CellConfig, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-           input_shape: tuple[int, int, int], n_classes: int, *, device: str,
-           on_progress: Progress | None, max_steps: int | None) -> BaselineResult:
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    n_input = x_train.shape[1]
-    model_cls = SurrogateSNN if cfg.family == "surrogate" else ANN
-    model = model_cls(cfg, n_input, input_shape, n_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps = max(1, int(cfg.time / cfg.dt))
-    xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32)).to(device)
-    yt = torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.int64)).to(device)
-    order_gen = np.random.default_rng([cfg.seed, 5])
-
-    def run(xb: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if cfg.family == "surrogate":
-            return model(encode_batch(xb, cfg.encoder, steps, cfg.intensity_hz, cfg.dt, gen))
-        return model(xb)
-
-    losses: list[float] = []
-    done = 0
-    t0 = time.perf_counter()
-    model.train()
-    for _ in range(cfg.epochs):
-        perm = torch.from_numpy(order_gen.permutation(len(xt))).to(device)
-        for lo in range(0, len(xt), cfg.batch_size):
-            idx = perm[lo:lo + cfg.batch_size]
-            logits, stats = run(xt[idx])
-            loss = nn.functional.cross_entropy(logits, yt[idx])
-            if cfg.family == "surrogate" and cfg.mem_reg > 0:
-                loss = loss + cfg.mem_reg * stats["v_sq"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"loss became {value} at minibatch {len(losses) + 1}")
-            losses.append(value)
-            if on_progress is not None:
-                on_progress(len(idx))
-            done += 1
-            if max_steps is not None and done >= max_steps:
-                break
-        if max_steps is not None and done >= max_steps:
-            break
-    train_s = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    model.eval()
-    preds, spikes, synops = [], [], []
-    xe = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32)).to(device)
-    with torch.no_grad():
-        for lo in range(0, len(xe), 1000):
-            logits, stats = run(xe[lo:lo + 1000])
-            preds.append(logits.argmax(1).cpu())
-            if cfg.family == "surrogate":
-                spikes.append(stats["spikes"].cpu())
-                synops.append(stats["synops"].cpu())
-            else:
-                spikes.append(stats["active"].cpu())
-            if on_progress is not None:
-                on_progress(len(logits))
-    eval_s = time.perf_counter() - t0
-    n_params = sum(p.numel() for p in model.parameters())
-    act = torch.cat(spikes).float()
-    if cfg.family == "surrogate":
-        ops = float(torch.cat(synops).mean())
-        in_ops = _input_synops(model, xe, cfg, steps, gen)
-    else:
-        # Multiply-accumulates of one forward pass: each weight is used once (MLP) or
-        # once per output position (CNN).
-        ops = float(_ann_macs(model, input_shape[1:]))
-        in_ops = 0.0
-    metrics = {
-        "n_test": int(len(xe)),
-        # "Spikes" of an ANN are its non-zero ReLU activations.
-        "exc_spikes_per_sample": float(act.mean()),
-        "silent_fraction": float((act == 0).float().mean()),
-        "synops_per_sample": ops + in_ops,
-        "train_seconds": train_s,
-        "eval_seconds": eval_s,
-        "n_params": float(n_params),
-        "final_loss": losses[-1] if losses else float("nan"),
-        "minibatches": float(len(losses)),
-    }
-    return BaselineResult(torch.cat(preds).numpy(), metrics,
-                          losses[-1] if losses else float("nan"), losses)
-
-
-def _input_synops(model: nn.Module, xe: torch.Tensor, cfg: CellConfig, steps: int,
-                  gen: torch.Generator) -> float:
+def input_synops(model: nn.Module, xe: torch.Tensor, cfg: CellConfig, steps: int,
+                 gen: torch.Generator) -> float:
     """Synaptic operations of the input layer per sample: input events x fan-out."""
     sample = xe[: min(200, len(xe))]
     with torch.no_grad():
@@ -282,7 +194,7 @@ def _input_synops(model: nn.Module, xe: torch.Tensor, cfg: CellConfig, steps: in
     return events * fan
 
 
-def _ann_macs(model: nn.Module, image_shape: tuple[int, int]) -> int:
+def ann_macs(model: nn.Module, image_shape: tuple[int, int]) -> int:
     total = 0
     h, w = image_shape
     for layer in model.modules():

@@ -36,7 +36,9 @@ import numpy as np
 import torch
 
 from stdp_bench.config import CellConfig, ConfigError
-from stdp_bench.train import Execution, input_gains
+from stdp_bench.execution import Execution
+from stdp_bench.protocol import input_gains
+from stdp_bench.trainers import trainer_of
 
 # Presentations run before the clock starts (stock), and samples per warm-up call (ours).
 STOCK_WARMUP = 3
@@ -184,13 +186,8 @@ def _stock(ds, cfg: CellConfig, n: int, device: str) -> tuple[float, float, int]
 
 
 def _replica_set(cfgs: list[CellConfig], ds, gains: list[float], execution: Execution):
-    if execution.engine == "torch":
-        from stdp_bench.engine.torch_engine import TorchReplicaSet
-
-        return TorchReplicaSet(cfgs, ds.n_input, gains, ds.n_classes, device=execution.device)
-    from stdp_bench.engine.kernel_engine import ReplicaSet
-
-    return ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)
+    # The engine a run of these cells would get (the protocol's trainer picks it).
+    return trainer_of(cfgs[0]).build(cfgs, ds, gains, execution)
 
 
 def _sync(execution: Execution) -> None:

@@ -60,7 +60,7 @@ def run(
     from stdp_bench.runner import run_grid
 
     try:
-        from stdp_bench.train import Execution
+        from stdp_bench.execution import Execution
 
         execution = Execution.resolve(device, engine)
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
@@ -176,7 +176,7 @@ def show(
                 raise ConfigError(f"{results_dir} has no cells/ folder: not a results folder")
             tables.append(read_table(results_dir))
             records = load_records(results_dir)
-            for f in (records[0]["factors"] if records else []):
+            for f in (records[0].factors if records else []):
                 if f not in factors:
                     factors.append(f)
         table = pd.concat(tables, ignore_index=True)

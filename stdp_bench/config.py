@@ -301,8 +301,12 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
     if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
         raise ConfigError(f"{where}: time = {cfg.time!r} is not a multiple of dt = "
                           f"{cfg.dt!r}; a presentation must be a whole number of steps")
-    if cfg.curve_every and arch.trainer != "replicas":
-        allowed = [a.name for a in registry.levels("architecture") if a.trainer == "replicas"]
+    from stdp_bench.trainers import trainer_of  # trainers read this module's settings
+
+    trainer = trainer_of(cfg)
+    if cfg.curve_every and not trainer.curve:
+        allowed = [a.name for a in registry.levels("architecture")
+                   if registry.load_ref(a.trainer, a.name).curve]
         raise ConfigError(f"{where}: curve_every = {cfg.curve_every} (a learning curve) is "
                           f"not available for architecture = {cfg.architecture!r}; "
                           f"allowed for: {', '.join(allowed)}")
@@ -313,28 +317,7 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
         raise ConfigError(
             f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
             f"allowed for stdp: {', '.join(allowed)}")
-    if arch.trainer == "features":
-        rule = registry.get("rule", cfg.rule)
-        if rule.supervised:
-            raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
-                              f"architecture = {cfg.architecture!r} (its class gate needs "
-                              "the dc2015 layout)")
-        if hasattr(registry.module(encoder), "input_gain"):
-            raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is not available for "
-                              f"architecture = {cfg.architecture!r} (its input gain needs "
-                              "the replica engine)")
-        # The feature maps run BindsNET's own rule classes (the level's stock_rule).
-        if not hasattr(registry.module(rule), "stock_rule"):
-            raise ConfigError(f"{where}: rule = {cfg.rule!r} has no BindsNET rule "
-                              f"(stock_rule), which architecture = {cfg.architecture!r} "
-                              "runs on")
-        try:
-            integrate_and_fire_params(cfg)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if cfg.min_spikes > 0:
-            raise ConfigError(f"{where}: min_spikes = {cfg.min_spikes} (retries) is not "
-                              f"available for architecture = {cfg.architecture!r}; use 0")
+    trainer.check(cfg, where)
 
 
 def _check_data(cfg: CellConfig, encoder: Level, where: str) -> None:

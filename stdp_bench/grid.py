@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from stdp_bench.config import CellConfig, ConfigError, GridSpec, check_cell, make_cell
 from stdp_bench.levels import registry
-from stdp_bench.results import record_key
+from stdp_bench.records import record_key
+from stdp_bench.trainers import trainer_of
 
 # Settings that fix tensor shapes and the sample schedule: cells that agree on all of
 # them can be trained together as independent replicas in one job.
@@ -79,8 +80,8 @@ def group_jobs(cells: list[Cell], max_replicas: int = 64) -> list[Job]:
         # (torch-only plugin levels) on the torch engine: separate jobs.
         key += (all(registry.get(axis, getattr(cell.config, axis)).kernel
                     for axis in ("encoder", "neuron", "rule")),)
-        if registry.get("architecture", cell.config.architecture).trainer != "replicas":
-            key = (cell.cell_id,)  # no replica engine for these: one cell per job
+        if not trainer_of(cell.config).groups:
+            key = (cell.cell_id,)  # an engine of one cell: one cell per job
         groups.setdefault(key, []).append(cell)
     jobs = []
     for members in groups.values():

@@ -22,6 +22,7 @@ from matplotlib.colors import Colormap, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from stdp_bench import results  # noqa: E402
+from stdp_bench.records import CellRecord, Status  # noqa: E402
 
 FIGURES_DIR = "figures"
 NAN_COLOUR = "lightgrey"
@@ -216,14 +217,14 @@ def confusion_matrix_plot(confusion: list[list[int]] | np.ndarray, path: Path, t
     return save_figure(fig, path)
 
 
-def _record_factors(records: list[dict]) -> list[str]:
+def _record_factors(records: list[CellRecord]) -> list[str]:
     names: dict[str, None] = {}
     for rec in records:
-        names.update(dict.fromkeys(rec.get("factors") or []))
+        names.update(dict.fromkeys(rec.factors))
     return list(names)
 
 
-def _choose_axes(df: pd.DataFrame, records: list[dict], x: str, y: str,
+def _choose_axes(df: pd.DataFrame, records: list[CellRecord], x: str, y: str,
                  facet: str | None) -> tuple[str, str]:
     """Keep x and y where they are columns; fill the others from the grid's varied factors."""
     if x in df.columns and y in df.columns:
@@ -244,22 +245,20 @@ def _choose_axes(df: pd.DataFrame, records: list[dict], x: str, y: str,
     return new_x, new_y
 
 
-def _key(record: dict) -> str:
-    return results.record_key(record["cell_id"], record.get("stage"))
-
-
-def _levels_label(record: dict) -> str:
-    settings = record.get("settings") or {}
+def _levels_label(record: CellRecord) -> str:
     # "stage" (tuned grids) is a factor of the record, not a setting.
-    return ", ".join(f"{f}={settings.get(f, record.get(f))}" for f in record.get("factors") or [])
+    return ", ".join(f"{f}={record.settings.get(f, getattr(record, f, None))}"
+                     for f in record.factors)
 
 
-def _best_record(records: list[dict], readout: str) -> tuple[dict, float] | None:
-    best: tuple[dict, float] | None = None
-    for rec in sorted(records, key=lambda r: str(r.get("cell_id"))):
-        entry = (rec.get("readouts") or {}).get(readout) or {}
-        acc = entry.get("accuracy")
-        if rec.get("status") != "ok" or acc is None or not np.isfinite(acc) or "confusion" not in entry:
+def _best_record(records: list[CellRecord], readout: str
+                 ) -> tuple[CellRecord, float] | None:
+    best: tuple[CellRecord, float] | None = None
+    for rec in sorted(records, key=lambda r: str(r.cell_id)):
+        entry = rec.readouts.get(readout)
+        acc = None if entry is None else entry.accuracy
+        if rec.status is not Status.OK or acc is None or not np.isfinite(acc) \
+                or not entry.confusion:
             continue
         if best is None or acc > best[1]:  # strict: ties go to the smallest cell_id
             best = (rec, float(acc))
@@ -287,17 +286,16 @@ def learning_curve(df: pd.DataFrame, *, x: str = "n_train", metric: str = "accur
     return save_figure(fig, path)
 
 
-def training_curves(records: list[dict], path: Path,
+def training_curves(records: list[CellRecord], path: Path,
                     readouts: tuple[str, ...] = ("proportion_weighting", "linear"),
                     title: str = "") -> Path:
     """Test accuracy against training presentations from the records' ``curve`` points
     (``curve_every``): one line per cell without its seed (mean over seeds, min-max band)
     and readout."""
-    groups: dict[str, list[dict]] = {}
+    groups: dict[str, list[CellRecord]] = {}
     for rec in records:
-        if rec.get("status") == "ok" and rec.get("curve"):
-            label = ", ".join(f"{f}={(rec.get('settings') or {}).get(f)}"
-                              for f in rec.get("factors") or [] if f != "seed")
+        if rec.status is Status.OK and rec.curve:
+            label = ", ".join(f"{f}={rec.settings.get(f)}" for f in rec.factors if f != "seed")
             groups.setdefault(label, []).append(rec)
     if not groups:
         raise ValueError("no record has learning-curve points (set curve_every)")
@@ -307,8 +305,8 @@ def training_curves(records: list[dict], path: Path,
     for g, (label, recs) in enumerate(sorted(groups.items())):
         colour = f"C{g}"
         for s, readout in enumerate(readouts):
-            rows = [(p["train_samples"], p["accuracy"].get(readout))
-                    for rec in recs for p in rec["curve"]]
+            rows = [(p.train_samples, p.accuracy.get(readout))
+                    for rec in recs for p in rec.curve]
             frame = pd.DataFrame(rows, columns=["samples", "acc"]).dropna()
             if frame.empty:
                 continue
@@ -361,30 +359,30 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
     if curve is not None:
         written.append(learning_curve(df, x=curve, metric=metric,
                                       path=fig_dir / f"curve_{metric}_{curve}.png",
-                                      title=f"{metric} against {curve} ({records[0].get('grid')})"))
-    if any(r.get("curve") for r in records):
+                                      title=f"{metric} against {curve} ({records[0].grid})"))
+    if any(r.curve for r in records):
         written.append(training_curves(records, fig_dir / "curve_training.png",
                                        title=f"test accuracy during training "
-                                             f"({records[0].get('grid')})"))
+                                             f"({records[0].grid})"))
     chosen = records
     if fields == "none":
         chosen = []
     elif fields == "best":
         keep = set()
-        by_arch: dict[object, list[dict]] = {}
+        by_arch: dict[object, list[CellRecord]] = {}
         for rec in records:
-            by_arch.setdefault((rec.get("settings") or {}).get("architecture"), []).append(rec)
+            by_arch.setdefault(rec.settings.get("architecture"), []).append(rec)
         for group in by_arch.values():
             top = _best_record(group, readout) or _best_record(group, "linear")
             if top is not None:
-                keep.add(_key(top[0]))
-        chosen = [r for r in records if _key(r) in keep]
+                keep.add(top[0].key)
+        chosen = [r for r in records if r.key in keep]
     for rec in chosen:
-        arts = rec.get("artifacts") or {}
-        cell_id = _key(rec)
+        arts = rec.artifacts
+        cell_id = rec.key
         rel = arts.get("weights")
         if rel and (out_dir / rel).is_file():
-            written.append(receptive_fields(np.load(out_dir / rel), tuple(rec["image_shape"]),
+            written.append(receptive_fields(np.load(out_dir / rel), tuple(rec.image_shape),
                                             fig_dir / f"receptive_fields_{cell_id}.png",
                                             title=f"{cell_id}\n{_levels_label(rec)}"))
         rel = arts.get("filters")
@@ -399,8 +397,8 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
     if best is not None:
         rec, acc = best
         written.append(confusion_matrix_plot(
-            rec["readouts"][readout]["confusion"], fig_dir / "confusion_best.png",
-            title=f"best {readout}: {100 * acc:.1f}% ({rec['cell_id']})\n{_levels_label(rec)}"))
+            rec.readouts[readout].confusion, fig_dir / "confusion_best.png",
+            title=f"best {readout}: {100 * acc:.1f}% ({rec.cell_id})\n{_levels_label(rec)}"))
     return written
 
 

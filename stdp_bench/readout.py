@@ -13,6 +13,7 @@ The ``linear`` readout is a logistic regression on spike counts.
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import numpy as np
 import torch
@@ -22,12 +23,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from stdp_bench.config import CellConfig
+from stdp_bench.engine.responses import ReplicaResponses
 from stdp_bench.levels import registry
+from stdp_bench.levels.spec import Level
 from stdp_bench.seeding import global_rngs_seeded
 
-READOUTS = registry.names("readout")
-# Extra readouts of conv / local cells (per filter; pooled linear probe when pool > 1).
-FEATURE_READOUTS = ("filter_proportion", "linear_pooled")
+Predictor = Callable[[ReplicaResponses | None, np.ndarray | None, ReplicaResponses, int,
+                      CellConfig], np.ndarray | None]
 # The dense n-gram score array holds n_neurons ** n x n_classes numbers; above this the
 # readout is skipped (its accuracy is left empty) rather than exhausting memory.
 NGRAM_MAX_CELLS = 50_000_000
@@ -116,92 +119,111 @@ def _labels(label_counts: np.ndarray, label_y: np.ndarray, n_classes: int, seed:
         return assign_labels(_as_raster(label_counts), torch.as_tensor(label_y), n_classes)
 
 
-def _all_activity(label_counts, label_y, label_events, label_n_events, test_counts,
-                  test_events, test_n_events, n_classes, ngram_n, seed):
-    assignments, _, _ = _labels(label_counts, label_y, n_classes, seed)
-    return all_activity(_as_raster(test_counts), assignments, n_classes).numpy()
+# Predictors of the readout levels (stdp_bench/levels/readouts.py names them). Each fits
+# on the labelling responses ``fit`` (None for readouts of an output layer) with their
+# labels ``fit_y`` and predicts the test responses; -1 is an abstention, and None means
+# the readout does not apply to this cell (its accuracy is left out).
+
+def all_activity_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
+                         n_classes: int, cfg: CellConfig) -> np.ndarray:
+    """BindsNET's all-activity vote of the labelled neurons."""
+    assignments, _, _ = _labels(fit.counts, fit_y, n_classes, cfg.seed)
+    return all_activity(_as_raster(test.counts), assignments, n_classes).numpy()
 
 
-def _proportion_weighting(label_counts, label_y, label_events, label_n_events, test_counts,
-                          test_events, test_n_events, n_classes, ngram_n, seed):
-    assignments, proportions, _ = _labels(label_counts, label_y, n_classes, seed)
-    return proportion_weighting(_as_raster(test_counts), assignments, proportions,
+def proportion_weighting_readout(fit: ReplicaResponses, fit_y: np.ndarray,
+                                 test: ReplicaResponses, n_classes: int, cfg: CellConfig
+                                 ) -> np.ndarray:
+    """BindsNET's vote weighted by each neuron's class proportions."""
+    assignments, proportions, _ = _labels(fit.counts, fit_y, n_classes, cfg.seed)
+    return proportion_weighting(_as_raster(test.counts), assignments, proportions,
                                 n_classes).numpy()
 
 
-def _ngram(label_counts, label_y, label_events, label_n_events, test_counts, test_events,
-           test_n_events, n_classes, ngram_n, seed):
-    if label_counts.shape[1] ** ngram_n * n_classes > NGRAM_MAX_CELLS:
+def ngram_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
+                  n_classes: int, cfg: CellConfig) -> np.ndarray | None:
+    """n-grams of the firing order; None when the score array would exceed
+    ``NGRAM_MAX_CELLS``."""
+    n_neurons = fit.counts.shape[1]
+    if n_neurons ** cfg.ngram_n * n_classes > NGRAM_MAX_CELLS:
         return None
-    scores = ngram_scores(label_events, label_n_events, label_y, n_classes, ngram_n,
-                          label_counts.shape[1])
-    return ngram_predict(test_events, test_n_events, scores, n_classes, ngram_n)
+    scores = ngram_scores(fit.events, fit.n_events, fit_y, n_classes, cfg.ngram_n, n_neurons)
+    return ngram_predict(test.events, test.n_events, scores, n_classes, cfg.ngram_n)
 
 
-def _linear(label_counts, label_y, label_events, label_n_events, test_counts, test_events,
-            test_n_events, n_classes, ngram_n, seed):
-    return linear_probe(label_counts, label_y, test_counts, seed)
+def linear_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
+                   n_classes: int, cfg: CellConfig) -> np.ndarray:
+    """Logistic regression on spike counts."""
+    return linear_probe(fit.counts, fit_y, test.counts, cfg.seed)
 
 
-# One predictor per level of the readout axis (stdp_bench/levels/readouts.py).
-PREDICTORS = {"all_activity": _all_activity, "proportion_weighting": _proportion_weighting,
-              "ngram": _ngram, "linear": _linear}
+def _per_map(resp: ReplicaResponses) -> np.ndarray:
+    F, H, W = resp.shape
+    return resp.counts.reshape(len(resp.counts), F, H * W).sum(2)
 
 
-def predict_readout(name: str, label_counts: np.ndarray, label_y: np.ndarray,
-                    label_events: np.ndarray, label_n_events: np.ndarray,
-                    test_counts: np.ndarray, test_events: np.ndarray,
-                    test_n_events: np.ndarray, n_classes: int, ngram_n: int, seed: int
-                    ) -> np.ndarray | None:
-    """One readout fitted on the labelling responses, predicting the test responses.
+def filter_proportion_readout(fit: ReplicaResponses, fit_y: np.ndarray,
+                              test: ReplicaResponses, n_classes: int, cfg: CellConfig
+                              ) -> np.ndarray:
+    """BindsNET's label assignment and proportion weighting on each feature map's spikes
+    summed over places."""
+    with global_rngs_seeded(cfg.seed):  # assign_labels breaks ties with torch noise
+        assignments, proportions, _ = assign_labels(_as_raster(_per_map(fit)),
+                                                    torch.as_tensor(fit_y), n_classes)
+    return proportion_weighting(_as_raster(_per_map(test)), assignments, proportions,
+                                n_classes).numpy().astype(np.int64)
 
-    None for ``ngram`` when its dense score array would exceed ``NGRAM_MAX_CELLS``.
+
+def linear_pooled_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
+                          n_classes: int, cfg: CellConfig) -> np.ndarray | None:
+    """The linear probe on counts summed over ``pool x pool`` blocks of places, per map;
+    None when ``pool`` is 1 (it would be the linear readout)."""
+    if cfg.pool <= 1:
+        return None
+    F, H, W = fit.shape
+    pool = cfg.pool
+
+    def pooled(c: np.ndarray) -> np.ndarray:
+        t = torch.as_tensor(c, dtype=torch.float32).view(len(c), F, H, W)
+        return (torch.nn.functional.avg_pool2d(t, pool, ceil_mode=True) * pool * pool
+                ).flatten(1).numpy()
+
+    return linear_probe(pooled(fit.counts), fit_y, pooled(test.counts), cfg.seed)
+
+
+def output_readout(fit: ReplicaResponses | None, fit_y: np.ndarray | None,
+                   test: ReplicaResponses, n_classes: int, cfg: CellConfig) -> np.ndarray:
+    """The class of the largest output (a gradient-trained network's own decision)."""
+    return test.outputs.argmax(1)
+
+
+def readout_levels(family: str, provides: tuple[str, ...]) -> list[Level]:
+    """The readout levels that score a cell of ``family`` whose engine fills the response
+    kinds ``provides`` (plugins included).
+
+    >>> [lv.name for lv in readout_levels("stdp", ("counts", "events"))]
+    ['all_activity', 'proportion_weighting', 'ngram', 'linear']
     """
-    predictor = PREDICTORS.get(name)
-    if predictor is None:
-        raise ValueError(f"unknown readout '{name}'; allowed: {', '.join(READOUTS)}")
-    pred = predictor(label_counts, label_y, label_events, label_n_events, test_counts,
-                     test_events, test_n_events, n_classes, ngram_n, seed)
-    return None if pred is None else np.asarray(pred, dtype=np.int64)
+    return [lv for lv in registry.levels("readout")
+            if family in lv.families and set(lv.reads) <= set(provides)]
 
 
-def predict_all(label_counts: np.ndarray, label_y: np.ndarray, label_events: np.ndarray,
-                label_n_events: np.ndarray, test_counts: np.ndarray,
-                test_events: np.ndarray, test_n_events: np.ndarray, n_classes: int,
-                ngram_n: int, seed: int) -> dict[str, np.ndarray]:
-    """Fit every readout on the labelling responses and predict the test responses."""
-    preds = {name: predict_readout(name, label_counts, label_y, label_events,
-                                   label_n_events, test_counts, test_events, test_n_events,
-                                   n_classes, ngram_n, seed)
-             for name in READOUTS}
-    return {k: v for k, v in preds.items() if v is not None}
+def predictor(level: Level) -> Predictor:
+    """The readout level's predictor function."""
+    return registry.load_ref(level.predictor, f"readout {level.name!r} predictor")
 
 
-def feature_predictions(label_counts: np.ndarray, label_y: np.ndarray,
-                        test_counts: np.ndarray, shape: tuple[int, int, int], pool: int,
-                        n_classes: int, seed: int) -> dict[str, np.ndarray]:
-    """Readouts of feature maps ``shape = (F, H, W)`` (counts are ``[N, F * H * W]``).
-
-    ``filter_proportion``: BindsNET's label assignment and proportion weighting on each
-    filter's spikes summed over locations. ``linear_pooled`` (``pool > 1``): the linear
-    probe on counts summed over ``pool x pool`` blocks of locations, per filter.
-    """
-    F, H, W = shape
-    lab = label_counts.reshape(len(label_counts), F, H * W).sum(2)
-    tst = test_counts.reshape(len(test_counts), F, H * W).sum(2)
-    with global_rngs_seeded(seed):  # assign_labels breaks ties with torch noise
-        assignments, proportions, _ = assign_labels(_as_raster(lab),
-                                                    torch.as_tensor(label_y), n_classes)
-    out = {"filter_proportion": proportion_weighting(
-        _as_raster(tst), assignments, proportions, n_classes).numpy().astype(np.int64)}
-    if pool > 1:
-        def pooled(c: np.ndarray) -> np.ndarray:
-            t = torch.as_tensor(c, dtype=torch.float32).view(len(c), F, H, W)
-            return (torch.nn.functional.avg_pool2d(t, pool, ceil_mode=True) * pool * pool
-                    ).flatten(1).numpy()
-        out["linear_pooled"] = linear_probe(pooled(label_counts), label_y,
-                                            pooled(test_counts), seed)
-    return out
+def predict(levels: list[Level], fit: ReplicaResponses | None, fit_y: np.ndarray | None,
+            test: ReplicaResponses, n_classes: int, cfg: CellConfig
+            ) -> dict[str, np.ndarray]:
+    """Every readout of ``levels`` fitted on ``fit`` and predicting ``test``; readouts that
+    do not apply (their predictor returned None) are left out."""
+    preds = {}
+    for level in levels:
+        pred = predictor(level)(fit, fit_y, test, n_classes, cfg)
+        if pred is not None:
+            preds[level.name] = np.asarray(pred, dtype=np.int64)
+    return preds
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:

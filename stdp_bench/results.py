@@ -14,16 +14,14 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from stdp_bench.levels import registry
-
-# From the registry (no torch): analysing results must work on a machine without it.
-READOUTS = registry.names("readout")
-# Gradient-trained baselines (family ann / surrogate) read out through their output layer.
-BASELINE_READOUTS = ("output",)
+from stdp_bench.records import (SCHEMA, CellRecord, CurvePoint, Provenance, ReadoutScore,
+                                Status, record_key)
 
 CELLS_DIR = "cells"
 TABLE_STEM = "results"  # results.parquet and results.csv
@@ -74,30 +72,80 @@ def write_json_atomic(path: Path, obj: dict) -> None:
     _replace_atomically(path, write)
 
 
-def record_key(cell_id: str, stage: str | None) -> str:
-    """Name of a cell's record: ``cell_id``, or ``STAGE-cell_id`` for a cell of a tuned
-    grid's final runs (its default and tuned settings may coincide, so the stage keeps
-    the two records apart).
-
-    >>> record_key("0123abcd4567", None), record_key("0123abcd4567", "tuned")
-    ('0123abcd4567', 'tuned-0123abcd4567')
-    """
-    return cell_id if stage is None else f"{stage}-{cell_id}"
-
-
-def _key_of(record: dict) -> str:
-    cell_id = record.get("cell_id")
+def _checked_key(record: CellRecord) -> str:
+    cell_id = record.cell_id
     if not isinstance(cell_id, str) or not cell_id or Path(cell_id).name != cell_id \
             or cell_id.startswith("."):
         raise ValueError(f"record has no usable cell_id (got {cell_id!r})")
-    return record_key(cell_id, record.get("stage"))
+    return record.key
 
 
-def write_record(out_dir: Path, record: dict) -> Path:
+_RECORD_FIELDS = ("schema", "cell_id", "grid", "status", "error", "factors", "settings",
+                  "image_shape", "input_shape", "n_classes", "metrics", "readouts",
+                  "provenance", "artifacts", "stage", "curve")
+_PROVENANCE_FIELDS = ("seed", "config_hash", "versions", "commit", "started", "ended",
+                      "job_id", "replicas", "device", "engine")
+
+
+def record_to_json(record: CellRecord) -> dict[str, Any]:
+    """The record as the JSON object stored in ``cells/KEY.json`` (arrays left out).
+
+    >>> rec = CellRecord(cell_id="0123abcd4567", grid="g", settings={"seed": 1},
+    ...                  provenance=Provenance(seed=1, engine="kernel"))
+    >>> record_from_json(record_to_json(rec)) == rec
+    True
+    """
+    p = record.provenance
+    prov = {name: getattr(p, name) for name in _PROVENANCE_FIELDS} | p.extra
+    out: dict[str, Any] = {
+        "schema": record.schema, "cell_id": record.cell_id, "grid": record.grid,
+        "status": record.status.value, "error": record.error,
+        "factors": list(record.factors), "settings": record.settings,
+        "image_shape": record.image_shape, "input_shape": record.input_shape,
+        "n_classes": record.n_classes, "metrics": record.metrics,
+        "readouts": {name: {"accuracy": s.accuracy, "confusion": s.confusion}
+                     for name, s in record.readouts.items()},
+        "provenance": prov, "artifacts": record.artifacts}
+    if record.stage is not None:
+        out["stage"] = record.stage
+    if record.curve is not None:
+        out["curve"] = [{"train_samples": c.train_samples, "accuracy": c.accuracy}
+                        for c in record.curve]
+    return out | record.extra
+
+
+def record_from_json(data: dict[str, Any]) -> CellRecord:
+    """A :class:`CellRecord` from a stored JSON object (schema 1 or 2); fields this
+    version does not know are kept in ``extra`` and written back unchanged."""
+    prov = dict(data.get("provenance") or {})
+    readouts = {}
+    for name, score in (data.get("readouts") or {}).items():
+        score = score if isinstance(score, dict) else {}
+        acc = score.get("accuracy")
+        readouts[name] = ReadoutScore(accuracy=float("nan") if acc is None else acc,
+                                      confusion=score.get("confusion") or [])
+    curve = data.get("curve")
+    return CellRecord(
+        schema=int(data.get("schema", 1)), cell_id=data.get("cell_id"),
+        grid=data.get("grid"), status=Status(data.get("status", "ok")),
+        error=data.get("error"), factors=list(data.get("factors") or []),
+        settings=dict(data.get("settings") or {}), image_shape=data.get("image_shape"),
+        input_shape=data.get("input_shape"), n_classes=data.get("n_classes"),
+        metrics=dict(data.get("metrics") or {}), readouts=readouts,
+        provenance=Provenance(
+            seed=prov.pop("seed", (data.get("settings") or {}).get("seed", 0)),
+            **{k: prov.pop(k) for k in _PROVENANCE_FIELDS[1:] if k in prov}, extra=prov),
+        artifacts=dict(data.get("artifacts") or {}), stage=data.get("stage"),
+        curve=None if curve is None else [CurvePoint(int(c["train_samples"]),
+                                                     dict(c["accuracy"])) for c in curve],
+        extra={k: v for k, v in data.items() if k not in _RECORD_FIELDS})
+
+
+def write_record(out_dir: Path, record: CellRecord) -> Path:
     """Write one cell record to ``out_dir/cells/<key>.json`` atomically (the key is the
     cell id, prefixed by the stage of a tuned grid's record); return the path."""
-    path = Path(out_dir) / CELLS_DIR / f"{_key_of(record)}.json"
-    write_json_atomic(path, record)
+    path = Path(out_dir) / CELLS_DIR / f"{_checked_key(record)}.json"
+    write_json_atomic(path, record_to_json(record))
     return path
 
 
@@ -106,20 +154,17 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(fh, array)
 
 
-def write_cell(out_dir: Path, record: dict) -> Path:
-    """Write a record's arrays (``record["_arrays"]``) under ``artifacts/<cell_id>/``, then
-    the record itself; the record lists the arrays in ``artifacts`` by relative path.
+def write_cell(out_dir: Path, record: CellRecord) -> Path:
+    """Write a record's arrays (``record.arrays``) under ``artifacts/<key>/``, then the
+    record itself; the record lists the arrays in ``artifacts`` by relative path.
 
     Arrays first, so a record on disk always points at complete files.
     """
-    record = dict(record)
-    arrays = record.pop("_arrays", None) or {}
-    artifacts = dict(record.get("artifacts") or {})
-    for name, array in arrays.items():
-        rel = Path("artifacts") / _key_of(record) / f"{name}.npy"
+    key = _checked_key(record)
+    for name, array in record.arrays.items():
+        rel = Path("artifacts") / key / f"{name}.npy"
         _replace_atomically(Path(out_dir) / rel, lambda tmp, a=array: _save_npy(tmp, a))
-        artifacts[name] = str(rel)
-    record["artifacts"] = artifacts
+        record.artifacts[name] = str(rel)
     return write_record(out_dir, record)
 
 
@@ -127,23 +172,31 @@ def _record_paths(out_dir: Path) -> list[Path]:
     return sorted((Path(out_dir) / CELLS_DIR).glob("*.json"))
 
 
-def load_records(out_dir: Path) -> list[dict]:
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read cell record {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"cell record {path} is not a JSON object")
+    return data
+
+
+def load_records(out_dir: Path) -> list[CellRecord]:
     """All records under ``out_dir/cells``, sorted by file name; [] if there are none."""
     records = []
     for path in _record_paths(out_dir):
+        data = _read_json(path)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            records.append(record_from_json(data))
+        except (TypeError, ValueError, KeyError) as exc:
             raise ValueError(f"cannot read cell record {path}: {exc}") from exc
-        if not isinstance(record, dict):
-            raise ValueError(f"cell record {path} is not a JSON object")
-        records.append(record)
     return records
 
 
 def done_record_keys(out_dir: Path) -> set[str]:
-    """Record keys (:func:`record_key`) of cells with a finished record: ok, silent or
-    diverged (results, kept).
+    """Record keys (:func:`record_key`) of cells with a finished record (a
+    :attr:`Status.finished` status: results, kept).
 
     Cells whose record says ``error`` are not done: errors are mostly transient (a
     killed worker, a full disk, memory), so a rerun tries them again and replaces the
@@ -152,11 +205,10 @@ def done_record_keys(out_dir: Path) -> set[str]:
     done = set()
     for path in _record_paths(out_dir):
         try:
-            status = json.loads(path.read_text(encoding="utf-8")).get("status")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            if Status(_read_json(path).get("status")).finished:
+                done.add(path.stem)
+        except ValueError:
             continue
-        if status != "error":
-            done.add(path.stem)
     return done
 
 
@@ -165,11 +217,6 @@ def _first_seen_keys(dicts: Iterable[dict]) -> list[str]:
     for d in dicts:
         keys.update(dict.fromkeys(d))
     return list(keys)
-
-
-def _accuracy(readout: object) -> float:
-    value = readout.get("accuracy") if isinstance(readout, dict) else None
-    return float("nan") if value is None else float(value)
 
 
 def _unify_mixed_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -183,27 +230,37 @@ def _unify_mixed_columns(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def tidy(records: list[dict]) -> pd.DataFrame:
+def listed_readouts(family: str) -> list[str]:
+    """Readouts every cell of ``family`` gets a table row for, scored or not.
+
+    >>> listed_readouts("stdp"), listed_readouts("ann")
+    (['all_activity', 'proportion_weighting', 'ngram', 'linear'], ['output'])
+    """
+    return [lv.name for lv in registry.levels("readout")
+            if lv.listed and family in lv.families]
+
+
+def tidy(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell x readout, with settings, metrics and provenance as columns.
 
-    Every STDP cell gets a row for each name in READOUTS, every baseline cell one for
-    each in BASELINE_READOUTS (accuracy NaN where that readout is missing, e.g. for error
+    Every cell gets a row for each readout listed for its family
+    (:func:`listed_readouts`; accuracy NaN where that readout is missing, e.g. for error
     cells) so it stays visible in every per-readout view; any other readouts a record
     has follow, sorted by name. Rows are ordered by cell_id (then stage), then readout;
     records with a ``stage`` add a ``stage`` column. Confusion matrices are left out.
     """
-    records = sorted(records, key=lambda r: (str(r.get("cell_id")), str(r.get("stage"))))
-    ids = [record_key(str(r.get("cell_id")), r.get("stage")) for r in records]
+    records = sorted(records, key=lambda r: (str(r.cell_id), str(r.stage)))
+    ids = [r.key for r in records]
     if len(set(ids)) != len(ids):
         dup = sorted({str(i) for i in ids if ids.count(i) > 1})
         raise ValueError(f"duplicate cell_id in records: {dup}")
     # Records of a tuned grid's final runs say which stage (default / tuned) they are.
-    staged = any("stage" in r for r in records)
+    staged = any(r.stage is not None for r in records)
 
-    settings_cols = _first_seen_keys(r.get("settings") or {} for r in records)
-    metric_cols = _first_seen_keys(r.get("metrics") or {} for r in records)
+    settings_cols = _first_seen_keys(r.settings for r in records)
+    metric_cols = _first_seen_keys(r.metrics for r in records)
     version_cols = [f"version_{k}" for k in
-                    _first_seen_keys((r.get("provenance") or {}).get("versions") or {} for r in records)]
+                    _first_seen_keys(r.provenance.versions for r in records)]
     data_cols = ["input_shape", "n_classes"]
     columns = list(dict.fromkeys([*CORE_COLUMNS, *(["stage"] if staged else []),
                                   *settings_cols, *data_cols, *metric_cols,
@@ -211,25 +268,25 @@ def tidy(records: list[dict]) -> pd.DataFrame:
 
     rows = []
     for rec in records:
-        readouts = rec.get("readouts") or {}
-        prov = rec.get("provenance") or {}
-        base: dict[str, object] = {"cell_id": rec.get("cell_id"), "grid": rec.get("grid"),
-                                   "status": rec.get("status"), "error": rec.get("error")}
+        prov = rec.provenance
+        base: dict[str, object] = {"cell_id": rec.cell_id, "grid": rec.grid,
+                                   "status": rec.status.value, "error": rec.error}
         if staged:
-            base["stage"] = rec.get("stage")
+            base["stage"] = rec.stage
         # Earlier sources win on a name clash: the seed column comes from settings,
         # not from provenance, and no setting can shadow a core column.
-        settings = _with_late_defaults(rec.get("settings") or {})
-        for source in (settings, _input_columns(rec, settings), rec.get("metrics") or {},
-                       {k: prov.get(k) for k in PROVENANCE_COLUMNS},
-                       {f"version_{k}": v for k, v in (prov.get("versions") or {}).items()}):
+        settings = _with_late_defaults(rec.settings)
+        for source in (settings, _input_columns(rec, settings), rec.metrics,
+                       {k: getattr(prov, k) for k in PROVENANCE_COLUMNS},
+                       {f"version_{k}": v for k, v in prov.versions.items()}):
             for key, value in source.items():
                 base.setdefault(key, value)
-        family = (rec.get("settings") or {}).get("family", "stdp")
-        expected = READOUTS if family == "stdp" else BASELINE_READOUTS
-        names = list(expected) + sorted(set(readouts) - set(expected))
+        expected = listed_readouts(rec.settings.get("family", "stdp"))
+        names = expected + sorted(set(rec.readouts) - set(expected))
         for name in names:
-            rows.append({**base, "readout": name, "accuracy": _accuracy(readouts.get(name))})
+            acc = rec.accuracy(name)
+            rows.append({**base, "readout": name,
+                         "accuracy": float("nan") if acc is None else float(acc)})
 
     df = pd.DataFrame(rows, columns=columns)
     df["accuracy"] = df["accuracy"].astype(float)
@@ -248,12 +305,12 @@ def _with_late_defaults(settings: dict) -> dict:
     return {**settings, **missing}
 
 
-def _input_columns(rec: dict, settings: dict) -> dict:
+def _input_columns(rec: CellRecord, settings: dict) -> dict:
     """``input_shape`` ("CxHxW") and ``n_classes`` of a record; derived from its dataset
     settings for records written before they were recorded."""
     from stdp_bench.data_sources import input_shape
 
-    shape, n_classes = rec.get("input_shape"), rec.get("n_classes")
+    shape, n_classes = rec.input_shape, rec.n_classes
     name = settings.get("dataset")
     if shape is None and name in registry.names("dataset"):
         shape = input_shape(name, settings["color"], settings["preprocess"])

@@ -18,7 +18,8 @@ from stdp_bench.data import cell_dataset, cell_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.backends import JobContext, check_backend, run_jobs
 from stdp_bench.results import done_record_keys, rebuild_tables, write_cell
-from stdp_bench.train import Execution, job_samples, pin_commit
+from stdp_bench.execution import Execution
+from stdp_bench.train import job_samples, pin_commit
 
 
 def limit_cells(cells: list[Cell], limit_train: int | None) -> list[Cell]:
@@ -185,7 +186,7 @@ def execute_jobs(jobs: list[Job], n_cells: int, out_dir: Path, ctx: JobContext, 
         bar.close()
 
 
-def _write(out_dir: Path, record: dict) -> None:
+def _write(out_dir: Path, record: CellRecord) -> None:
     """Write one record; a full disk or lost permission stops the run with one line."""
     try:
         write_cell(out_dir, record)

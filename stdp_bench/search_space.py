@@ -33,7 +33,7 @@ from stdp_bench.config import (CellConfig, ConfigError, GridSpec, check_value, d
                                with_settings)
 from stdp_bench.grid import expand
 from stdp_bench.levels import registry
-from stdp_bench.results import READOUTS
+from stdp_bench.trainers import trainer_of
 
 # Settings that fix the protocol of a trial (its data, split, size of each set, seed)
 # or what is being compared: the tuner sets them itself, or they are the cells.
@@ -172,9 +172,9 @@ def parse_search(grid: GridSpec, source: str | None = None) -> SearchSpec:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: 'seed' = {seed!r} must be a non-negative integer")
     metric = raw.get("metric", defaults.metric)
-    if metric not in READOUTS:
+    if metric not in registry.names("readout"):
         raise ConfigError(f"{where}: 'metric' = {metric!r} is not a readout; allowed: "
-                          f"{', '.join(READOUTS)}")
+                          f"{', '.join(registry.names('readout'))}")
     rungs = raw.get("rungs", list(defaults.rungs))
     if not isinstance(rungs, list) or not rungs:
         raise ConfigError(f"{where}: 'rungs' = {rungs!r} must be a non-empty list of "
@@ -200,14 +200,17 @@ def parse_search(grid: GridSpec, source: str | None = None) -> SearchSpec:
 
 
 def _check_cells(grid: GridSpec, spec: SearchSpec, source: str) -> None:
-    """Every cell must run in the replica engine, with its own values inside the space."""
+    """Every cell's engine must continue training from a rung (trials train rung by
+    rung), and its own values must lie inside the space."""
     for cell in expand(grid):
         cfg = cell.config
-        if registry.get("architecture", cfg.architecture).trainer != "replicas":
+        if not trainer_of(cfg).resumable:
+            allowed = [a.name for a in registry.levels("architecture")
+                       if registry.load_ref(a.trainer, a.name).resumable]
             raise ConfigError(
-                f"{source}: tune runs family = 'stdp', architecture = 'dc2015' cells (the "
-                f"replica engine); cell {dict(cell.levels)} has family = {cfg.family!r}, "
-                f"architecture = {cfg.architecture!r}")
+                f"{source}: tune trains trials rung by rung, continuing each from its "
+                f"state; cell {dict(cell.levels)} (architecture = {cfg.architecture!r}) "
+                f"trains in one call; allowed: {', '.join(allowed)}")
         for key, dom in spec.space.items():
             value = getattr(cfg, key)
             if not dom.contains(value):

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from stdp_bench.config import CellConfig
-from stdp_bench.data import cell_dataset, cell_subsets
-from stdp_bench.engine.kernel_engine import ReplicaSet
-from stdp_bench.readout import predict_readout
-from stdp_bench.train import input_gains, scaled_progress, train_orders
+from stdp_bench.data import cell_dataset
+from stdp_bench.execution import Execution
+from stdp_bench.protocol import Plan, accuracy, status_of
+from stdp_bench.records import Status
 
 Progress = Callable[[int], None]
 
@@ -32,7 +32,8 @@ Progress = Callable[[int], None]
 class RungTask:
     """Train ``cfgs`` (one per trial, equal shapes) over positions ``lo:hi``, then score.
 
-    ``W`` / ``theta`` hold the trials' state at ``lo`` (None when ``lo`` is 0).
+    ``state`` is the engine's state at ``lo`` (:meth:`Engine.state`; None when ``lo`` is
+    0). ``execution`` picks the engine as it does for ``run``.
     """
 
     trial_ids: tuple[int, ...]  # the driver's keys of the trials, row by row
@@ -41,8 +42,8 @@ class RungTask:
     hi: int
     metric: str
     data_dir: str | None = None
-    W: np.ndarray | None = None  # (R, n_input, n_neurons) float32
-    theta: np.ndarray | None = None  # (R, n_neurons) float32
+    state: dict[str, np.ndarray] | None = None
+    execution: Execution = field(default_factory=Execution)
 
     def samples(self) -> int:
         """Network-samples the task simulates: training span, labelling and validation."""
@@ -55,12 +56,11 @@ class RungResult:
     """Scores of a task's trials at ``hi``, and the state to continue from."""
 
     accuracy: np.ndarray  # (R,) validation accuracy of the metric's readout
-    status: tuple[str, ...]  # per trial: ok, silent, diverged or error
+    status: tuple[Status, ...]  # per trial
     exc_spikes_per_sample: np.ndarray  # (R,) on the validation samples
     seconds: float  # wall time of the whole task (training and scoring)
     error: str | None = None  # traceback when the whole task failed
-    W: np.ndarray | None = None
-    theta: np.ndarray | None = None
+    state: dict[str, np.ndarray] | None = None
 
 
 def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
@@ -71,47 +71,32 @@ def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
     ...                  n_train=40, n_label=50, n_test=50)
     >>> first = run_rung(RungTask((0,), (cfg,), 0, 20, "proportion_weighting"))
     >>> rest = run_rung(RungTask((0,), (cfg,), 20, 40, "proportion_weighting",
-    ...                          W=first.W, theta=first.theta))
+    ...                          state=first.state))
     >>> rest.status, 0.0 <= float(rest.accuracy[0]) <= 1.0
-    (('ok',), True)
+    ((<Status.OK: 'ok'>,), True)
     """
     t0 = time.perf_counter()
     R = len(task.cfgs)
     try:
-        cfgs = list(task.cfgs)
-        ds = cell_dataset(cfgs[0], task.data_dir)
-        subsets = [cell_subsets(ds, c) for c in cfgs]
-        replicas = ReplicaSet(cfgs, ds.n_input, input_gains(cfgs, ds), ds.n_classes)
-        if task.W is not None:
-            # Copies: the kernel writes them, and Ray hands tasks read-only arrays.
-            replicas.W = np.array(task.W, dtype=np.float32, order="C")
-            replicas.theta = np.array(task.theta, dtype=np.float32, order="C")
-        step = scaled_progress(on_progress, R)
-        orders = np.ascontiguousarray(train_orders(cfgs, subsets)[:, task.lo:task.hi])
-        stats = replicas.train(ds.x_train, ds.y_train, orders, start=task.lo,
-                               on_progress=step)
-        label_orders = np.stack([s.label for s in subsets])
-        labelled = replicas.respond(ds.x_train, label_orders, phase=1, on_progress=step)
-        eval_x, eval_y = subsets[0].eval_split(ds)
-        eval_orders = np.stack([s.evaluate for s in subsets])
-        tested = replicas.respond(eval_x, eval_orders, phase=2, on_progress=step)
-        accuracy = np.zeros(R)
+        plan = Plan.of(task.cfgs, cell_dataset(task.cfgs[0], task.data_dir))
+        engine = plan.build(task.execution)
+        if task.state is not None:
+            engine.load_state(task.state)
+        stats = plan.train(engine, task.lo, task.hi, on_progress)
+        labelled, tested = plan.respond(engine, on_progress)
+        scores = np.zeros(R)
         status = []
-        for r, cfg in enumerate(cfgs):
-            if stats.diverged_at[r] > 0:
-                status.append("diverged")  # accuracy stays 0: the network is gone
-                continue
-            pred = predict_readout(task.metric, labelled.counts[r],
-                                   ds.y_train[label_orders[r]], labelled.events[r],
-                                   labelled.n_events[r], tested.counts[r], tested.events[r],
-                                   tested.n_events[r], ds.n_classes, cfg.ngram_n, cfg.seed)
-            if pred is not None:
-                accuracy[r] = float((pred == eval_y[eval_orders[r]]).mean())
-            status.append("ok" if tested.counts[r].sum() > 0 else "silent")
-        return RungResult(accuracy=accuracy, status=tuple(status),
+        for r in range(R):
+            st, _ = status_of(stats, tested, r)
+            status.append(st)
+            if st is Status.DIVERGED:
+                continue  # accuracy stays 0: the network is gone
+            pred = plan.predictions(r, labelled, tested, readouts=(task.metric,))
+            if task.metric in pred:
+                scores[r] = accuracy(pred[task.metric], plan.test_labels(r))
+        return RungResult(accuracy=scores, status=tuple(status),
                           exc_spikes_per_sample=tested.counts.sum(2).mean(1).astype(float),
-                          seconds=time.perf_counter() - t0, W=replicas.W,
-                          theta=replicas.theta)
+                          seconds=time.perf_counter() - t0, state=engine.state())
     except Exception:  # noqa: BLE001 - any failure becomes a visible trial state
         return lost_rung(task, traceback.format_exc(), time.perf_counter() - t0)
 
@@ -119,5 +104,5 @@ def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
 def lost_rung(task: RungTask, error: str, seconds: float = 0.0) -> RungResult:
     """The result that stands for a task that failed or whose worker was lost."""
     R = len(task.cfgs)
-    return RungResult(accuracy=np.zeros(R), status=("error",) * R,
+    return RungResult(accuracy=np.zeros(R), status=(Status.ERROR,) * R,
                       exc_spikes_per_sample=np.zeros(R), seconds=seconds, error=error)

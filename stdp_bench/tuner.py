@@ -45,7 +45,10 @@ from stdp_bench.results import (STAGES, STUDY_DB, TRIALS_STEM, rebuild_tables, w
 from stdp_bench.runner import (execute_jobs, pending_jobs, preflight, prepare_out_dir,
                                remove_stale_temp_files, results_lock, write_grid_file)
 from stdp_bench.search_space import Choices, Range, SearchSpec, parse_search
-from stdp_bench.train import Execution, pin_commit
+from stdp_bench.execution import Execution
+from stdp_bench.records import Status
+from stdp_bench.train import pin_commit
+from stdp_bench.trainers import trainer_of
 from stdp_bench.trial_jobs import RungResult, RungTask, lost_rung, run_rung
 
 BEST_NAME = "best.json"
@@ -91,8 +94,8 @@ class _Live:
     config: CellConfig
     seconds: float = 0.0
     reported: set[int] = field(default_factory=set)  # rungs already in the study
-    W: np.ndarray | None = None
-    theta: np.ndarray | None = None
+    # The engine state it reached (its replica's slice of the task's state).
+    state: dict[str, np.ndarray] | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
 
@@ -252,25 +255,27 @@ def ask_round(studies: dict[str, tuple[optuna.Study, Cell]], spec: SearchSpec
 
 
 def _tasks(live: list[_Live], lo: int, hi: int, spec: SearchSpec, data_dir: str | None,
-           max_replicas: int, workers: int) -> list[RungTask]:
+           max_replicas: int, workers: int, execution: Execution) -> list[RungTask]:
     """Trials grouped by the settings that fix shapes, at most ``max_replicas`` a task
     and split so that every worker gets a share of each group."""
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(live):
         # Every shape setting, the dataset and its preprocessing included: a task reads
         # one dataset for all its trials.
-        groups.setdefault(tuple(getattr(t.config, k) for k in SHAPE_KEYS), []).append(i)
+        key = (tuple(getattr(t.config, k) for k in SHAPE_KEYS)
+               if trainer_of(t.config).groups else (i,))  # else: one trial per engine
+        groups.setdefault(key, []).append(i)
     tasks = []
     for members in groups.values():
         size = max(1, min(max_replicas, -(-len(members) // workers)))
         for k in range(0, len(members), size):
             part = members[k:k + size]
-            first = live[part[0]].W is None
+            states = [live[i].state for i in part]
             tasks.append(RungTask(
                 trial_ids=tuple(part), cfgs=tuple(live[i].config for i in part), lo=lo,
-                hi=hi, metric=spec.metric, data_dir=data_dir,
-                W=None if first else np.stack([live[i].W for i in part]),
-                theta=None if first else np.stack([live[i].theta for i in part])))
+                hi=hi, metric=spec.metric, data_dir=data_dir, execution=execution,
+                state=None if states[0] is None else
+                {k: np.stack([st[k] for st in states]) for k in states[0]}))
     return tasks
 
 
@@ -280,12 +285,12 @@ TRIAL_TASKS: TaskKind[RungTask, RungResult] = TaskKind(run=run_rung, size=RungTa
 
 def run_round(live: list[_Live], spec: SearchSpec, *, data_dir: str | None,
               backend: str, workers: int, address: str | None, max_replicas: int,
-              bar: tqdm, counts: dict[str, int]) -> int:
+              bar: tqdm, counts: dict[str, int], execution: Execution) -> int:
     """Train the round's trials rung by rung, report, prune, tell; return samples run."""
     samples = 0
     for i, rung in enumerate(spec.rungs):
         lo = spec.rungs[i - 1] if i else 0
-        tasks = _tasks(live, lo, rung, spec, data_dir, max_replicas, workers)
+        tasks = _tasks(live, lo, rung, spec, data_dir, max_replicas, workers, execution)
         for task, res in run_tasks(tasks, TRIAL_TASKS, backend=backend, workers=workers,
                                    address=address, on_progress=bar.update):
             samples += task.samples()
@@ -296,17 +301,17 @@ def run_round(live: list[_Live], spec: SearchSpec, *, data_dir: str | None,
                 t.result = {"status": res.status[r], "value": float(res.accuracy[r]),
                             "exc_spikes_per_sample": float(res.exc_spikes_per_sample[r]),
                             "error": res.error}
-                if res.W is not None:
-                    t.W, t.theta = res.W[r], res.theta[r]
+                if res.state is not None:
+                    t.state = {k: v[r] for k, v in res.state.items()}
         # Report every trial before any decides, so the medians are the round's own.
         for t in live:
             _record_attrs(t, rung)
-            if t.result["status"] != "error" and rung not in t.reported:
+            if t.result["status"] is not Status.ERROR and rung not in t.reported:
                 t.trial.report(t.result["value"], rung)
                 t.reported.add(rung)
         survivors = []
         for t in live:
-            if t.result["status"] == "error":
+            if t.result["status"] is Status.ERROR:
                 t.study.tell(t.trial, state=TrialState.FAIL)
                 counts["failed"] += 1
             elif rung == spec.rungs[-1]:
@@ -326,7 +331,7 @@ def run_round(live: list[_Live], spec: SearchSpec, *, data_dir: str | None,
 def _record_attrs(t: _Live, rung: int) -> None:
     t.trial.set_user_attr("rung", rung)
     t.trial.set_user_attr("seconds", round(t.seconds, 3))
-    t.trial.set_user_attr("status", t.result["status"])
+    t.trial.set_user_attr("status", t.result["status"].value)
     t.trial.set_user_attr("exc_spikes_per_sample", t.result["exc_spikes_per_sample"])
     if t.result["error"]:
         t.trial.set_user_attr("error", t.result["error"])
@@ -402,7 +407,8 @@ def final_cells(grid: GridSpec, studies: dict[str, tuple[optuna.Study, Cell]],
 def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = None,
               limit_train: int | None = None, trials: int | None = None,
               backend: str = "local", workers: int = 1, address: str | None = None,
-              max_replicas: int = 64, progress: bool = True) -> TuneOutcome:
+              max_replicas: int = 64, progress: bool = True,
+              execution: Execution = Execution()) -> TuneOutcome:
     """Search every cell, then run the final default and tuned cells on the test split.
 
     >>> from stdp_bench.config import parse_grid
@@ -451,7 +457,8 @@ def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = No
             while live := ask_round(studies, spec):
                 samples += run_round(live, spec, data_dir=data, backend=backend,
                                      workers=workers, address=address,
-                                     max_replicas=max_replicas, bar=bar, counts=counts)
+                                     max_replicas=max_replicas, bar=bar, counts=counts,
+                                     execution=execution)
                 write_table(trials_table(studies), out_dir, TRIALS_STEM)
         finally:
             bar.close()
@@ -466,7 +473,7 @@ def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = No
             for name, (b, d) in best.items()})
         finals = final_cells(grid, studies, best, limit_train)
         ctx = JobContext(grid=grid.name, factors=(*grid.factors, "stage"), data_dir=data,
-                         execution=Execution())
+                         execution=execution)
         try:
             execute_jobs(pending_jobs(finals, out_dir, 8), len(finals), out_dir, ctx,
                          progress=progress, backend=backend, workers=workers,

@@ -10,11 +10,28 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stdp_bench.baselines import SurrogateSNN, encode_batch, train_baseline
+from stdp_bench.baselines import SurrogateSNN, encode_batch
 from stdp_bench.cli import app
 from stdp_bench.config import CellConfig, ConfigError, parse_grid
 from stdp_bench.data import load_dataset
 from stdp_bench.grid import expand
+
+
+def train_baseline(cfg, x_train, y_train, x_test, input_shape, n_classes, max_steps):
+    """Train a baseline engine on all of ``x_train`` and predict ``x_test`` (as the
+    protocol does, without the grid around it)."""
+    from types import SimpleNamespace
+
+    from stdp_bench.engine.baseline_engine import BaselineEngine
+    from stdp_bench.trainers import trainer_of
+
+    eng = BaselineEngine(cfg, input_shape, n_classes,
+                         convolutional=trainer_of(cfg).convolutional)
+    cfg_n = len(x_train)
+    stats = eng.train(x_train, y_train, np.arange(cfg_n)[None], max_steps=max_steps)
+    tested = eng.respond(x_test, np.arange(len(x_test))[None], phase=2)
+    return SimpleNamespace(predictions=tested.outputs[0].argmax(1), losses=eng.losses,
+                           metrics={**eng.activity(0, tested), **eng.training_metrics(0, stats)})
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +60,7 @@ def test_baseline_loss_falls(digits, family, arch, encoder):
 def test_surrogate_gradient_nonzero_near_threshold():
     cfg = CellConfig(family="surrogate", architecture="mlp", n_neurons=4, time=1,
                      surrogate_slope=25.0)
-    net = SurrogateSNN(cfg, 3, (1, 3), 2)
+    net = SurrogateSNN(cfg, 3, (1, 3), 2, convolutional=False)
     lif = net.lifs[0]
     mem0 = torch.zeros(1, 5)
     near = torch.tensor([[0.98, 1.02, 0.5, 1.5, 3.0]], requires_grad=True)
@@ -110,7 +127,7 @@ architecture = ["mlp", "cnn"]
                 "exc_spikes_per_sample", "config_hash", "commit", "version_torch"):
         assert col in table.columns, col
     rec = json.loads(next((out / "cells").glob("*.json")).read_text())
-    assert rec["schema"] == 1 and rec["readouts"]["output"]["confusion"]
+    assert rec["schema"] == 2 and rec["readouts"]["output"]["confusion"]
     shown = CliRunner().invoke(app, ["show", str(out), "--by", "family", "--by",
                                      "architecture"])
     assert shown.exit_code == 0 and "surrogate" in shown.output and "cnn" in shown.output

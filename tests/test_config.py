@@ -9,7 +9,6 @@ from stdp_bench.config import (CellConfig, ConfigError, apply_overrides, choices
                                parse_grid)
 from stdp_bench.grid import expand
 from stdp_bench.levels import registry
-from stdp_bench.readout import READOUTS
 
 
 def grid(**factors):
@@ -20,15 +19,19 @@ def test_validator_choices_come_from_the_registries():
     for axis in ("encoder", "neuron", "rule", "architecture", "dataset"):
         assert choices(axis) == registry.names(axis)
     assert choices("encoder")[:3] == ("poisson", "bernoulli", "rank_order")
-    assert READOUTS == registry.names("readout") == (
-        "all_activity", "proportion_weighting", "ngram", "linear")
+    assert registry.names("readout") == (
+        "all_activity", "proportion_weighting", "ngram", "linear", "filter_proportion",
+        "linear_pooled", "output")
 
 
 def test_every_readout_and_dataset_level_has_its_implementation():
     from stdp_bench.data_sources import source
-    from stdp_bench.readout import PREDICTORS
+    from stdp_bench.readout import predictor
+    from stdp_bench.trainers import Trainer
 
-    assert tuple(PREDICTORS) == registry.names("readout")
+    assert all(callable(predictor(lv)) for lv in registry.levels("readout"))
+    assert all(issubclass(registry.load_ref(a.trainer, a.name), Trainer)
+               for a in registry.levels("architecture"))
     # digits is bundled with scikit-learn; every other dataset is read from the data root.
     readers = [n for n in registry.names("dataset") if source(n) is not None]
     assert ["digits", *readers] == list(registry.names("dataset"))

@@ -11,7 +11,19 @@ from stdp_bench.data import load_dataset
 from stdp_bench.engine.feature_engine import FeatureCell
 from stdp_bench.grid import expand
 from stdp_bench.networks.conv import LocationWTANodes, build_feature_network, feature_shape
-from stdp_bench.readout import feature_predictions
+from stdp_bench.engine.responses import ReplicaResponses
+from stdp_bench.levels import registry
+from stdp_bench.readout import predict
+
+
+def feature_predictions(fit_counts, fit_y, counts, shape, pool, n_classes, seed):
+    """The feature-map readouts (filter_proportion, linear_pooled) of synthetic counts."""
+    levels = [registry.get("readout", n) for n in ("filter_proportion", "linear_pooled")]
+    empty = np.zeros((len(fit_counts), 0, 2), np.int32)
+    return predict(levels, ReplicaResponses(fit_counts, empty, np.zeros(len(fit_counts)),
+                                            shape), fit_y,
+                   ReplicaResponses(counts, empty[:len(counts)], np.zeros(len(counts)), shape),
+                   n_classes, CellConfig(pool=pool, seed=seed))
 
 
 def cfg(arch: str, **kw) -> CellConfig:
@@ -61,7 +73,7 @@ def test_layers_take_every_channel_of_dog_input(arch):
         assert torch.allclose(w.sum(0), torch.full((54,), 4.0), atol=1e-4)
     assert fc.filters().shape == (6, 2, 3, 3)
     before = w.clone()
-    assert fc.train(ds.x_train, ds.y_train, np.arange(15)).exc_spikes.sum() > 0
+    assert fc.train(ds.x_train, ds.y_train, np.arange(15)[None]).exc_spikes.sum() > 0
     per_channel = (w - before).abs().view(6, 2, -1) if arch == "conv" else \
         (w - before).abs().view(2, 64, -1).transpose(0, 1)
     moved = per_channel.amax((0, 2))
@@ -75,7 +87,7 @@ def test_stdp_changes_filters_and_none_does_not(arch):
     for rule in ("stdp", "none"):
         fc = FeatureCell(cfg(arch, rule=rule), (1, 8, 8), 1.0, 10)
         before = fc.filters().copy()
-        stats = fc.train(ds.x_train, ds.y_train, np.arange(15))
+        stats = fc.train(ds.x_train, ds.y_train, np.arange(15)[None])
         assert stats.exc_spikes.sum() > 0
         moved[rule] = np.abs(fc.filters() - before).max()
     assert moved["stdp"] > 1e-3 and moved["none"] < 1e-6, moved
@@ -102,8 +114,8 @@ def test_batched_local_evaluation_equals_one_by_one():
     ds = load_dataset("digits")
     fc = FeatureCell(cfg("local"), (1, 8, 8), 1.0, 10)
     order = np.arange(6)
-    batched = fc.respond(ds.x_test, order, phase=2, chunk=6)
-    single = fc.respond(ds.x_test, order, phase=2, chunk=1)
+    batched = fc.respond(ds.x_test, order[None], phase=2, chunk=6)
+    single = fc.respond(ds.x_test, order[None], phase=2, chunk=1)
     assert np.array_equal(batched.counts, single.counts)
     assert batched.counts.sum() > 0
 

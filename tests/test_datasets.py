@@ -286,8 +286,8 @@ def test_download_switch_lets_the_reader_fetch(tmp_path, monkeypatch):
 @pytest.mark.parametrize("family, architecture", [("ann", "cnn"), ("surrogate", "cnn"),
                                                   ("ann", "mlp")])
 def test_baselines_take_dog_channels(family, architecture):
-    from stdp_bench.baselines import train_baseline
     from stdp_bench.config import CellConfig
+    from test_baselines import train_baseline
 
     ds = load_dataset("digits", preprocess="dog")
     cfg = CellConfig(family=family, architecture=architecture, encoder="direct",

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from stdp_bench import plots, results
-from stdp_bench.results import READOUTS
+from stdp_bench.results import listed_readouts
+
+READOUTS = tuple(listed_readouts("stdp"))
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ENCODERS = ("poisson", "rank")
@@ -110,17 +112,17 @@ def make_record(enc: str, rule: str, neuron: str, seed: int) -> dict:
 
 def test_plot_results_writes_all_figures(tmp_path: Path) -> None:
     for combo in itertools.product(ENCODERS, RULES, NEURONS, (0, 1)):
-        results.write_record(tmp_path, make_record(*combo))
+        results.write_record(tmp_path, results.record_from_json(make_record(*combo)))
     with_weights = make_record("rank", "stdp", "lif", 1)  # also the best cell
     with_weights["artifacts"] = {"weights": f"artifacts/{with_weights['cell_id']}/weights.npy"}
-    results.write_record(tmp_path, with_weights)
+    results.write_record(tmp_path, results.record_from_json(with_weights))
     (tmp_path / "artifacts" / with_weights["cell_id"]).mkdir(parents=True)
     np.save(tmp_path / with_weights["artifacts"]["weights"],
             np.random.default_rng(1).random((64, 4)).astype(np.float16))
     # A record pointing at a missing file is skipped, not fatal.
     dangling = make_record("poisson", "hebb", "adaptive", 0)
     dangling["artifacts"] = {"weights": "artifacts/gone/weights.npy"}
-    results.write_record(tmp_path, dangling)
+    results.write_record(tmp_path, results.record_from_json(dangling))
 
     paths = plots.plot_results(tmp_path)
     figs = tmp_path / "figures"
@@ -131,13 +133,13 @@ def test_plot_results_writes_all_figures(tmp_path: Path) -> None:
     for p in paths:
         assert p.parent == figs
         assert_png(p)
-    assert plots._best_record(results.load_records(tmp_path), "proportion_weighting")[0]["cell_id"] \
+    assert plots._best_record(results.load_records(tmp_path), "proportion_weighting")[0].cell_id \
         == with_weights["cell_id"]
 
 
 def test_plot_results_falls_back_to_varied_factors(tmp_path: Path) -> None:
     for combo in itertools.product(ENCODERS, RULES, ("lif",), (0, 1)):
-        results.write_record(tmp_path, make_record(*combo))
+        results.write_record(tmp_path, results.record_from_json(make_record(*combo)))
     df = results.read_table(tmp_path)
     records = results.load_records(tmp_path)
     # neuron has one level and seed is averaged over, so encoder and rule are picked.
@@ -148,6 +150,6 @@ def test_plot_results_falls_back_to_varied_factors(tmp_path: Path) -> None:
 
 
 def test_plot_results_without_varied_factors_raises(tmp_path: Path) -> None:
-    results.write_record(tmp_path, make_record("rank", "stdp", "lif", 0))
+    results.write_record(tmp_path, results.record_from_json(make_record("rank", "stdp", "lif", 0)))
     with pytest.raises(ValueError, match="more than one level"):
         plots.plot_results(tmp_path, x="nope", y="nada")

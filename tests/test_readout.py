@@ -5,7 +5,18 @@ import torch
 from bindsnet.evaluation import ngram as stock_ngram
 from bindsnet.evaluation import update_ngram_scores
 
-from stdp_bench.readout import confusion, ngram_predict, ngram_scores, predict_all
+from stdp_bench.config import CellConfig
+from stdp_bench.engine.responses import ReplicaResponses
+from stdp_bench.readout import confusion, ngram_predict, ngram_scores, predict, readout_levels
+
+
+def predict_all(fit_counts, fit_y, fit_ev, fit_nev, counts, ev, nev, *, n_classes, ngram_n,
+                seed):
+    """Every spike-count and event readout, fitted on one set and predicting another."""
+    return predict(readout_levels("stdp", ("counts", "events")),
+                   ReplicaResponses(fit_counts, fit_ev, fit_nev), fit_y,
+                   ReplicaResponses(counts, ev, nev), n_classes,
+                   CellConfig(ngram_n=ngram_n, seed=seed))
 
 
 def synthetic(n_per_class=20, n_classes=3, n=6, seed=0):

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from stdp_bench import results
-from stdp_bench.results import READOUTS
+from stdp_bench.results import listed_readouts
+
+READOUTS = tuple(listed_readouts("stdp"))
 
 
 def make_record(cell_id: str, *, seed: int = 0, status: str = "ok", rule: str = "stdp",
@@ -43,7 +45,7 @@ def out_dir(tmp_path: Path) -> Path:
     for rec in (make_record("bbbbbbbbbbbb", seed=1, acc=0.6),
                 make_record("aaaaaaaaaaaa", seed=0, acc=0.4),
                 make_record("cccccccccccc", seed=2, status="error")):
-        results.write_record(tmp_path, rec)
+        results.write_record(tmp_path, results.record_from_json(rec))
     return tmp_path
 
 
@@ -74,15 +76,15 @@ def test_write_json_atomic_keeps_old_file_when_serialising_fails(tmp_path: Path)
 
 def test_write_record_rejects_unsafe_cell_id(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cell_id"):
-        results.write_record(tmp_path, {"cell_id": "../evil"})
+        results.write_record(tmp_path, results.record_from_json({"cell_id": "../evil"}))
 
 
 def test_records_round_trip_and_done_ids(out_dir: Path) -> None:
     names = sorted(p.name for p in (out_dir / "cells").iterdir())
     assert names == ["aaaaaaaaaaaa.json", "bbbbbbbbbbbb.json", "cccccccccccc.json"]
     records = results.load_records(out_dir)
-    assert [r["cell_id"] for r in records] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
-    assert records[0] == make_record("aaaaaaaaaaaa", seed=0, acc=0.4)
+    assert [r.cell_id for r in records] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
+    assert records[0] == results.record_from_json(make_record("aaaaaaaaaaaa", seed=0, acc=0.4))
     # The error cell (c) is not done: a rerun retries it.
     assert results.done_record_keys(out_dir) == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
     assert results.done_record_keys(out_dir / "missing") == set()
@@ -122,14 +124,14 @@ def test_tidy_keeps_unknown_readouts_and_fills_missing_ones() -> None:
     rec = make_record("aaaaaaaaaaaa")
     del rec["readouts"]["linear"]
     rec["readouts"]["svm"] = {"accuracy": 0.9, "confusion": []}
-    df = results.tidy([rec])
+    df = results.tidy([results.record_from_json(rec)])
     assert list(df["readout"]) == [*READOUTS, "svm"]
     assert math.isnan(df.set_index("readout").loc["linear", "accuracy"])
 
 
 def test_tidy_rejects_duplicate_cell_ids() -> None:
     with pytest.raises(ValueError, match="duplicate"):
-        results.tidy([make_record("aaaaaaaaaaaa"), make_record("aaaaaaaaaaaa")])
+        results.tidy([results.record_from_json(make_record("aaaaaaaaaaaa"))] * 2)
 
 
 def test_rebuild_tables_round_trips(out_dir: Path) -> None:
@@ -154,7 +156,7 @@ def test_rebuild_tables_with_no_records(tmp_path: Path) -> None:
 
 def test_read_table_rebuilds_when_records_are_newer(out_dir: Path) -> None:
     assert len(results.read_table(out_dir)) == 3 * len(READOUTS)
-    path = results.write_record(out_dir, make_record("dddddddddddd", seed=3))
+    path = results.write_record(out_dir, results.record_from_json(make_record("dddddddddddd", seed=3)))
     # Pin the new record's mtime after the table's so the check is independent of clock resolution.
     later = (out_dir / "results.parquet").stat().st_mtime_ns + 10**9
     os.utime(path, ns=(later, later))
@@ -163,7 +165,7 @@ def test_read_table_rebuilds_when_records_are_newer(out_dir: Path) -> None:
 
 def test_summarize_mean_and_ci(out_dir: Path) -> None:
     for seed, acc in ((3, 0.5), (4, 0.7), (5, 0.9)):
-        results.write_record(out_dir, make_record(f"{seed:012d}", seed=seed, rule="hebb", acc=acc))
+        results.write_record(out_dir, results.record_from_json(make_record(f"{seed:012d}", seed=seed, rule="hebb", acc=acc)))
     df = results.tidy(results.load_records(out_dir))
     summary = results.summarize(df, ["rule", "readout"])
     assert list(summary.columns[:7]) == ["rule", "readout", "n", "mean", "std", "ci95_low", "ci95_high"]
@@ -186,7 +188,7 @@ def test_summarize_mean_and_ci(out_dir: Path) -> None:
 
 
 def test_summarize_single_seed_collapses_interval() -> None:
-    df = results.tidy([make_record("aaaaaaaaaaaa", acc=0.4)])
+    df = results.tidy([results.record_from_json(make_record("aaaaaaaaaaaa", acc=0.4))])
     row = results.summarize(df, ["readout"]).set_index("readout").loc["all_activity"]
     assert row["n"] == 1
     assert row["ci95_low"] == row["mean"] == row["ci95_high"] == pytest.approx(0.4)

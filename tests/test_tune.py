@@ -216,8 +216,8 @@ def test_batched_trials_equal_trials_run_alone(tuned):
                                        "theta_plus": float(row["theta_plus"]),
                                        "time": int(row["time"])})
         rec = run_job(Job((Cell(cfg, ()),)), grid="alone", factors=[])[0]
-        assert rec["status"] == "ok", rec["error"]
-        assert rec["readouts"]["proportion_weighting"]["accuracy"] == pytest.approx(
+        assert rec.status == "ok", rec.error
+        assert rec.readouts["proportion_weighting"].accuracy == pytest.approx(
             row["value"], abs=0), row["study"]
 
 

@@ -9,6 +9,7 @@ spike trains come from the replica kernel's encoder and counter-based streams, s
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from bindsnet.network.monitors import Monitor
 
 from stdp_bench.config import CellConfig
+from stdp_bench.engine.interface import Metrics
 from stdp_bench.engine.kernel_build import encode_dense
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats, first_events
 from stdp_bench.networks.conv import build_feature_network, feature_shape, filters_of
@@ -25,13 +27,16 @@ _MON = "Ae_spikes"
 
 
 class FeatureCell:
-    """One conv/local cell: ``train`` and ``respond`` like the replica engines (R = 1)."""
+    """One conv/local cell as an :class:`~stdp_bench.engine.interface.Engine` (R = 1)."""
+
+    name = "bindsnet"  # stock BindsNET layers, one network per cell
 
     def __init__(self, cfg: CellConfig, input_shape: tuple[int, int, int], gain: float,
                  n_classes: int, device: str = "cpu") -> None:
         self.cfg = cfg
         self.input_shape = input_shape
         self.gain = gain
+        self.device = device
         self.dev = torch.device(device)
         self.network = build_feature_network(cfg, input_shape, replica_seed(cfg) % (2**31),
                                              device=self.dev)
@@ -60,9 +65,11 @@ class FeatureCell:
         net.reset_state_variables()
         return out, ins
 
-    def train(self, X: np.ndarray, Y: np.ndarray, order: np.ndarray,
+    def train(self, X: np.ndarray, Y: np.ndarray, orders: np.ndarray, *, start: int = 0,
               on_progress: Callable[[int], None] | None = None) -> TrainStats:
-        """Present ``X[order[k]]`` one at a time with plasticity on."""
+        """Present ``X[orders[0, k]]`` one at a time with plasticity on; ``orders[0, 0]``
+        is training position ``start`` (each presentation's spikes are keyed by it)."""
+        order = np.asarray(orders)[0]
         K = len(order)
         stats = TrainStats.zeros(1, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
@@ -73,29 +80,31 @@ class FeatureCell:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            self._train_loop(X, order, stats, conn, theta, on_progress)
+            self._train_loop(X, order, start, stats, conn, theta, on_progress)
         finally:
             torch.set_num_threads(threads)
         return stats
 
-    def _train_loop(self, X: np.ndarray, order: np.ndarray, stats: TrainStats, conn,
-                    theta: torch.Tensor, on_progress: Callable[[int], None] | None) -> None:
+    def _train_loop(self, X: np.ndarray, order: np.ndarray, start: int, stats: TrainStats,
+                    conn, theta: torch.Tensor,
+                    on_progress: Callable[[int], None] | None) -> None:
         K = len(order)
         for k in range(K):
-            spikes, ins = self._run(X, order[k:k + 1], np.array([k]), 0, True)
+            spikes, ins = self._run(X, order[k:k + 1], np.array([start + k]), 0, True)
             stats.exc_spikes[0, k] = int(spikes.sum())
             stats.in_spikes[0, k] = int(ins[0])
             if not (torch.isfinite(conn.w).all() and torch.isfinite(theta).all()):
-                stats.diverged_at[0] = k + 1
+                stats.diverged_at[0] = start + k + 1
                 break
             if on_progress is not None and (k + 1) % 50 == 0:
                 on_progress(50)
         if on_progress is not None and K % 50:
             on_progress(K % 50)
 
-    def respond(self, X: np.ndarray, order: np.ndarray, *, phase: int, chunk: int = 200,
+    def respond(self, X: np.ndarray, orders: np.ndarray, *, phase: int, chunk: int = 200,
                 on_progress: Callable[[int], None] | None = None) -> Responses:
-        """Frozen responses to ``X[order]``, ``chunk`` samples per run."""
+        """Frozen responses to ``X[orders[0]]``, ``chunk`` samples per run."""
+        order = np.asarray(orders)[0]
         K = len(order)
         counts = np.zeros((1, K, self.n), np.int64)
         events = np.zeros((1, K, EVENT_CAP, 2), np.int32)
@@ -111,7 +120,47 @@ class FeatureCell:
             events[0, lo:hi], n_events[0, lo:hi] = first_events(s)
             if on_progress is not None:
                 on_progress(hi - lo)
-        return Responses(counts, events, n_events, in_spikes)
+        return Responses(counts, events, n_events, in_spikes, shape=self.shape)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The filters' weights and the feature maps' adaptive thresholds (copies, with a
+        replica axis of 1)."""
+        return {"w": self.network.connections[("X", "Ae")].w.detach().cpu().numpy()[None],
+                "theta": self.network.layers["Ae"].theta.detach().cpu().numpy()[None]}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from :meth:`state`'s arrays."""
+        with torch.no_grad():
+            self.network.connections[("X", "Ae")].w.copy_(torch.as_tensor(state["w"][0]))
+            self.network.layers["Ae"].theta.copy_(torch.as_tensor(state["theta"][0]))
+
+    def activity(self, r: int, tested: Responses) -> Metrics:
+        """Size of the maps, spikes and synaptic operations per test sample."""
+        exc_per = tested.counts[r].sum(1)
+        in_per = tested.in_spikes[r]
+        F, H, W = self.shape
+        k2 = self.cfg.kernel_size ** 2
+        return {
+            "n_excitatory": int(self.n),
+            "exc_spikes_per_sample": float(exc_per.mean()),
+            "silent_fraction": float((exc_per == 0).mean()),
+            "input_spikes_per_sample": float(in_per.mean()),
+            # An input spike reaches the filters of every location whose field holds it
+            # (about F * k^2 * H * W / (image height x width) of them, in any channel); a
+            # spike inhibits the F - 1 other maps at its location.
+            "synops_per_sample": float((in_per * F * k2 * H * W
+                                        / math.prod(self.input_shape[1:])
+                                        + exc_per * (F - 1)).mean()),
+        }
+
+    def training_metrics(self, r: int, stats: TrainStats) -> Metrics:
+        """Spikes per training presentation, and where training diverged."""
+        return {"train_exc_spikes_per_sample": float(stats.exc_spikes[r].mean()),
+                "diverged_at_sample": int(stats.diverged_at[r]) or None}
+
+    def arrays(self, r: int) -> dict[str, np.ndarray]:
+        """The learned filters (float16)."""
+        return {"filters": self.filters().astype(np.float16)}
 
     def filters(self) -> np.ndarray:
         """Learned filters ``[n_filters, k, k]`` (``[n_filters, channels, k, k]``)."""

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from stdp_bench.config import CellConfig
+from stdp_bench.engine.interface import Metrics
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats
 from stdp_bench.replica_params import initial_weights, replica_params
@@ -55,6 +56,9 @@ class ReplicaSet:
     n_classes: int = 10
     W: np.ndarray = field(init=False)
     theta: np.ndarray = field(init=False)
+    name: str = field(default="kernel", init=False)
+    # The fused kernel runs on the CPU whatever device a run was given.
+    device: str = field(default="cpu", init=False)
 
     def __post_init__(self) -> None:
         shapes = {(c.n_neurons, c.time, c.dt) for c in self.cfgs}
@@ -75,6 +79,31 @@ class ReplicaSet:
     def R(self) -> int:
         """Number of replicas."""
         return len(self.cfgs)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Weights, thresholds and the pending full-clamp flags (copies)."""
+        return {"W": self.W.copy(), "theta": self.theta.copy(),
+                "full_clamp": self.full_clamp.copy()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from :meth:`state`'s arrays (copied: the kernel writes them in place,
+        and arrays from Ray are read-only)."""
+        self.W = np.array(state["W"], dtype=np.float32, order="C")
+        self.theta = np.array(state["theta"], dtype=np.float32, order="C")
+        self.full_clamp = np.array(state["full_clamp"], dtype=np.bool_, order="C")
+
+    def activity(self, r: int, tested: Responses) -> Metrics:
+        """Spikes and synaptic operations per test sample of replica r."""
+        return dense_activity(self.cfgs[r].n_neurons, tested, r)
+
+    def training_metrics(self, r: int, stats: TrainStats) -> Metrics:
+        """Input gain, retries and spikes per training presentation, divergence."""
+        return replica_training_metrics(self.gains[r], stats, r)
+
+    def arrays(self, r: int) -> dict[str, np.ndarray]:
+        """Replica r's input weights ``[n_input, n_neurons]`` (float16 keeps the files
+        small; receptive-field figures need no more)."""
+        return {"weights": np.asarray(self.W[r]).astype(np.float16)}
 
     def _records(self, r: int) -> tuple:
         p = self.params
@@ -151,6 +180,34 @@ class ReplicaSet:
             if on_progress is not None:
                 on_progress(hi - lo)
         return out
+
+
+def dense_activity(n: int, tested: Responses, r: int) -> Metrics:
+    """Activity of a Diehl & Cook replica with ``n`` excitatory neurons on its test
+    responses."""
+    exc_per = tested.counts[r].sum(1)
+    in_per = tested.in_spikes[r]
+    return {
+        "exc_spikes_per_sample": float(exc_per.mean()),
+        "silent_fraction": float((exc_per == 0).mean()),
+        "input_spikes_per_sample": float(in_per.mean()),
+        # Accumulates: each input spike reaches n excitatory neurons, each excitatory
+        # spike one inhibitory neuron, and each inhibitory spike n - 1 excitatory ones
+        # (the exc->inh weight makes every excitatory spike fire its partner, so
+        # inhibitory spikes are counted as excitatory ones).
+        "synops_per_sample": float((in_per * n + exc_per * n).mean()),
+    }
+
+
+def replica_training_metrics(gain: float, stats: TrainStats, r: int) -> Metrics:
+    """What a Diehl & Cook replica's training presentations measured."""
+    return {
+        "input_gain": float(gain),
+        "retries_per_sample": float(stats.retries[r].mean()),
+        "train_exc_spikes_per_sample": float(stats.exc_spikes[r].mean()),
+        "train_input_spikes_per_sample": float(stats.in_spikes[r].mean()),
+        "diverged_at_sample": int(stats.diverged_at[r]) or None,
+    }
 
 
 class KernelReplica:

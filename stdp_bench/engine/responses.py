@@ -49,9 +49,31 @@ class TrainStats:
 
 @dataclass
 class Responses:
-    """Frozen-network responses: counts (R, N, n); events (R, N, cap, 2) of (step, neuron)."""
+    """Frozen-network responses: counts (R, N, n); events (R, N, cap, 2) of (step, neuron).
+
+    ``shape`` lays the n neurons out as feature maps (F, H, W) where they are maps;
+    ``outputs`` (R, N, classes) holds a gradient-trained network's output layer.
+    """
 
     counts: np.ndarray
     events: np.ndarray
     n_events: np.ndarray
     in_spikes: np.ndarray
+    shape: tuple[int, int, int] | None = None
+    outputs: np.ndarray | None = None
+
+    def replica(self, r: int) -> "ReplicaResponses":
+        """Replica r's responses."""
+        return ReplicaResponses(self.counts[r], self.events[r], self.n_events[r],
+                                self.shape, None if self.outputs is None else self.outputs[r])
+
+
+@dataclass(frozen=True)
+class ReplicaResponses:
+    """One replica's responses to N samples (what a readout reads)."""
+
+    counts: np.ndarray  # (N, n)
+    events: np.ndarray  # (N, cap, 2)
+    n_events: np.ndarray  # (N,)
+    shape: tuple[int, int, int] | None = None
+    outputs: np.ndarray | None = None  # (N, classes)

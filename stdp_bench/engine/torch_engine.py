@@ -25,7 +25,9 @@ from bindsnet.network import Network
 from bindsnet.network.monitors import Monitor
 
 from stdp_bench.config import CellConfig
+from stdp_bench.engine.interface import Metrics
 from stdp_bench.engine.kernel_build import encode_dense
+from stdp_bench.engine.kernel_engine import dense_activity, replica_training_metrics
 from stdp_bench.engine.numba_support import tie_draws
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats, first_events
 from stdp_bench.networks.replica_network import bind_replicas, build_replica_network
@@ -49,6 +51,7 @@ class TorchReplicaSet:
     n_classes: int = 10
     device: str = "cpu"
     network: Network = field(init=False)
+    name: str = field(default="torch", init=False)
 
     def __post_init__(self) -> None:
         shapes = {(c.n_neurons, c.time, c.dt) for c in self.cfgs}
@@ -79,6 +82,28 @@ class TorchReplicaSet:
     def theta(self) -> np.ndarray:
         """Adaptive thresholds ``[R, n_neurons]`` as numpy."""
         return self.network.layers["Ae"].theta_r.detach().cpu().numpy()
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Weights and thresholds of every replica (copies, as numpy)."""
+        return {"W": self.W.copy(), "theta": self.theta.copy()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Continue from :meth:`state`'s arrays."""
+        with torch.no_grad():
+            self.network.connections[("X", "Ae")].w.copy_(torch.as_tensor(state["W"]))
+            self.network.layers["Ae"].theta_r.copy_(torch.as_tensor(state["theta"]))
+
+    def activity(self, r: int, tested: Responses) -> Metrics:
+        """Spikes and synaptic operations per test sample of replica r."""
+        return dense_activity(self.cfgs[r].n_neurons, tested, r)
+
+    def training_metrics(self, r: int, stats: TrainStats) -> Metrics:
+        """Input gain, retries and spikes per training presentation, divergence."""
+        return replica_training_metrics(self.gains[r], stats, r)
+
+    def arrays(self, r: int) -> dict[str, np.ndarray]:
+        """Replica r's input weights (float16, as the kernel engine keeps them)."""
+        return {"weights": self.W[r].astype(np.float16)}
 
     def _present(self, X: np.ndarray, samples: np.ndarray, reps: np.ndarray,
                  keys: np.ndarray, rates: np.ndarray, phase: int, learning: bool,

@@ -1,34 +1,36 @@
-"""Levels of the ``architecture`` axis (their builders live in :mod:`stdp_bench.networks`
-and :mod:`stdp_bench.baselines`).
+"""Levels of the ``architecture`` axis: each names the trainer that runs its cells
+(:mod:`stdp_bench.trainers`; builders live in :mod:`stdp_bench.networks` and
+:mod:`stdp_bench.baselines`).
 
->>> [(a.name, a.trainer) for a in LEVELS if "stdp" in a.families]
-[('dc2015', 'replicas'), ('conv', 'features'), ('local', 'features')]
+>>> [(a.name, a.trainer.rsplit(":")[1]) for a in LEVELS if "stdp" in a.families]
+[('dc2015', 'ReplicaTrainer'), ('conv', 'FeatureTrainer'), ('local', 'FeatureTrainer')]
 """
 
 from __future__ import annotations
 
 from stdp_bench.levels.spec import Level
 
+_T = "stdp_bench.trainers"
 LEVELS = (
     Level(axis="architecture", name="dc2015", module=__name__, families=("stdp",),
-          trainer="replicas",
+          trainer=f"{_T}:ReplicaTrainer",
           doc="Diehl & Cook 2015: input -> excitatory (plastic) <-> inhibitory",
           uses=("n_neurons", "exc", "inh", "w_init_max", "norm")),
     Level(axis="architecture", name="conv", module=__name__, families=("stdp",),
-          trainer="features",
+          trainer=f"{_T}:FeatureTrainer",
           doc="shared STDP filters over the image, winner-take-all between maps",
           uses=("kernel_size", "stride", "n_filters", "conv_norm", "conv_inh",
                 "conv_learning")),
     Level(axis="architecture", name="local", module=__name__, families=("stdp",),
-          trainer="features",
+          trainer=f"{_T}:FeatureTrainer",
           doc="locally connected STDP filters (one per place)",
           uses=("kernel_size", "stride", "n_filters", "conv_norm", "conv_inh",
                 "conv_learning")),
     Level(axis="architecture", name="mlp", module=__name__, families=("ann", "surrogate"),
-          trainer="baseline",
+          trainer=f"{_T}:MlpBaseline",
           doc="one hidden layer, gradient-trained", uses=("n_neurons", "lr", "batch_size")),
     Level(axis="architecture", name="cnn", module=__name__, families=("ann", "surrogate"),
-          trainer="baseline",
+          trainer=f"{_T}:CnnBaseline",
           doc="small convolutional network, gradient-trained",
           uses=("n_filters", "kernel_size", "lr", "batch_size")),
 )

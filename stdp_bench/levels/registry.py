@@ -151,6 +151,20 @@ def module(level: Level) -> ModuleType:
     return importlib.import_module(level.module)
 
 
+def load_ref(ref: str, what: str) -> object:
+    """The object a level names as ``"module:name"`` (a trainer, a predictor), imported
+    when first needed; the error names ``what`` declared it.
+
+    >>> load_ref("stdp_bench.levels.spec:Level", "test").__name__
+    'Level'
+    """
+    module_name, _, name = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"{what}: cannot load {ref!r}: {exc}") from None
+
+
 def level_params() -> dict[str, tuple[Param, Level]]:
     """Settings declared by levels: name -> (declaration, level)."""
     return {p.name: (p, lv) for axis in _levels().values() for lv in axis.values()

@@ -154,6 +154,7 @@ class Level:
       It may change W only in those inputs' rows at active columns and in the fired
       neurons' columns: the kernel clamps just these entries to [wmin, wmax].
 
+    * readout: ``predictor`` names its function; architecture: ``trainer`` its class.
     * dataset: ``SOURCES`` (name -> :class:`~stdp_bench.levels.datasets.source.Source`:
       folder and files under the data root, and their reader); a dataset without one
       needs no files (scikit-learn's digits).
@@ -182,11 +183,19 @@ class Level:
     supervised: bool = False
     # Encoder: for gradient-trained baselines only.
     gradient_only: bool = False
-    # Architecture: the families that build it, and what trains its cells: "replicas"
-    # (cells of equal shapes share a job: the kernel or torch replica engines),
-    # "features" (one BindsNET network per cell) or "baseline" (gradient descent).
+    # Architecture: the families that build it, and the trainer that runs its cells
+    # ("module:Class", a :class:`stdp_bench.trainers.Trainer`, imported when a cell
+    # runs). Readout: the families whose cells it scores.
     families: tuple[str, ...] = ()
     trainer: str = ""
+    # Readout: its predictor ("module:function", imported when a cell is scored; see
+    # :mod:`stdp_bench.readout`), the kinds of response it reads (a cell is scored by
+    # every readout whose kinds its trainer provides: "counts", "events", "maps",
+    # "outputs"), and whether every cell of its families gets a table row for it even
+    # when it has no score (an error cell).
+    predictor: str = ""
+    reads: tuple[str, ...] = ()
+    listed: bool = False
     # Encoder: feeds a recording's own events (``events``), for event datasets only.
     # Dataset: holds event recordings (``events``) of ``duration_ms``, the default
     # presentation time of an events-encoded cell; its input ``shape`` (channels,

@@ -1,0 +1,203 @@
+"""Trainers: what an architecture level names to say how its cells run.
+
+A trainer is a class (``Level.trainer = "module:Class"``, resolved by
+:func:`trainer_of`); the protocol (:mod:`stdp_bench.protocol`) asks it for an engine and
+for what that engine's cells can do. A plugin architecture declares its own subclass.
+Importing this module imports neither torch nor numba: validation asks trainers
+whether a cell can run (:meth:`Trainer.check`) before any engine exists.
+
+>>> from stdp_bench.config import CellConfig
+>>> t = trainer_of(CellConfig(architecture="conv"))
+>>> t.__name__, t.groups, t.curve, t.provides
+('FeatureTrainer', False, False, ('counts', 'events', 'maps'))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Sequence
+
+from stdp_bench.config import CellConfig, ConfigError, integrate_and_fire_params
+from stdp_bench.execution import Execution
+from stdp_bench.levels import registry
+
+if TYPE_CHECKING:
+    from stdp_bench.data import Dataset
+    from stdp_bench.engine.interface import Engine
+
+
+class Trainer:
+    """How the cells of an architecture run; subclasses fill in :meth:`build`."""
+
+    #: Cells of equal shapes share one job and train together as replicas.
+    groups: ClassVar[bool] = False
+    #: Learning curves (``curve_every``): label and test between training segments.
+    curve: ClassVar[bool] = False
+    #: Neurons are labelled on training samples before the test pass.
+    labels: ClassVar[bool] = True
+    #: Kinds of response the engine's ``respond`` fills (readout levels ``reads``).
+    provides: ClassVar[tuple[str, ...]] = ("counts", "events")
+    #: Training continues from a later position (``train(..., start=a)`` after
+    #: ``load_state``): what tuning rung by rung and checkpoints need.
+    resumable: ClassVar[bool] = True
+
+    @classmethod
+    def check(cls, cfg: CellConfig, where: str) -> None:
+        """Refuse a cell this trainer's engines cannot run (the message names why)."""
+
+    @classmethod
+    def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
+        """The name of the engine :meth:`build` will return (records state it)."""
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+              execution: Execution) -> "Engine":
+        """An engine holding ``cfgs`` as replicas (one cell when :attr:`groups` is off)."""
+        raise NotImplementedError
+
+
+def _missing_steps(cfgs: Sequence[CellConfig], engine: str) -> list[str]:
+    """Levels of ``cfgs`` without steps for ``engine`` (kernel or torch): both engines
+    encode with the encoders' kernel steps; the kernel engine also needs the neuron's
+    and rule's kernel steps, the torch engine their torch twins."""
+    needs = {"encoder": "kernel", "neuron": engine, "rule": engine}
+    gaps = [f"{axis} {getattr(c, axis)!r}" for c in cfgs for axis, attr in needs.items()
+            if not getattr(registry.get(axis, getattr(c, axis)), attr)]
+    return list(dict.fromkeys(gaps))
+
+
+class ReplicaTrainer(Trainer):
+    """Diehl & Cook networks: the fused kernel on the CPU, the torch replica network on
+    CUDA (or when the levels have only torch twins)."""
+
+    groups = True
+    curve = True
+
+    @classmethod
+    def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
+        """The chosen engine, unless the levels lack its steps and the user did not pin
+        it (then the other one).
+
+        >>> cfgs = [CellConfig(rule="stdp")]
+        >>> (ReplicaTrainer.engine_name(cfgs, Execution()),
+        ...  ReplicaTrainer.engine_name(cfgs, Execution(engine="torch")))
+        ('kernel', 'torch')
+        """
+        chosen = execution.engine
+        other = "torch" if chosen == "kernel" else "kernel"
+        if not _missing_steps(cfgs, chosen):
+            return chosen
+        if execution.pinned or _missing_steps(cfgs, other):
+            hint = (f"run it with --engine {other}" if not _missing_steps(cfgs, other)
+                    else "no engine runs it")
+            raise ConfigError(f"{', '.join(_missing_steps(cfgs, chosen))}: no steps for the "
+                              f"{chosen} engine; {hint}")
+        return other
+
+    @classmethod
+    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+              execution: Execution) -> "Engine":
+        """A :class:`~stdp_bench.engine.kernel_engine.ReplicaSet` or a
+        :class:`~stdp_bench.engine.torch_engine.TorchReplicaSet`."""
+        if cls.engine_name(cfgs, execution) in _TORCH_ENGINES:
+            from stdp_bench.engine.torch_engine import TorchReplicaSet
+
+            return TorchReplicaSet(list(cfgs), ds.n_input, list(gains), ds.n_classes,
+                                   device=execution.device)
+        from stdp_bench.engine.kernel_engine import ReplicaSet
+
+        return ReplicaSet(list(cfgs), ds.n_input, list(gains), ds.n_classes)
+
+
+# Replica engines that run on torch (and so on any device); the other is the kernel.
+_TORCH_ENGINES = ("torch",)
+
+
+class FeatureTrainer(Trainer):
+    """Convolutional / locally connected STDP layers: one BindsNET network per cell."""
+
+    provides = ("counts", "events", "maps")
+
+    @classmethod
+    def check(cls, cfg: CellConfig, where: str) -> None:
+        """The feature maps run BindsNET's rule classes on integrate-and-fire maps, with
+        no class gate, no input gain and no retries."""
+        arch, rule = cfg.architecture, registry.get("rule", cfg.rule)
+        encoder = registry.get("encoder", cfg.encoder)
+        if rule.supervised:
+            raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
+                              f"architecture = {arch!r} (its class gate needs the dc2015 "
+                              "layout)")
+        if hasattr(registry.module(encoder), "input_gain"):
+            raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is not available for "
+                              f"architecture = {arch!r} (its input gain needs the replica "
+                              "engine)")
+        if not hasattr(registry.module(rule), "stock_rule"):
+            raise ConfigError(f"{where}: rule = {cfg.rule!r} has no BindsNET rule "
+                              f"(stock_rule), which architecture = {arch!r} runs on")
+        try:
+            integrate_and_fire_params(cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if cfg.min_spikes > 0:
+            raise ConfigError(f"{where}: min_spikes = {cfg.min_spikes} (retries) is not "
+                              f"available for architecture = {arch!r}; use 0")
+
+    @classmethod
+    def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
+        """Stock BindsNET layers."""
+        return "bindsnet"
+
+    @classmethod
+    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+              execution: Execution) -> "Engine":
+        """A :class:`~stdp_bench.engine.feature_engine.FeatureCell` (unit gain: the
+        conv layers take no encoder gain)."""
+        from stdp_bench.engine.feature_engine import FeatureCell
+
+        (cfg,) = cfgs
+        return FeatureCell(cfg, ds.input_shape, 1.0, ds.n_classes, device=execution.device)
+
+
+class BaselineTrainer(Trainer):
+    """Gradient-trained baselines, scored by their own output layer."""
+
+    labels = False
+    provides = ("outputs",)
+    resumable = False  # Adam's moments and the epoch loop live in one call
+    convolutional: ClassVar[bool] = False
+
+    @classmethod
+    def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
+        """Torch autograd."""
+        return "autograd"
+
+    @classmethod
+    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+              execution: Execution) -> "Engine":
+        """A :class:`~stdp_bench.engine.baseline_engine.BaselineEngine`."""
+        from stdp_bench.engine.baseline_engine import BaselineEngine
+
+        (cfg,) = cfgs
+        return BaselineEngine(cfg, ds.input_shape, ds.n_classes,
+                              convolutional=cls.convolutional, device=execution.device)
+
+
+class MlpBaseline(BaselineTrainer):
+    """One hidden layer of ``n_neurons``."""
+
+
+class CnnBaseline(BaselineTrainer):
+    """Two 5x5 convolutions with pooling, then a linear layer."""
+
+    convolutional = True
+
+
+def trainer_of(cfg: CellConfig) -> type[Trainer]:
+    """The trainer class cell ``cfg``'s architecture level names."""
+    level = registry.get("architecture", cfg.architecture)
+    found = registry.load_ref(level.trainer, f"architecture {level.name!r} trainer")
+    if not (isinstance(found, type) and issubclass(found, Trainer)):
+        raise ConfigError(f"architecture {level.name!r}: trainer {level.trainer!r} is not "
+                          "a stdp_bench.trainers.Trainer subclass")
+    return found
