@@ -24,7 +24,7 @@ from stdp_bench.config import CellConfig
 from stdp_bench.data import load_dataset
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.replica_params import initial_weights, replica_params
-from stdp_bench.train import input_gains
+from stdp_bench.protocol import input_gains
 
 
 def profile(n: int, ds, samples: int) -> dict[str, float]:

@@ -36,6 +36,13 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+DeviceOption = Annotated[str, typer.Option(
+    help="auto (cuda when torch sees one, else cpu), cpu or cuda.")]
+EngineOption = Annotated[str, typer.Option(
+    help="auto, kernel (fused numba, CPU) or torch (BindsNET replica Network; the engine "
+         "for cuda). Conv / local cells and baselines run on their own engines.")]
+
+
 @app.command()
 def run(
     grid: Annotated[str, typer.Argument(help="Grid TOML file or shipped grid name.")] = DEFAULT_GRID,
@@ -44,11 +51,8 @@ def run(
         "--set", help="KEY=VALUE: override a setting or pin a factor; KEY=[a,b] makes a factor.")] = None,
     limit_train: Annotated[Optional[int], typer.Option(help="Cap n_train of every cell.")] = None,
     data_dir: DataDirOption = None,
-    device: Annotated[str, typer.Option(
-        help="auto (cuda when torch sees one, else cpu), cpu or cuda.")] = "auto",
-    engine: Annotated[str, typer.Option(
-        help="auto, kernel (fused numba, CPU) or torch (BindsNET replica Network; "
-             "the engine for cuda).")] = "auto",
+    device: DeviceOption = "auto",
+    engine: EngineOption = "auto",
     replicas: Annotated[int, typer.Option(
         help="Most cells trained together as replicas in one job.")] = 8,
     backend: BackendOption = "local",
@@ -95,6 +99,8 @@ def tune(
     address: AddressOption = None,
     replicas: Annotated[int, typer.Option(
         help="Most trials trained together as replicas in one task.")] = 64,
+    device: DeviceOption = "auto",
+    engine: EngineOption = "auto",
     quiet: QuietOption = False,
 ) -> None:
     """Tune every cell on a validation split (Optuna), then run default and tuned cells
@@ -103,11 +109,15 @@ def tune(
     from stdp_bench.tuner import tune_grid
 
     try:
+        from stdp_bench.execution import Execution
+
+        execution = Execution.resolve(device, engine)
         spec = load_grid(resolve_grid_path(grid))
         out_dir = out or Path("results") / spec.name
         outcome = tune_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
                             trials=trials, backend=backend, workers=workers,
-                            address=address, max_replicas=replicas, progress=not quiet)
+                            address=address, max_replicas=replicas, progress=not quiet,
+                            execution=execution)
     except ConfigError as exc:
         _fail(exc)
         return

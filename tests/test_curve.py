@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from stdp_bench.cli import app
 from stdp_bench.config import ConfigError, make_cell
-from stdp_bench.train import curve_segments
+from stdp_bench.protocol import curve_segments
 
 GRID = """
 name = "curve"

@@ -120,7 +120,7 @@ def test_training_claims_stay_apart_and_move_filters(arch):
 
     rule.reset_state_variables = record
     before = fc.filters().copy()
-    fc.train(ds.x_train, ds.y_train, np.arange(20))
+    fc.train(ds.x_train, ds.y_train, np.arange(20)[None])
     assert np.abs(fc.filters() - before).max() > 1e-3
     assert len(per_image) == 20
     assert sum(map(len, per_image)) >= (80 if arch == "conv" else 400)

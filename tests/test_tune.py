@@ -118,12 +118,60 @@ def test_search_space_validation_messages(data, message):
     assert str(err.value).startswith(message)
 
 
-def test_search_needs_replica_cells():
-    data = _search(factors={"architecture": ["conv"]})
-    data["settings"]["family"] = "stdp"
-    with pytest.raises(ConfigError, match="tune runs family = 'stdp', architecture = "
-                                          "'dc2015' cells"):
+def test_search_refuses_engines_that_train_in_one_call():
+    data = _search(factors={"architecture": ["mlp"]})
+    data["settings"]["family"] = "ann"
+    with pytest.raises(ConfigError, match=r"cell \{'architecture': 'mlp'\} \(architecture = "
+                                          r"'mlp'\) trains in one call; allowed: dc2015, conv, "
+                                          "local$"):
         parse_search(parse_grid(data))
+
+
+CONV_TUNED = """
+name = "conv_tuned"
+[settings]
+dataset = "digits"
+architecture = "conv"
+neuron = "lif"
+kernel_size = 4
+stride = 2
+n_filters = 4
+time = 20
+n_train = 40
+n_label = 60
+n_test = 60
+[factors]
+seed = [0]
+[search]
+trials = 3
+batch = 3
+rungs = [20, 40]
+n_label = 60
+n_val = 60
+[search.space]
+conv_inh = {low = 1.0, high = 20.0}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text, engine", [(CONV_TUNED, "auto"), (GRID, "torch")],
+                         ids=["conv", "torch"])
+def test_tune_runs_on_every_resumable_engine(tmp_path, text, engine):
+    if engine == "torch":  # fewer trials: the torch engine is the slow path on a CPU
+        text = text.replace("trials = 6", "trials = 2").replace("batch = 3", "batch = 2")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["tune", str(_grid(tmp_path, text)), "--out", str(out),
+                                   "--engine", engine, "--quiet"])
+    assert res.exit_code == 0, res.output
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert (trials["state"] == "COMPLETE").any() and trials["value"].notna().any()
+    table = pd.read_parquet(out / "results.parquet")
+    assert sorted(table["stage"].unique()) == ["default", "tuned"]
+    assert (table["status"] == "ok").all(), table["error"].unique()
+    expected = {"auto": "bindsnet", "torch": "torch"}[engine]
+    assert set(table["engine"] if "engine" in table else [expected]) == {expected}
+    for path in (out / "cells").glob("*.json"):
+        assert json.loads(path.read_text())["provenance"]["engine"] == expected
 
 
 def test_grid_without_search_is_refused_by_tune(tmp_path):
@@ -238,14 +286,14 @@ def test_rung_continuation_equals_one_pass():
     first = trial_jobs.run_rung(trial_jobs.RungTask((0, 1, 2), cfgs, 0, 25,
                                                     "proportion_weighting"))
     rest = trial_jobs.run_rung(trial_jobs.RungTask((0, 1, 2), cfgs, 25, 60,
-                                                   "proportion_weighting", W=first.W,
-                                                   theta=first.theta))
-    np.testing.assert_array_equal(whole.W, rest.W)
+                                                   "proportion_weighting",
+                                                   state=first.state))
+    np.testing.assert_array_equal(whole.state["W"], rest.state["W"])
     np.testing.assert_array_equal(whole.accuracy, rest.accuracy)
     # Alone, each trial gets the same weights as in the batch.
     alone = trial_jobs.run_rung(trial_jobs.RungTask((1,), cfgs[1:2], 0, 60,
                                                     "proportion_weighting"))
-    np.testing.assert_array_equal(alone.W[0], whole.W[1])
+    np.testing.assert_array_equal(alone.state["W"][0], whole.state["W"][1])
 
 
 def test_same_command_in_two_folders_gives_the_same_trials(tuned, tmp_path):

@@ -1,0 +1,55 @@
+"""Every engine holds to the Engine interface: it is one, and training continued from a
+saved state (in a fresh engine) gives what one uninterrupted call gives."""
+
+import numpy as np
+import pytest
+
+from stdp_bench.config import CellConfig
+from stdp_bench.data import load_dataset
+from stdp_bench.engine.interface import Engine
+from stdp_bench.execution import Execution
+from stdp_bench.protocol import Plan
+
+SMALL = dict(dataset="digits", time=20, n_train=24, n_label=30, n_test=30)
+CASES = {
+    "kernel": ([CellConfig(**SMALL, n_neurons=6, neuron=n) for n in ("lif", "adaptive")],
+               Execution()),
+    "torch": ([CellConfig(**SMALL, n_neurons=6, neuron=n) for n in ("lif", "adaptive")],
+              Execution(engine="torch", pinned=True)),
+    "bindsnet-conv": ([CellConfig(**SMALL, architecture="conv", kernel_size=4, stride=2,
+                                  n_filters=3, neuron="lif")], Execution()),
+    "bindsnet-local": ([CellConfig(**SMALL, architecture="local", kernel_size=4, stride=2,
+                                   n_filters=3, neuron="lif")], Execution()),
+}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_engine_continues_from_its_state_exactly(case, digits):
+    cfgs, execution = CASES[case]
+    plan = Plan.of(cfgs, digits)
+    whole = plan.build(execution)
+    assert isinstance(whole, Engine)
+    assert whole.name == case.split("-")[0]
+    plan.train(whole, 0, 24)
+
+    first = plan.build(execution)
+    plan.train(first, 0, 10)
+    state = first.state()
+    assert all(len(v) == len(cfgs) for v in state.values()), "replicas on the first axis"
+    rest = plan.build(execution)
+    rest.load_state(state)
+    plan.train(rest, 10, 24)
+
+    for key, value in whole.state().items():
+        np.testing.assert_array_equal(value, rest.state()[key], err_msg=key)
+    _, a = plan.respond(whole)
+    _, b = plan.respond(rest)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    assert set(whole.arrays(0)) and all(np.isfinite(v).all() for v in whole.arrays(0).values())
+    assert {"exc_spikes_per_sample", "silent_fraction", "synops_per_sample"} <= set(
+        whole.activity(0, a))
