@@ -29,7 +29,6 @@ import os
 import platform
 import resource
 import time
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -71,15 +70,15 @@ def bench_cells(replicas: int, dataset: str = "mnist") -> list[CellConfig]:
     More than 45 replicas cycle through the grid again with the seed raised, so every
     replica is a distinct network. ``dataset`` replaces the grid's dataset.
     """
-    from stdp_bench.config import load_grid, resolve_grid_path
     from stdp_bench.grid import expand
+    from stdp_bench.grid_file import load_grid, resolve_grid_path
 
     if replicas < 1:
         raise ConfigError(f"replicas = {replicas} must be at least 1")
     base = [c.config for c in expand(load_grid(resolve_grid_path("factorial")))]
     base = [c for c in base if c.seed == base[0].seed]  # the 45 cells of one seed
-    return [replace(base[i % len(base)], dataset=dataset,
-                    seed=base[i % len(base)].seed + i // len(base))
+    return [base[i % len(base)].with_settings(dataset=dataset,
+                                              seed=base[i % len(base)].seed + i // len(base))
             for i in range(replicas)]
 
 
@@ -334,7 +333,7 @@ def run_scaling(neurons: list[int], *, samples_r1: int = 2000, eval_samples: int
                               "neurons": list(neurons)}
     stock_threads = set()
     for n in neurons:
-        cfg = replace(classic, n_neurons=n)
+        cfg = classic.with_settings(n_neurons=n)
         if n <= stock_max_neurons:
             k = scaled_count(stock_samples, n, 3)
             st_train, st_eval, threads = _stock(ds, cfg, k, execution.device)

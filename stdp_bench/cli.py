@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from stdp_bench.config import (ConfigError, apply_overrides, grids_dir, load_grid,
-                               resolve_grid_path)
+from stdp_bench.config import ConfigError
+from stdp_bench.grid_file import grids_dir, load_grid, resolve_grid_path
+from stdp_bench.overrides import apply_overrides
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Factorial STDP grids on BindsNET networks.")

@@ -1,9 +1,12 @@
-"""Grid and cell configuration: frozen dataclasses validated at the edge.
+"""Cell configuration: every setting of a grid cell, declared once, validated at the edge.
 
-A grid file (TOML) has a ``name``, an optional ``description``, a ``[settings]`` table of
-fixed values and a ``[factors]`` table mapping setting names to lists of levels. Every
-key must be a field of :class:`CellConfig`; categorical settings only accept the levels
-their registry lists. Errors name the bad key, the bad value and what is allowed.
+:class:`CellConfig` is a frozen dataclass whose fields declare what they accept
+(:func:`setting`); :data:`SETTINGS` holds those declarations, levels add their own
+(``Level.params``), and :func:`check_value` validates one value against either.
+
+Grid files are read in :mod:`stdp_bench.grid_file`, ``--set`` overrides applied in
+:mod:`stdp_bench.overrides`, and combinations no engine can run rejected in
+:mod:`stdp_bench.cell_checks`.
 """
 
 from __future__ import annotations
@@ -13,18 +16,14 @@ import difflib
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field, fields
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from stdp_bench.levels import registry
-from stdp_bench.levels.spec import ConfigError, Level, Param
+from stdp_bench.levels.spec import ConfigError, Param
 
-__all__ = ["CellConfig", "ConfigError", "GridSpec", "SETTINGS", "apply_overrides",
-           "check_cell", "check_value", "choices", "declaration", "grids_dir", "load_grid",
-           "make_cell", "parse_grid", "resolve_grid_path", "with_settings"]
+__all__ = ["CellConfig", "ConfigError", "LATE_FIELDS", "REGISTRY_AXES", "SETTINGS",
+           "check_value", "choices", "declaration", "make_cell", "setting"]
 
 # Axes whose levels come from the registries (stdp_bench.levels.registry).
 REGISTRY_AXES = ("architecture", "dataset", "encoder", "neuron", "rule")
@@ -53,7 +52,7 @@ class CellConfig:
 
     Settings that a level declares (``Level.params``, e.g. triplet's ``tc_post2_ms``)
     live in ``level_settings`` and read as attributes like the others; build cells with
-    :func:`make_cell` / :func:`with_settings`, which sort the two apart.
+    :func:`make_cell` and copy them with :meth:`with_settings`, which sort the two apart.
 
     >>> cfg = CellConfig(neuron="lif")
     >>> cfg.tc_decay_ms, cfg.with_settings(inh=10.0).inh
@@ -165,9 +164,38 @@ class CellConfig:
                 return value
         return declared.default
 
+    def __post_init__(self) -> None:
+        # cell_id hashes level_settings as written, so only make_cell's form is accepted:
+        # sorted, unique, declared by a level, each off its default. Otherwise a config
+        # built without make_cell (the constructor, dataclasses.replace) could give one
+        # cell two ids.
+        names = [pair[0] for pair in self.level_settings]
+        if names != sorted(set(names)):
+            raise ConfigError(f"level_settings names {names} must be sorted and unique; "
+                              "build cells with make_cell or CellConfig.with_settings")
+        for name, value in self.level_settings:
+            declared = _level_param(name)
+            if declared is None:
+                raise ConfigError(f"level_settings: '{name}' is not a setting a level "
+                                  f"declares; level settings: "
+                                  f"{', '.join(sorted(registry.level_params()))}")
+            if value == declared.default:
+                raise ConfigError(f"level_settings: '{name}' = {value!r} is its default, "
+                                  "which is left out; build cells with make_cell or "
+                                  "CellConfig.with_settings")
+
     def with_settings(self, **changes: Any) -> "CellConfig":
-        """A copy with ``changes`` applied (core and level settings alike)."""
-        return with_settings(self, **changes)
+        """A copy with ``changes`` applied, core and level settings alike: the one way to
+        copy a config (``dataclasses.replace`` cannot set a level's settings).
+
+        >>> cfg = CellConfig().with_settings(rule="triplet", tc_post2_ms=80.0)
+        >>> cfg.tc_post2_ms, cfg.level_settings
+        (80.0, (('tc_post2_ms', 80.0),))
+        """
+        current = {f.name: getattr(self, f.name) for f in _CORE_FIELDS}
+        current.update(dict(self.level_settings))
+        current.update(changes)
+        return make_cell(current)
 
     def cell_id(self) -> str:
         """Stable id: a hash of every resolved setting.
@@ -255,132 +283,6 @@ def make_cell(settings: dict[str, Any]) -> CellConfig:
     return CellConfig(**core, level_settings=tuple(sorted(extra.items())))
 
 
-def with_settings(cfg: CellConfig, **changes: Any) -> CellConfig:
-    """``cfg`` with ``changes`` applied (the level-aware ``dataclasses.replace``)."""
-    current = {f.name: getattr(cfg, f.name) for f in _CORE_FIELDS}
-    current.update(dict(cfg.level_settings))
-    current.update(changes)
-    return make_cell(current)
-
-
-# What a neuron level's parameters must hold for the conv / local feature maps, which
-# simulate integrate-and-fire neurons with winner-take-all per location themselves.
-IF_PARAMS = ("thresh", "reset", "refrac")
-
-
-def integrate_and_fire_params(cfg: CellConfig) -> dict[str, float]:
-    """The neuron level's parameters, checked to describe an integrate-and-fire neuron
-    (threshold, reset, refractory period; optionally leak and adaptation).
-
-    >>> sorted(integrate_and_fire_params(CellConfig(neuron="lif")))
-    ['decay', 'dt', 'refrac', 'reset', 'rest', 'thresh']
-    """
-    level = registry.get("neuron", cfg.neuron)
-    module = registry.module(level)
-    p = module.kernel_params(cfg) if hasattr(module, "kernel_params") else {}
-    missing = [k for k in IF_PARAMS if k not in p]
-    if missing:
-        raise ConfigError(f"neuron = {cfg.neuron!r} is not an integrate-and-fire level "
-                          f"(its parameters lack {', '.join(missing)}); conv and local "
-                          "layers need one")
-    return p
-
-
-def check_cell(cfg: CellConfig, where: str = "cell") -> None:
-    """Reject combinations of settings that no engine can run, naming them."""
-    arch = registry.get("architecture", cfg.architecture)
-    if cfg.family not in arch.families:
-        allowed = [a.name for a in registry.levels("architecture") if cfg.family in a.families]
-        raise ConfigError(
-            f"{where}: architecture = {cfg.architecture!r} cannot be built by family = "
-            f"{cfg.family!r}; allowed for {cfg.family}: {', '.join(allowed)}")
-    if cfg.wmin > cfg.wmax:
-        raise ConfigError(f"{where}: wmin = {cfg.wmin!r} is above wmax = {cfg.wmax!r}; "
-                          "wmin must be at most wmax")
-    steps = cfg.time / cfg.dt
-    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
-        raise ConfigError(f"{where}: time = {cfg.time!r} is not a multiple of dt = "
-                          f"{cfg.dt!r}; a presentation must be a whole number of steps")
-    from stdp_bench.trainers import trainer_of  # trainers read this module's settings
-
-    trainer = trainer_of(cfg)
-    if cfg.curve_every and not trainer.curve:
-        allowed = [a.name for a in registry.levels("architecture")
-                   if registry.load_ref(a.trainer, a.name).curve]
-        raise ConfigError(f"{where}: curve_every = {cfg.curve_every} (a learning curve) is "
-                          f"not available for architecture = {cfg.architecture!r}; "
-                          f"allowed for: {', '.join(allowed)}")
-    encoder = registry.get("encoder", cfg.encoder)
-    _check_data(cfg, encoder, where)
-    if cfg.family == "stdp" and encoder.gradient_only:
-        allowed = [e.name for e in registry.levels("encoder") if not e.gradient_only]
-        raise ConfigError(
-            f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
-            f"allowed for stdp: {', '.join(allowed)}")
-    trainer.check(cfg, where)
-
-
-def _check_data(cfg: CellConfig, encoder: Level, where: str) -> None:
-    """Reject a dataset the encoder cannot read, or a front end the dataset cannot take."""
-    dataset = registry.get("dataset", cfg.dataset)
-    event_sets = [d.name for d in registry.levels("dataset") if d.events]
-    if encoder.events and not dataset.events:
-        raise ConfigError(f"{where}: encoder = {cfg.encoder!r} feeds recorded events; "
-                          f"dataset = {cfg.dataset!r} holds images (event datasets: "
-                          f"{', '.join(event_sets)})")
-    if encoder.events and cfg.family != "stdp":
-        raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is for the spiking STDP "
-                          f"networks; family = {cfg.family!r} reads an event dataset as "
-                          "frames with encoder = 'direct'")
-    if dataset.events and not encoder.events and not encoder.gradient_only:
-        allowed = [e.name for e in registry.levels("encoder") if e.events]
-        raise ConfigError(f"{where}: dataset = {cfg.dataset!r} holds event recordings, "
-                          f"which encoder = {cfg.encoder!r} cannot encode; allowed: "
-                          f"{', '.join(allowed)}")
-    if dataset.events and cfg.preprocess != "none":
-        raise ConfigError(f"{where}: preprocess = {cfg.preprocess!r} filters images; "
-                          f"dataset = {cfg.dataset!r} holds event recordings (use 'none')")
-    if cfg.color == "rgb" and dataset.shape[:1] != (3,):
-        colour = [d.name for d in registry.levels("dataset") if d.shape[:1] == (3,)]
-        raise ConfigError(f"{where}: color = 'rgb' needs a colour dataset "
-                          f"({', '.join(colour)}); dataset = {cfg.dataset!r} is grey")
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    """A validated grid: fixed settings plus factors with their levels (in file order)."""
-
-    name: str
-    description: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
-    factors: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    # The ``[search]`` table as written; ``stdp-bench tune`` validates it
-    # (:func:`stdp_bench.search_space.parse_search`), ``run`` does not read it.
-    search: dict[str, Any] = field(default_factory=dict)
-    # Level modules imported before validation (``plugins = ["module"]``).
-    plugins: tuple[str, ...] = ()
-    # Combinations left out of the product: each entry maps factors to the levels it
-    # drops (``exclude = [{n_neurons = 6400, seed = [1, 2]}]``).
-    exclude: tuple[dict[str, tuple[Any, ...]], ...] = ()
-
-    def excludes(self, levels: dict[str, Any]) -> bool:
-        """Whether a cell with these factor levels is left out by ``exclude``."""
-        return any(all(levels[k] in vs for k, vs in entry.items()) for entry in self.exclude)
-
-    def to_toml_dict(self) -> dict[str, Any]:
-        """The grid as it would be written back to TOML."""
-        out = {"name": self.name, "description": self.description,
-               "settings": dict(self.settings),
-               "factors": {k: list(v) for k, v in self.factors.items()}}
-        if self.search:
-            out["search"] = self.search
-        if self.plugins:
-            out["plugins"] = list(self.plugins)
-        if self.exclude:
-            out["exclude"] = [{k: list(v) for k, v in e.items()} for e in self.exclude]
-        return out
-
-
 def check_value(key: str, value: Any, where: str) -> Any:
     """Validate one setting value against its declaration and return it coerced.
 
@@ -401,167 +303,3 @@ def check_value(key: str, value: Any, where: str) -> Any:
         raise ConfigError(f"{where}: '{key}' = {value!r} is not allowed; "
                           f"allowed: {', '.join(registry.names(key))}")
     return value
-
-
-def parse_grid(data: dict[str, Any], source: str = "grid") -> GridSpec:
-    """Validate a grid read from TOML (or built in code)."""
-    allowed_top = {"name", "description", "plugins", "settings", "factors", "exclude",
-                   "search"}
-    for key in data:
-        if key not in allowed_top:
-            raise ConfigError(
-                f"{source}: unknown top-level key '{key}'; allowed: {', '.join(sorted(allowed_top))}")
-    name = data.get("name")
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
-        raise ConfigError(f"{source}: 'name' = {name!r} must be a non-empty string without "
-                          "spaces or slashes")
-    plugins = data.get("plugins", [])
-    if not isinstance(plugins, list) or not all(isinstance(m, str) and m for m in plugins):
-        raise ConfigError(f"{source}: 'plugins' = {plugins!r} must be a list of module names")
-    # Before the settings: a plugin's levels and settings must be known to validate them.
-    registry.load_plugins(plugins, where=f"{source} plugins")
-    settings_raw = data.get("settings", {})
-    factors_raw = data.get("factors", {})
-    if not isinstance(settings_raw, dict):
-        raise ConfigError(f"{source}: 'settings' must be a table")
-    if not isinstance(factors_raw, dict):
-        raise ConfigError(f"{source}: 'factors' must be a table")
-    search_raw = data.get("search", {})
-    if not isinstance(search_raw, dict):
-        raise ConfigError(f"{source}: 'search' must be a table")
-    settings = {k: check_value(k, v, f"{source} [settings]") for k, v in settings_raw.items()}
-    factors: dict[str, tuple[Any, ...]] = {}
-    for key, levels in factors_raw.items():
-        if not isinstance(levels, list) or not levels:
-            raise ConfigError(f"{source} [factors]: '{key}' = {levels!r} must be a non-empty list")
-        checked = tuple(check_value(key, v, f"{source} [factors]") for v in levels)
-        if len(set(checked)) != len(checked):
-            raise ConfigError(f"{source} [factors]: '{key}' = {levels!r} repeats a level")
-        if key in settings:
-            raise ConfigError(f"{source}: '{key}' is both a setting and a factor")
-        factors[key] = checked
-    return GridSpec(name=name, description=str(data.get("description", "")),
-                    settings=settings, factors=factors, search=search_raw,
-                    plugins=tuple(plugins),
-                    exclude=parse_exclude(data.get("exclude", []), factors, source))
-
-
-def parse_exclude(raw: Any, factors: dict[str, tuple[Any, ...]], source: str = "grid"
-                  ) -> tuple[dict[str, tuple[Any, ...]], ...]:
-    """Validate ``exclude = [{factor = level or [levels], ...}, ...]``: each entry drops
-    the cells whose levels match it on every factor it names.
-
-    >>> parse_exclude([{"n_neurons": 6400, "seed": [1, 2]}],
-    ...               {"n_neurons": (1600, 6400), "seed": (0, 1, 2)})
-    ({'n_neurons': (6400,), 'seed': (1, 2)},)
-    >>> parse_exclude([{"seed": 3}], {"seed": (0, 1, 2)})
-    Traceback (most recent call last):
-    ...
-    stdp_bench.levels.spec.ConfigError: grid exclude[0]: seed = 3 is not a level of the factor; levels: 0, 1, 2
-    """
-    if not isinstance(raw, list):
-        raise ConfigError(f"{source}: 'exclude' = {raw!r} must be a list of tables")
-    entries = []
-    for k, entry in enumerate(raw):
-        where = f"{source} exclude[{k}]"
-        if not isinstance(entry, dict) or not entry:
-            raise ConfigError(f"{where}: {entry!r} must be a non-empty table of factor = "
-                              "level (or list of levels)")
-        checked = {}
-        for key, value in entry.items():
-            if key not in factors:
-                raise ConfigError(f"{where}: '{key}' is not a factor; factors: "
-                                  f"{', '.join(factors) or '(none)'}")
-            values = value if isinstance(value, list) else [value]
-            levels = factors[key]
-            for v in values:
-                if check_value(key, v, where) not in levels:
-                    raise ConfigError(f"{where}: {key} = {v!r} is not a level of the factor; "
-                                      f"levels: {', '.join(map(str, levels))}")
-            checked[key] = tuple(check_value(key, v, where) for v in values)
-        entries.append(checked)
-    return tuple(entries)
-
-
-def grids_dir() -> Path:
-    """Folder of the grid files shipped with the package."""
-    return Path(str(resources.files("stdp_bench") / "grids"))
-
-
-def resolve_grid_path(grid: str) -> Path:
-    """A path, or the name of a shipped grid (``smoke``, ``classic``, ...)."""
-    path = Path(grid)
-    if path.exists():
-        return path
-    shipped = grids_dir() / f"{grid.removesuffix('.toml')}.toml"
-    if shipped.exists():
-        return shipped
-    names = ", ".join(sorted(p.stem for p in grids_dir().glob("*.toml")))
-    raise ConfigError(f"grid '{grid}' is neither a file nor a shipped grid ({names})")
-
-
-def load_grid(path: str | Path) -> GridSpec:
-    """Read and validate a grid TOML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
-    return parse_grid(data, source=str(path))
-
-
-def _parse_scalar(text: str) -> Any:
-    """Read an override value the way TOML would (numbers, booleans, strings, lists)."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # bare word, e.g. rule=none
-
-
-def apply_overrides(grid: GridSpec, overrides: list[str]) -> GridSpec:
-    """Apply ``KEY=VALUE`` overrides: a setting is replaced, a factor is pinned to levels.
-
-    A list value (``seed=[0,1,2]``) makes the key a factor with those levels.
-    """
-    settings = dict(grid.settings)
-    factors = dict(grid.factors)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set '{item}' must look like KEY=VALUE")
-        key, text = (s.strip() for s in item.split("=", 1))
-        value = _parse_scalar(text)
-        where = f"--set {item}"
-        if isinstance(value, list):
-            if not value:
-                raise ConfigError(f"{where}: '{key}' = [] has no levels; a factor needs at "
-                                  "least one")
-            factors[key] = tuple(check_value(key, v, where) for v in value)
-            settings.pop(key, None)
-        else:
-            settings[key] = check_value(key, value, where)
-            factors.pop(key, None)
-    return GridSpec(name=grid.name, description=grid.description, settings=settings,
-                    factors=factors, search=grid.search, plugins=grid.plugins,
-                    exclude=_restrict_exclude(grid.exclude, settings, factors))
-
-
-def _restrict_exclude(exclude: tuple[dict[str, tuple[Any, ...]], ...],
-                      settings: dict[str, Any], factors: dict[str, tuple[Any, ...]]
-                      ) -> tuple[dict[str, tuple[Any, ...]], ...]:
-    """``exclude`` entries after overrides: a condition on a factor now pinned to one
-    value holds or fails outright; an entry with a failed condition can never match."""
-    kept = []
-    for entry in exclude:
-        out: dict[str, tuple[Any, ...]] = {}
-        for key, levels in entry.items():
-            if key in factors:
-                out[key] = tuple(v for v in levels if v in factors[key])
-                if not out[key]:
-                    break
-            elif settings.get(key) not in levels:
-                break
-        else:
-            kept.append(out)
-    return tuple(kept)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from stdp_bench.config import CellConfig, ConfigError, GridSpec, check_cell, make_cell
+from stdp_bench.cell_checks import check_cell
+from stdp_bench.config import CellConfig, ConfigError, make_cell
+from stdp_bench.grid_file import GridSpec
 from stdp_bench.levels import registry
 from stdp_bench.records import record_key
 from stdp_bench.trainers import trainer_of

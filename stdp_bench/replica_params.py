@@ -15,7 +15,7 @@ where weights are drawn.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ def replica_seed(cfg: CellConfig) -> int:
     it is left out: a cell with a learning curve trains the network the cell without
     one trains.
     """
-    network = replace(cfg, curve_every=0) if cfg.curve_every else cfg
+    network = cfg.with_settings(curve_every=0) if cfg.curve_every else cfg
     digest = hashlib.sha256(f"{network.cell_id()}:{cfg.seed}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -13,9 +12,10 @@ import pandas as pd
 import tomli_w
 from tqdm import tqdm
 
-from stdp_bench.config import ConfigError, GridSpec
+from stdp_bench.config import ConfigError
 from stdp_bench.data import cell_dataset, cell_subsets
 from stdp_bench.grid import Cell, Job, expand, group_jobs
+from stdp_bench.grid_file import GridSpec
 from stdp_bench.backends import JobContext, check_backend, run_jobs
 from stdp_bench.results import done_record_keys, rebuild_tables, write_cell
 from stdp_bench.execution import Execution
@@ -28,7 +28,7 @@ def limit_cells(cells: list[Cell], limit_train: int | None) -> list[Cell]:
         return cells
     if limit_train < 1:
         raise ConfigError(f"--limit-train {limit_train} must be at least 1")
-    return [Cell(replace(c.config, n_train=min(c.config.n_train, limit_train)), c.levels)
+    return [Cell(c.config.with_settings(n_train=min(c.config.n_train, limit_train)), c.levels)
             for c in cells]
 
 

@@ -8,7 +8,7 @@ like any other value of that setting, and the grid's own value of each searched
 setting must lie in its range, since trial 0 of every cell runs the grid's own
 settings. Needs neither torch nor numba.
 
->>> from stdp_bench.config import parse_grid
+>>> from stdp_bench.grid_file import parse_grid
 >>> grid = parse_grid({"name": "g", "factors": {"neuron": ["lif"], "seed": [0, 1]},
 ...                    "search": {"trials": 4, "rungs": [100, 300],
 ...                               "space": {"inh": {"low": 20.0, "high": 500.0, "log": True},
@@ -29,9 +29,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from stdp_bench.config import (CellConfig, ConfigError, GridSpec, check_value, declaration,
-                               with_settings)
+from stdp_bench.config import CellConfig, ConfigError, check_value, declaration
 from stdp_bench.grid import expand
+from stdp_bench.grid_file import GridSpec
 from stdp_bench.levels import registry
 from stdp_bench.trainers import trainer_of
 
@@ -91,7 +91,7 @@ class SearchSpec:
         on ``n_label`` held-out training samples and are scored on ``n_val`` more, all
         drawn from the training split with ``seed``: the test split is never read.
         """
-        return with_settings(cell, **params, split="validation", label_source="heldout",
+        return cell.with_settings(**params, split="validation", label_source="heldout",
                              n_train=self.rungs[-1], n_label=self.n_label,
                              n_test=self.n_val, epochs=1, seed=self.seed)
 

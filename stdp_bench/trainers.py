@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
-from stdp_bench.config import CellConfig, ConfigError, integrate_and_fire_params
+from stdp_bench.cell_checks import integrate_and_fire_params
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.execution import Execution
 from stdp_bench.levels import registry
 

@@ -38,8 +38,9 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from tqdm import tqdm
 
 from stdp_bench.backends import JobContext, TaskKind, check_backend, run_tasks
-from stdp_bench.config import CellConfig, ConfigError, GridSpec, with_settings
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.grid import SHAPE_KEYS, Cell, expand
+from stdp_bench.grid_file import GridSpec
 from stdp_bench.results import (STAGES, STUDY_DB, TRIALS_STEM, rebuild_tables, write_json_atomic,
                                 write_table)
 from stdp_bench.runner import (execute_jobs, pending_jobs, preflight, prepare_out_dir,
@@ -395,12 +396,12 @@ def final_cells(grid: GridSpec, studies: dict[str, tuple[optuna.Study, Cell]],
             levels = (*cell.levels, ("seed", seed))
             if "seed" in grid.factors and grid.excludes(dict(levels)):
                 continue
-            base = replace(cell.config, seed=seed)
+            base = cell.config.with_settings(seed=seed)
             if limit_train is not None:
-                base = replace(base, n_train=min(base.n_train, limit_train))
+                base = base.with_settings(n_train=min(base.n_train, limit_train))
             default, tuned = STAGES
             cells.append(Cell(base, levels, stage=default))
-            cells.append(Cell(with_settings(base, **tuned_params), levels, stage=tuned))
+            cells.append(Cell(base.with_settings(**tuned_params), levels, stage=tuned))
     return cells
 
 
@@ -411,7 +412,7 @@ def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = No
               execution: Execution = Execution()) -> TuneOutcome:
     """Search every cell, then run the final default and tuned cells on the test split.
 
-    >>> from stdp_bench.config import parse_grid
+    >>> from stdp_bench.grid_file import parse_grid
     >>> import tempfile
     >>> grid = parse_grid({"name": "doc", "settings": {"dataset": "digits",
     ...     "n_neurons": 10, "time": 40, "n_train": 60, "n_label": 200, "n_test": 100},
@@ -437,7 +438,7 @@ def tune_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = No
     check_backend(backend, address)
     cells = tuning_cells(grid)
     preflight([Cell(spec.trial_config(c.config, {}), c.levels) for c in cells], data_dir)
-    preflight([Cell(replace(c.config, seed=s), c.levels) for c in cells
+    preflight([Cell(c.config.with_settings(seed=s), c.levels) for c in cells
                for s in final_seeds(grid)], data_dir)
     prepare_out_dir(grid, out_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 
 from stdp_bench.baselines import SurrogateSNN, encode_batch
 from stdp_bench.cli import app
-from stdp_bench.config import CellConfig, ConfigError, parse_grid
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.data import load_dataset
 from stdp_bench.grid import expand
+from stdp_bench.grid_file import parse_grid
 
 
 def train_baseline(cfg, x_train, y_train, x_test, input_shape, n_classes, max_steps):

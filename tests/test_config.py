@@ -1,14 +1,16 @@
 """Grid validation: every error names the key, the value and what is allowed."""
 
-import pytest
-
+import dataclasses
 import subprocess
 import sys
 
-from stdp_bench.config import (CellConfig, ConfigError, apply_overrides, choices, load_grid,
-                               parse_grid)
+import pytest
+
+from stdp_bench.config import CellConfig, ConfigError, choices
 from stdp_bench.grid import expand
+from stdp_bench.grid_file import load_grid, parse_grid
 from stdp_bench.levels import registry
+from stdp_bench.overrides import apply_overrides
 
 
 def grid(**factors):
@@ -39,7 +41,7 @@ def test_every_readout_and_dataset_level_has_its_implementation():
 
 
 def test_registry_and_validation_import_neither_torch_nor_numba():
-    code = ("import sys; from stdp_bench.config import parse_grid; "
+    code = ("import sys; from stdp_bench.grid_file import parse_grid; "
             "parse_grid({'name': 'g', 'factors': {'rule': ['stdp', 'none']}}); "
             "print('torch' in sys.modules, 'numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -122,3 +124,40 @@ def test_int_promotes_to_float_and_cell_id_is_stable():
     a = CellConfig(inh=100.0)
     assert a.cell_id() == CellConfig(inh=100.0).cell_id()
     assert a.cell_id() != CellConfig(inh=101.0).cell_id()
+
+
+def test_with_settings_copies_core_and_level_settings():
+    triplet = CellConfig().with_settings(rule="triplet", tc_post2_ms=80.0)
+    assert triplet.level_settings == (("tc_post2_ms", 80.0),)
+    slower = triplet.with_settings(n_train=5, tc_post2_ms=90.0)
+    assert (slower.n_train, slower.tc_post2_ms) == (5, 90.0)
+    # Back at the level's default, the setting leaves level_settings (and the id).
+    assert triplet.with_settings(tc_post2_ms=40.0) == CellConfig(rule="triplet")
+
+
+@pytest.mark.parametrize("level_settings, message", [
+    ((("tc_post2_ms", 40.0),),
+     "level_settings: 'tc_post2_ms' = 40.0 is its default, which is left out; build cells "
+     "with make_cell or CellConfig.with_settings"),
+    ((("tc_post2_ms", 80.0), ("tc_post2_ms", 90.0)),
+     "level_settings names ['tc_post2_ms', 'tc_post2_ms'] must be sorted and unique; build "
+     "cells with make_cell or CellConfig.with_settings"),
+    ((("inh", 10.0),), "level_settings: 'inh' is not a setting a level declares"),
+], ids=["default", "repeated", "core"])
+def test_level_settings_only_in_the_form_make_cell_writes(level_settings, message):
+    # cell_id hashes level_settings as written: any other form would give a cell two ids,
+    # so the constructor and dataclasses.replace refuse it.
+    cfg = CellConfig(rule="triplet")
+    with pytest.raises(ConfigError) as exc:
+        dataclasses.replace(cfg, level_settings=level_settings)
+    assert str(exc.value).startswith(message)
+    with pytest.raises(ConfigError):
+        CellConfig(rule="triplet", level_settings=level_settings)
+
+
+def test_dataclasses_replace_cannot_set_a_level_setting():
+    # Core settings copy the same either way; a level's setting only via with_settings.
+    cfg = CellConfig(rule="triplet")
+    assert dataclasses.replace(cfg, n_train=5) == cfg.with_settings(n_train=5)
+    with pytest.raises(TypeError, match="tc_post2_ms"):
+        dataclasses.replace(cfg, tc_post2_ms=80.0)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from stdp_bench.config import CellConfig, ConfigError, parse_grid
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.data import load_dataset
 from stdp_bench.engine.feature_engine import FeatureCell
 from stdp_bench.grid import expand
+from stdp_bench.grid_file import parse_grid
 from stdp_bench.networks.conv import LocationWTANodes, build_feature_network, feature_shape
 from stdp_bench.engine.responses import ReplicaResponses
 from stdp_bench.levels import registry

@@ -63,7 +63,7 @@ def test_curve_segments():
 
 
 def test_curve_needs_a_replica_architecture():
-    from stdp_bench.config import check_cell
+    from stdp_bench.cell_checks import check_cell
 
     with pytest.raises(ConfigError, match="curve_every = 10 .* not available for "
                                           "architecture = 'mlp'"):

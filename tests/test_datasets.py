@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 import dataset_files
 from stdp_bench.cli import app
-from stdp_bench.config import ConfigError, load_grid, make_cell, parse_grid
+from stdp_bench.config import ConfigError, make_cell
 from stdp_bench.data import load_dataset
 from stdp_bench.data_sources import check_present, source
 from stdp_bench.grid import expand
+from stdp_bench.grid_file import load_grid, parse_grid
 from stdp_bench.levels import registry
 
 # Every dataset read from the data root (all but scikit-learn's bundled digits).

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from stdp_bench.config import CellConfig, ConfigError, parse_grid
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.data import load_dataset
 from stdp_bench.engine.feature_engine import FeatureCell
+from stdp_bench.grid_file import parse_grid
 from stdp_bench.networks.conv import build_feature_network
 from stdp_bench.networks.first_spike import FirstSpikePostPre, claim_radius
 

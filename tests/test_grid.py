@@ -2,8 +2,9 @@
 
 import pytest
 
-from stdp_bench.config import ConfigError, grids_dir, load_grid, parse_grid
+from stdp_bench.config import ConfigError
 from stdp_bench.grid import expand, group_jobs
+from stdp_bench.grid_file import grids_dir, load_grid, parse_grid
 
 
 def test_shipped_grids_expand_to_documented_counts():
@@ -65,7 +66,7 @@ def test_exclude_of_every_cell_is_an_error():
 
 
 def test_exclude_follows_overrides():
-    from stdp_bench.config import apply_overrides
+    from stdp_bench.overrides import apply_overrides
 
     spec = parse_grid({"name": "g", "settings": {"dataset": "digits"},
                        "factors": {"n_neurons": [10, 20], "seed": [0, 1, 2]},

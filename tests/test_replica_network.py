@@ -24,7 +24,8 @@ from sklearn.datasets import load_digits
 from stdp_bench.config import CellConfig
 from stdp_bench.engine.kernel_engine import KernelReplica
 from stdp_bench.engine.numba_support import tie_draws
-from stdp_bench.networks.replica_network import ReplicaNodes, bind_replicas, build_replica_network
+from stdp_bench.networks.replica_layers import ReplicaNodes
+from stdp_bench.networks.replica_network import bind_replicas, build_replica_network
 from stdp_bench.replica_params import initial_weights, replica_seed
 from bindsnet.network.monitors import Monitor
 

@@ -10,12 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from stdp_bench.cli import app
-from stdp_bench.config import CellConfig, ConfigError, make_cell, parse_grid
+from stdp_bench.config import CellConfig, ConfigError, make_cell
 from stdp_bench.data import load_dataset, make_subsets
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.engine.torch_engine import TorchReplicaSet
 from stdp_bench.grid import expand
+from stdp_bench.grid_file import parse_grid
 from stdp_bench.levels import registry
 from stdp_bench.replica_params import replica_params
 

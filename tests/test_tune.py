@@ -21,9 +21,10 @@ from typer.testing import CliRunner
 
 from stdp_bench import trial_jobs
 from stdp_bench.cli import app
-from stdp_bench.config import ConfigError, load_grid, parse_grid
+from stdp_bench.config import ConfigError
 from stdp_bench.data import load_dataset
 from stdp_bench.grid import Cell, Job
+from stdp_bench.grid_file import load_grid, parse_grid
 from stdp_bench.search_space import parse_search
 from stdp_bench.train import run_job
 from stdp_bench.tuner import RungMedianPruner, tune_grid

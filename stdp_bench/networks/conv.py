@@ -30,7 +30,8 @@ from bindsnet.network import Network
 from bindsnet.network.nodes import Input, Nodes
 from bindsnet.network.topology import AbstractConnection, LocalConnection
 
-from stdp_bench.config import CellConfig, integrate_and_fire_params
+from stdp_bench.cell_checks import integrate_and_fire_params
+from stdp_bench.config import CellConfig
 from stdp_bench.networks.first_spike import (ClaimingConv2dConnection, FirstSpikePostPre,
                                              ResetsRule)
 from stdp_bench.levels import registry

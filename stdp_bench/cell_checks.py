@@ -1,0 +1,97 @@
+"""Combinations of settings that no engine can run, rejected before a job starts.
+
+Each setting is validated on its own by :func:`stdp_bench.config.check_value`; this module
+checks a whole cell (:func:`check_cell`): an architecture its family cannot build, a
+dataset its encoder cannot read, a rule its architecture cannot run, and so on.
+"""
+
+from __future__ import annotations
+
+from stdp_bench.config import CellConfig, ConfigError
+from stdp_bench.levels import registry
+from stdp_bench.levels.spec import Level
+
+__all__ = ["IF_PARAMS", "check_cell", "integrate_and_fire_params"]
+
+
+# What a neuron level's parameters must hold for the conv / local feature maps, which
+# simulate integrate-and-fire neurons with winner-take-all per location themselves.
+IF_PARAMS = ("thresh", "reset", "refrac")
+
+
+def integrate_and_fire_params(cfg: CellConfig) -> dict[str, float]:
+    """The neuron level's parameters, checked to describe an integrate-and-fire neuron
+    (threshold, reset, refractory period; optionally leak and adaptation).
+
+    >>> sorted(integrate_and_fire_params(CellConfig(neuron="lif")))
+    ['decay', 'dt', 'refrac', 'reset', 'rest', 'thresh']
+    """
+    level = registry.get("neuron", cfg.neuron)
+    module = registry.module(level)
+    p = module.kernel_params(cfg) if hasattr(module, "kernel_params") else {}
+    missing = [k for k in IF_PARAMS if k not in p]
+    if missing:
+        raise ConfigError(f"neuron = {cfg.neuron!r} is not an integrate-and-fire level "
+                          f"(its parameters lack {', '.join(missing)}); conv and local "
+                          "layers need one")
+    return p
+
+
+def check_cell(cfg: CellConfig, where: str = "cell") -> None:
+    """Reject combinations of settings that no engine can run, naming them."""
+    arch = registry.get("architecture", cfg.architecture)
+    if cfg.family not in arch.families:
+        allowed = [a.name for a in registry.levels("architecture") if cfg.family in a.families]
+        raise ConfigError(
+            f"{where}: architecture = {cfg.architecture!r} cannot be built by family = "
+            f"{cfg.family!r}; allowed for {cfg.family}: {', '.join(allowed)}")
+    if cfg.wmin > cfg.wmax:
+        raise ConfigError(f"{where}: wmin = {cfg.wmin!r} is above wmax = {cfg.wmax!r}; "
+                          "wmin must be at most wmax")
+    steps = cfg.time / cfg.dt
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        raise ConfigError(f"{where}: time = {cfg.time!r} is not a multiple of dt = "
+                          f"{cfg.dt!r}; a presentation must be a whole number of steps")
+    from stdp_bench.trainers import trainer_of  # trainers use this module's checks
+
+    trainer = trainer_of(cfg)
+    if cfg.curve_every and not trainer.curve:
+        allowed = [a.name for a in registry.levels("architecture")
+                   if registry.load_ref(a.trainer, a.name).curve]
+        raise ConfigError(f"{where}: curve_every = {cfg.curve_every} (a learning curve) is "
+                          f"not available for architecture = {cfg.architecture!r}; "
+                          f"allowed for: {', '.join(allowed)}")
+    encoder = registry.get("encoder", cfg.encoder)
+    _check_data(cfg, encoder, where)
+    if cfg.family == "stdp" and encoder.gradient_only:
+        allowed = [e.name for e in registry.levels("encoder") if not e.gradient_only]
+        raise ConfigError(
+            f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
+            f"allowed for stdp: {', '.join(allowed)}")
+    trainer.check(cfg, where)
+
+
+def _check_data(cfg: CellConfig, encoder: Level, where: str) -> None:
+    """Reject a dataset the encoder cannot read, or a front end the dataset cannot take."""
+    dataset = registry.get("dataset", cfg.dataset)
+    event_sets = [d.name for d in registry.levels("dataset") if d.events]
+    if encoder.events and not dataset.events:
+        raise ConfigError(f"{where}: encoder = {cfg.encoder!r} feeds recorded events; "
+                          f"dataset = {cfg.dataset!r} holds images (event datasets: "
+                          f"{', '.join(event_sets)})")
+    if encoder.events and cfg.family != "stdp":
+        raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is for the spiking STDP "
+                          f"networks; family = {cfg.family!r} reads an event dataset as "
+                          "frames with encoder = 'direct'")
+    if dataset.events and not encoder.events and not encoder.gradient_only:
+        allowed = [e.name for e in registry.levels("encoder") if e.events]
+        raise ConfigError(f"{where}: dataset = {cfg.dataset!r} holds event recordings, "
+                          f"which encoder = {cfg.encoder!r} cannot encode; allowed: "
+                          f"{', '.join(allowed)}")
+    if dataset.events and cfg.preprocess != "none":
+        raise ConfigError(f"{where}: preprocess = {cfg.preprocess!r} filters images; "
+                          f"dataset = {cfg.dataset!r} holds event recordings (use 'none')")
+    if cfg.color == "rgb" and dataset.shape[:1] != (3,):
+        colour = [d.name for d in registry.levels("dataset") if d.shape[:1] == (3,)]
+        raise ConfigError(f"{where}: color = 'rgb' needs a colour dataset "
+                          f"({', '.join(colour)}); dataset = {cfg.dataset!r} is grey")
