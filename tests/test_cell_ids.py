@@ -126,3 +126,17 @@ def test_records_come_from_their_grid(folder):
         tuned = _tuned_ids(folder, cells)
         assert by_stage["tuned"] <= tuned, (f"{folder.name}: tuned records not at best.json's "
                                             f"settings: {sorted(by_stage['tuned'] - tuned)[:5]}")
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.name)
+def test_committed_tables_are_what_their_records_rebuild(folder, tmp_path):
+    """The committed table of every results folder is exactly (byte for byte, as CSV) the
+    table its committed records rebuild: a change to the record layout or to ``tidy``
+    that moved a published number or column would fail here."""
+    import shutil
+
+    from stdp_bench.results import rebuild_tables
+
+    shutil.copytree(folder / "cells", tmp_path / "cells")
+    rebuild_tables(tmp_path)
+    assert (tmp_path / "results.csv").read_bytes() == (folder / "results.csv").read_bytes()
