@@ -103,3 +103,34 @@ rule = ["stdp", "anti_hebbian"]
     assert (table["status"] == "error").all()
     assert ("neuron 'torch_lif': no steps for the kernel engine; run it with --engine torch"
             in table["error"].iloc[0])
+
+
+@pytest.mark.slow
+def test_plugin_readout_and_architecture_run_in_a_grid(plugin_env, tmp_path):
+    grid = tmp_path / "g.toml"
+    grid.write_text("""
+name = "plugin_arch"
+plugins = ["demo_levels.winner_readout", "demo_levels.random_projection"]
+[settings]
+dataset = "digits"
+n_neurons = 20
+time = 30
+n_train = 30
+n_label = 100
+n_test = 60
+[factors]
+architecture = ["dc2015", "random_projection"]
+""")
+    out = cli(plugin_env, "run", str(grid), "--out", str(tmp_path / "r"), "--quiet")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    assert (table["status"] == "ok").all(), table["error"].unique()
+    winner = table[table["readout"] == "winner_neuron"].set_index("architecture")
+    assert sorted(winner.index) == ["dc2015", "random_projection"]
+    assert winner["accuracy"].between(0.0, 1.0).all(), winner["accuracy"]  # scored
+    proj = table[table["architecture"] == "random_projection"].set_index("readout")
+    # No events from this engine: the n-gram readout has a row but no score.
+    assert proj.loc["linear", "accuracy"] > 0.5 and pd.isna(proj.loc["ngram", "accuracy"])
+    engines = {json.loads(p.read_text())["provenance"]["engine"]
+               for p in (tmp_path / "r" / "cells").glob("*.json")}
+    assert engines == {"kernel", "projection"}
