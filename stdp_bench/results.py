@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from stdp_bench.levels import registry
-from stdp_bench.records import (SCHEMA, CellRecord, CurvePoint, Provenance, ReadoutScore,
-                                Status, record_key)
+from stdp_bench.records import (CellRecord, CurvePoint, Provenance, ReadoutScore,
+                                Status)
 
 CELLS_DIR = "cells"
 TABLE_STEM = "results"  # results.parquet and results.csv

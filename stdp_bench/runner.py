@@ -19,6 +19,7 @@ from stdp_bench.grid_file import GridSpec
 from stdp_bench.backends import JobContext, check_backend, run_jobs
 from stdp_bench.results import done_record_keys, rebuild_tables, write_cell
 from stdp_bench.execution import Execution
+from stdp_bench.records import CellRecord
 from stdp_bench.train import job_samples, pin_commit
 
 

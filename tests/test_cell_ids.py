@@ -21,7 +21,7 @@ from stdp_bench.config import make_cell
 from stdp_bench.grid import expand
 from stdp_bench.grid_file import grids_dir, load_grid
 from stdp_bench.replica_params import replica_seed
-from stdp_bench.results import record_key
+from stdp_bench.records import record_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
