@@ -10,6 +10,7 @@ import typer
 
 from stdp_bench.config import (ConfigError, apply_overrides, grids_dir, load_grid,
                                resolve_grid_path)
+from stdp_bench.errors import OutputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Factorial STDP grids on BindsNET networks.")
@@ -29,6 +30,8 @@ WorkersOption = Annotated[int, typer.Option(
 AddressOption = Annotated[Optional[str], typer.Option(
     help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")]
 QuietOption = Annotated[bool, typer.Option(help="No progress bar.")]
+ReplicasOption = Annotated[int, typer.Option(
+    help="Most cells trained together as replicas in one job.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -49,8 +52,7 @@ def run(
     engine: Annotated[str, typer.Option(
         help="auto, kernel (fused numba, CPU) or torch (BindsNET replica Network; "
              "the engine for cuda).")] = "auto",
-    replicas: Annotated[int, typer.Option(
-        help="Most cells trained together as replicas in one job.")] = 8,
+    replicas: ReplicasOption = 8,
     backend: BackendOption = "local",
     workers: WorkersOption = 1,
     address: AddressOption = None,
@@ -68,7 +70,7 @@ def run(
         table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
                          max_replicas=replicas, progress=not quiet, execution=execution,
                          backend=backend, workers=workers, address=address)
-    except ConfigError as exc:
+    except (ConfigError, OutputError) as exc:
         _fail(exc)
         return
     except KeyboardInterrupt:
@@ -93,8 +95,8 @@ def tune(
     backend: BackendOption = "local",
     workers: WorkersOption = 1,
     address: AddressOption = None,
-    replicas: Annotated[int, typer.Option(
-        help="Most trials trained together as replicas in one task.")] = 64,
+    # A search trial is a cell: --replicas caps the search's tasks and the final jobs.
+    replicas: ReplicasOption = 64,
     quiet: QuietOption = False,
 ) -> None:
     """Tune every cell on a validation split (Optuna), then run default and tuned cells
@@ -108,7 +110,7 @@ def tune(
         outcome = tune_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
                             trials=trials, backend=backend, workers=workers,
                             address=address, max_replicas=replicas, progress=not quiet)
-    except ConfigError as exc:
+    except (ConfigError, OutputError) as exc:
         _fail(exc)
         return
     except KeyboardInterrupt:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
-import platform
-import subprocess
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +19,7 @@ from stdp_bench.engine.kernel_engine import ReplicaSet
 from stdp_bench.engine.responses import Responses, TrainStats
 from stdp_bench.grid import Cell, Job
 from stdp_bench.levels import registry
+from stdp_bench.provenance import versions
 from stdp_bench.readout import confusion, feature_predictions, predict_all
 from stdp_bench.replica_params import auto_gain
 
@@ -67,57 +64,6 @@ class Execution:
         if engine == "kernel" and device != "cpu":
             raise ConfigError("--engine kernel runs on the CPU only; use --engine torch on cuda")
         return cls(device=device, engine=engine, pinned=pinned)
-
-
-@lru_cache(maxsize=1)
-def versions() -> dict[str, str]:
-    """Versions of the packages that decide the numbers."""
-    out = {"python": platform.python_version()}
-    for pkg in ("stdp_bench", "bindsnet", "torch", "numpy", "numba", "scikit-learn"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "missing"
-    return out
-
-
-# The commit a run's records name, pinned by the driver as the run starts; worker
-# processes inherit it (Ray tasks receive it with the task, ``stdp_bench.backends``).
-COMMIT_ENV = "STDP_BENCH_COMMIT"
-
-
-def git_commit() -> str | None:
-    """The commit records name: the one pinned for this run (:func:`pin_commit`), else
-    the checkout's as it is now."""
-    pinned = os.environ.get(COMMIT_ENV)
-    if pinned is not None:
-        return pinned or None
-    # Not started by a run (a direct call): pin on first use, so later records of this
-    # process neither ask git again nor name a commit made since.
-    return pin_commit()
-
-
-def pin_commit() -> str | None:
-    """Pin the commit of the checkout as this run starts, for this process and the
-    workers it starts: a worker that reads it later, after a file was edited or a commit
-    made, still names the code the run loaded."""
-    commit = checkout_commit()
-    os.environ[COMMIT_ENV] = commit or ""
-    return commit
-
-
-def checkout_commit() -> str | None:
-    """Commit of the stdp_bench checkout, with '-dirty' when it has local changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=10
-                               ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _now() -> str:
@@ -198,7 +144,7 @@ BASELINE_ENGINE = "autograd"  # ann / surrogate: torch autograd
 
 def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
                  started: str, job: Job, execution: Execution,
-                 engine: str) -> dict[str, Any]:
+                 engine: str, commit: str | None) -> dict[str, Any]:
     cfg = cell.config
     return {
         "schema": 1,
@@ -218,7 +164,7 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
             "seed": cfg.seed,
             "config_hash": cell.cell_id,
             "versions": versions(),
-            "commit": git_commit(),
+            "commit": commit,
             "started": started,
             "ended": None,
             "job_id": job.job_id,
@@ -234,16 +180,17 @@ def _base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
 def error_records(job: Job, grid: str, factors: list[str], error: str,
                   ds: Dataset | None = None, started: str | None = None,
                   execution: Execution = Execution(),
-                  engine: str | None = None) -> list[dict[str, Any]]:
+                  engine: str | None = None, *,
+                  commit: str | None = None) -> list[dict[str, Any]]:
     """A record with status ``error`` and the message for every cell of ``job``.
 
     ``engine`` is the one that failed; None when none was picked yet (the record then
-    names the execution's).
+    names the execution's). ``commit`` is the one the run pinned (:func:`run_job`).
     """
     records = []
     for cell in job.cells:
         rec = _base_record(cell, grid, factors, ds, started or _now(), job, execution,
-                           engine or execution.engine)
+                           engine or execution.engine, commit)
         rec.update(status="error", error=error)
         rec["provenance"]["ended"] = _now()
         records.append(rec)
@@ -252,19 +199,24 @@ def error_records(job: Job, grid: str, factors: list[str], error: str,
 
 def run_job(job: Job, *, grid: str, factors: list[str],
             data_dir: str | Path | None = None, on_progress: Progress | None = None,
-            execution: Execution = Execution()) -> list[dict[str, Any]]:
+            execution: Execution = Execution(),
+            commit: str | None = None) -> list[dict[str, Any]]:
     """Train, label and evaluate every cell of ``job``; never raises for a cell's failure.
 
     A failure of the whole job (bad data, a crash in the kernel) gives every cell a
     record with status ``error`` and the traceback, so the grid goes on. Records carry
     their weight arrays in ``record["_arrays"]`` for the driver to write
     (:func:`stdp_bench.results.write_cell`); nothing is written here.
+
+    ``commit`` is what the records name as the code that ran: the checkout the driver
+    pinned as the run started (:func:`stdp_bench.provenance.checkout_commit`), passed in
+    because a worker's own checkout may have changed since, or be another node's.
     """
     trainer = registry.get("architecture", job.cells[0].config.architecture).trainer
     if trainer != "replicas":
         run_cell = {"baseline": _run_baseline, "features": _run_feature_cell}[trainer]
         return [run_cell(cell, job, grid=grid, factors=factors, data_dir=data_dir,
-                         on_progress=on_progress, execution=execution)
+                         on_progress=on_progress, execution=execution, commit=commit)
                 for cell in job.cells]
     started = _now()
     ds: Dataset | None = None
@@ -319,13 +271,13 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         eval_s = time.perf_counter() - t0
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
-                             execution, engine)
+                             execution, engine, commit=commit)
 
     records = []
     R = len(job.cells)
     for r, cell in enumerate(job.cells):
         cfg = cell.config
-        rec = _base_record(cell, grid, factors, ds, started, job, execution, engine)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution, engine, commit)
         try:
             n = cfg.n_neurons
             counts = tested.counts[r]
@@ -425,7 +377,7 @@ def scaled_progress(cb: Progress | None, factor: int) -> Progress | None:
 
 def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
                   data_dir: str | Path | None, on_progress: Progress | None,
-                  execution: Execution) -> dict[str, Any]:
+                  execution: Execution, commit: str | None) -> dict[str, Any]:
     """Train and score one gradient-trained baseline cell (family ann or surrogate)."""
     from stdp_bench.baselines import train_baseline
 
@@ -435,7 +387,8 @@ def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
     rec: dict[str, Any] = {}
     try:
         ds = cell_dataset(cfg, data_dir)
-        rec = _base_record(cell, grid, factors, ds, started, job, execution, BASELINE_ENGINE)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution, BASELINE_ENGINE,
+                           commit)
         sub = cell_subsets(ds, cfg)
         eval_x, eval_y = sub.eval_split(ds)
         eval_y = eval_y[sub.evaluate]
@@ -447,7 +400,7 @@ def _run_baseline(cell: Cell, job: Job, *, grid: str, factors: list[str],
     except Exception as exc:  # noqa: BLE001 - any failure becomes a visible record
         if not rec:
             rec = _base_record(cell, grid, factors, ds, started, job, execution,
-                               BASELINE_ENGINE)
+                               BASELINE_ENGINE, commit)
         rec["status"] = "diverged" if isinstance(exc, FloatingPointError) else "error"
         rec["error"] = traceback.format_exc()
     rec["provenance"]["ended"] = _now()
@@ -466,7 +419,7 @@ def _version(pkg: str) -> str:
 
 def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
                       data_dir: str | Path | None, on_progress: Progress | None,
-                      execution: Execution) -> dict[str, Any]:
+                      execution: Execution, commit: str | None) -> dict[str, Any]:
     """Train, label and evaluate one conv / local cell (stock BindsNET layers)."""
     from stdp_bench.engine.feature_engine import FeatureCell
 
@@ -475,7 +428,8 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
     ds: Dataset | None = None
     try:
         ds = cell_dataset(cfg, data_dir)
-        rec = _base_record(cell, grid, factors, ds, started, job, execution, FEATURE_ENGINE)
+        rec = _base_record(cell, grid, factors, ds, started, job, execution, FEATURE_ENGINE,
+                           commit)
         sub = cell_subsets(ds, cfg)
         fc = FeatureCell(cfg, ds.input_shape, 1.0, ds.n_classes, device=execution.device)
         t0 = time.perf_counter()
@@ -529,6 +483,6 @@ def _run_feature_cell(cell: Cell, job: Job, *, grid: str, factors: list[str],
             rec["_arrays"] = {"filters": fc.filters().astype(np.float16)}
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
-                             execution, FEATURE_ENGINE)[0]
+                             execution, FEATURE_ENGINE, commit=commit)[0]
     rec["provenance"]["ended"] = _now()
     return rec

@@ -43,6 +43,7 @@ class RungTask:
     data_dir: str | None = None
     W: np.ndarray | None = None  # (R, n_input, n_neurons) float32
     theta: np.ndarray | None = None  # (R, n_neurons) float32
+    plugins: tuple[str, ...] = ()  # the grid's level modules, for the worker to import
 
     def samples(self) -> int:
         """Network-samples the task simulates: training span, labelling and validation."""

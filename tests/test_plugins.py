@@ -33,7 +33,6 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
     assert any(p.name.startswith("stdp_bench_demo_levels") for p in target.glob("*.dist-info"))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), env.get("PYTHONPATH")]))
-    env.pop("STDP_BENCH_PLUGINS", None)
     return env
 
 
