@@ -220,15 +220,6 @@ def split_sizes(name: str, data_dir: str | Path | None = None) -> tuple[int, int
     return len(train.y), len(test.y)
 
 
-def check_cell_fits(cfg: CellConfig, data_dir: str | Path | None = None) -> None:
-    """Refuse a cell whose dataset is missing or too small for its subsets, with the
-    messages :func:`load_dataset` and :func:`cell_subsets` give, without reading the
-    dataset where its file headers tell its size."""
-    n_train, _ = split_sizes(cfg.dataset, data_dir)
-    check_subset_sizes(cfg.dataset, n_train, cfg.n_train, cfg.n_label, cfg.n_test,
-                       cfg.split, cfg.label_source)
-
-
 def cell_subsets(ds: Dataset, cfg: CellConfig) -> Subsets:
     """:func:`make_subsets` with a cell's sizes, seed, split and label source."""
     return make_subsets(ds, cfg.n_train, cfg.n_label, cfg.n_test, cfg.seed, cfg.split,

@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 
 from stdp_bench.backends import JobContext, check_backend
 from stdp_bench.config import ConfigError, GridSpec
-from stdp_bench.data import check_cell_fits
+from stdp_bench.data import check_subset_sizes, split_sizes
 from stdp_bench.errors import OutputError
 from stdp_bench.grid import Cell
 from stdp_bench.provenance import checkout_commit
@@ -120,13 +120,19 @@ def run_in_folder(grid: GridSpec, out_dir: Path, *, check_cells: Sequence[Cell],
 
 
 def preflight(cells: Sequence[Cell], data_dir: str | Path | None) -> None:
-    """Fail before any work if a dataset is missing or too small for a cell.
+    """Fail before any work if a dataset is missing or too small for a cell, with the
+    messages loading the dataset and drawing the cell's subsets would give.
 
-    Reads file headers and counts files, not the datasets (:func:`stdp_bench.data.check_cell_fits`):
-    the driver of a run on a cluster need not hold them in memory.
+    Sizes come from file headers and file counts (:func:`stdp_bench.data.split_sizes`),
+    once per dataset: the driver of a run on a cluster need not hold the data in memory.
     """
+    n_train: dict[str, int] = {}
     for cell in cells:
-        check_cell_fits(cell.config, data_dir)
+        cfg = cell.config
+        if cfg.dataset not in n_train:
+            n_train[cfg.dataset] = split_sizes(cfg.dataset, data_dir)[0]
+        check_subset_sizes(cfg.dataset, n_train[cfg.dataset], cfg.n_train, cfg.n_label,
+                           cfg.n_test, cfg.split, cfg.label_source)
 
 
 def prepare_out_dir(grid: GridSpec, out_dir: Path) -> None:

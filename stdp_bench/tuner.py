@@ -6,13 +6,16 @@ search runs in rounds: each round asks ``batch`` trials of every study, and all 
 of the round that share tensor shapes train together as replicas in one kernel job
 (:mod:`stdp_bench.trial_jobs`), rung by rung. After each rung every trial reports its
 validation accuracy; a trial below the median of all values its study has seen at that
-rung stops there (successive halving by 2, :class:`RungMedianPruner`), the others
-continue from where they are. Trial 0 of every study is the grid's own settings and is
-never pruned, so the tuned point cannot score below the default on validation.
+rung stops there (successive halving by 2, :class:`stdp_bench.studies.RungMedianPruner`),
+the others continue from where they are. Trial 0 of every study is the grid's own
+settings and is never pruned, so the tuned point cannot score below the default on
+validation.
 
 Then the final runs: every cell at its default settings and at its best trial's
 settings, with every seed of the ``seed`` factor, through the usual runner on the
-test split (cell records with a ``stage`` column, tidy table, resume).
+test split (cell records with a ``stage`` column, tidy table, resume). Search and final
+runs are one step of :func:`stdp_bench.orchestration.run_in_folder`, under the folder's
+lock; ``--replicas`` caps the trials of a search task and the cells of a final job.
 
 Resume: a killed search leaves its in-flight trials RUNNING in the study; a rerun
 trains them again from scratch (the same trial numbers and parameters, so none is
