@@ -3,7 +3,7 @@
 Every backend yields each job's records as soon as that job ends; the driver (the
 runner) is the only writer of the results folder, so workers never touch it and a
 cluster's nodes need not share a file system with the driver. Weight arrays travel back
-inside the records (``record["_arrays"]``) and the driver writes them.
+inside the records (``CellRecord.arrays``) and the driver writes them.
 
 * ``local`` with ``workers = 1`` runs jobs one after another in this process, with a
   per-sample progress bar.
@@ -16,6 +16,10 @@ inside the records (``record["_arrays"]``) and the driver writes them.
   task that still fails gives its cells ``error`` records. ``address`` joins a running
   cluster (``auto`` or ``HOST:PORT``); without one a local Ray instance is started.
   Every node needs stdp_bench installed and the data root at the same path.
+
+What a worker needs besides its task travels inside it, never in environment variables:
+a job's :class:`JobContext` carries the commit the driver pinned and the grid's plugin
+modules, which the worker imports before it runs the job.
 
 Grid jobs and tuning rungs are both tasks of a :class:`TaskKind`, which says how to run
 one, how much progress it counts for, and what stands for it when it is lost.
@@ -36,8 +40,9 @@ from typing import Any, Callable, Generic, TypeVar
 from stdp_bench.config import ConfigError
 from stdp_bench.grid import Job
 from stdp_bench.execution import Execution
+from stdp_bench.levels import registry
 from stdp_bench.records import CellRecord
-from stdp_bench.train import COMMIT_ENV, error_records, job_samples, run_job
+from stdp_bench.train import error_records, job_samples, run_job
 
 BACKENDS = ("local", "ray")
 Progress = Callable[[int], None]
@@ -47,12 +52,20 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class JobContext:
-    """What every job needs besides its cells (picklable: it travels to workers)."""
+    """What every job needs besides its cells (picklable: it travels to workers).
+
+    ``commit`` is the checkout the driver pinned as the run started, named by every
+    record; ``plugins`` the grid's level modules, imported by the worker before it runs
+    the job (a spawned process or a Ray worker knows only the built-in and installed
+    levels).
+    """
 
     grid: str
     factors: tuple[str, ...]
     data_dir: str | None
     execution: Execution
+    commit: str | None
+    plugins: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -71,12 +84,15 @@ class TaskKind(Generic[T, R]):
 
 
 def _run(job: Job, on_progress: Progress | None, ctx: JobContext) -> list[CellRecord]:
+    # Wherever this runs (this process, a spawned worker, a Ray node): the grid's levels
+    # must be registered before the job's cells are looked up.
+    registry.load_plugins(ctx.plugins)
     return run_job(job, grid=ctx.grid, factors=list(ctx.factors), data_dir=ctx.data_dir,
-                   on_progress=on_progress, execution=ctx.execution)
+                   on_progress=on_progress, execution=ctx.execution, commit=ctx.commit)
 
 
 def _lost_job(job: Job, message: str, ctx: JobContext) -> list[CellRecord]:
-    return error_records(job, ctx.grid, list(ctx.factors), message)
+    return error_records(job, ctx.grid, list(ctx.factors), message, commit=ctx.commit)
 
 
 def grid_jobs(ctx: JobContext) -> TaskKind[Job, list[CellRecord]]:
@@ -165,8 +181,7 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
         started_here = True
     remote = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
                         max_retries=max_retries, retry_exceptions=False)(_ray_job)
-    commit = os.environ.get(COMMIT_ENV)
-    refs = {remote.remote(kind.run, task, commit): task for task in tasks}
+    refs = {remote.remote(kind.run, task): task for task in tasks}
     try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
@@ -187,14 +202,10 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
             ray.shutdown()
 
 
-def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any,
-             commit: str | None = None) -> Any:
-    # Inside a Ray worker: the task's CPU share decides its thread count. Ray workers
-    # are not the driver's children, so the pinned commit comes with the task.
+def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any) -> Any:
+    # Inside a Ray worker: the task's CPU share decides its thread count.
     import ray
 
-    if commit is not None:
-        os.environ[COMMIT_ENV] = commit
     _set_threads(int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
     return run(task, None)
 

@@ -24,7 +24,6 @@ network at each size instead, ours and stock, for the cost of larger networks.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import resource
@@ -403,8 +402,3 @@ def format_table(result: dict[str, Any], *, samples_r1: int | None = None,
     lines.append(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
-
-def is_valid(result: dict[str, Any]) -> bool:
-    """Every key present and every number positive and finite."""
-    return all(k in result for k in RESULT_KEYS) and all(
-        isinstance(v, str) or (v > 0 and math.isfinite(v)) for v in result.values())

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from stdp_bench.config import ConfigError
+from stdp_bench.errors import OutputError
 from stdp_bench.grid_file import grids_dir, load_grid, resolve_grid_path
 from stdp_bench.overrides import apply_overrides
 
@@ -30,6 +31,8 @@ WorkersOption = Annotated[int, typer.Option(
 AddressOption = Annotated[Optional[str], typer.Option(
     help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")]
 QuietOption = Annotated[bool, typer.Option(help="No progress bar.")]
+ReplicasOption = Annotated[int, typer.Option(
+    help="Most cells trained together as replicas in one job.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -54,8 +57,7 @@ def run(
     data_dir: DataDirOption = None,
     device: DeviceOption = "auto",
     engine: EngineOption = "auto",
-    replicas: Annotated[int, typer.Option(
-        help="Most cells trained together as replicas in one job.")] = 8,
+    replicas: ReplicasOption = 8,
     backend: BackendOption = "local",
     workers: WorkersOption = 1,
     address: AddressOption = None,
@@ -73,7 +75,7 @@ def run(
         table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
                          max_replicas=replicas, progress=not quiet, execution=execution,
                          backend=backend, workers=workers, address=address)
-    except ConfigError as exc:
+    except (ConfigError, OutputError) as exc:
         _fail(exc)
         return
     except KeyboardInterrupt:
@@ -98,8 +100,8 @@ def tune(
     backend: BackendOption = "local",
     workers: WorkersOption = 1,
     address: AddressOption = None,
-    replicas: Annotated[int, typer.Option(
-        help="Most trials trained together as replicas in one task.")] = 64,
+    # A search trial is a cell: --replicas caps the search's tasks and the final jobs.
+    replicas: ReplicasOption = 64,
     device: DeviceOption = "auto",
     engine: EngineOption = "auto",
     quiet: QuietOption = False,
@@ -119,7 +121,7 @@ def tune(
                             trials=trials, backend=backend, workers=workers,
                             address=address, max_replicas=replicas, progress=not quiet,
                             execution=execution)
-    except ConfigError as exc:
+    except (ConfigError, OutputError) as exc:
         _fail(exc)
         return
     except KeyboardInterrupt:

@@ -68,9 +68,8 @@ def _digits() -> tuple[Images, Images]:
     return Images(x[train], y[train]), Images(x[test], y[test])
 
 
-# Four entries, as the MNIST loader had: the run's preflight reads every dataset of the
-# grid before its jobs read them again, so a grid across up to four datasets (or
-# variants) reads each once; beyond that some are read twice.
+# Four entries, as the MNIST loader had: a process running jobs of a grid across up to
+# four datasets (or variants) reads each once; beyond that some are read twice.
 _CACHED = 4
 
 
@@ -162,8 +161,32 @@ def make_subsets(ds: Dataset, n_train: int, n_label: int, n_test: int, seed: int
     ``split="validation"`` the evaluation set is carved from the training split too,
     disjoint from the training and labelling samples.
     """
+    need = check_subset_sizes(ds.name, len(ds.y_train), n_train, n_label, n_test, split,
+                              label_source)
     rng = np.random.default_rng([seed, 7919])
     order = rng.permutation(len(ds.y_train))
+    from_train = label_source == "train"
+    n_held = 0 if from_train else n_label
+    train = order[:n_train]
+    label = train[n_train - n_label:] if from_train else order[n_train:n_train + n_label]
+    if split == "validation":
+        return Subsets(train, label, order[n_train + n_held:need], True)
+    test_order = np.random.default_rng([seed, 104729]).permutation(len(ds.y_test))
+    return Subsets(train, label, np.sort(test_order[:min(n_test, len(test_order))]), False)
+
+
+def check_subset_sizes(name: str, available: int, n_train: int, n_label: int, n_test: int,
+                       split: str = "test", label_source: str = "heldout") -> int:
+    """Refuse subsets that dataset ``name``'s ``available`` training samples cannot hold;
+    return how many of them the subsets take.
+
+    >>> check_subset_sizes("digits", 1300, 1000, 200, 100)
+    1200
+    >>> check_subset_sizes("digits", 1300, 1200, 50, 200, "validation", "train")
+    Traceback (most recent call last):
+    ...
+    stdp_bench.levels.spec.ConfigError: dataset 'digits' has 1300 training samples but ...
+    """
     from_train = label_source == "train"
     if from_train and n_label > n_train:
         raise ConfigError(f"label_source = 'train' needs n_label <= n_train; got n_label = "
@@ -171,18 +194,30 @@ def make_subsets(ds: Dataset, n_train: int, n_label: int, n_test: int, seed: int
     n_held = 0 if from_train else n_label
     hint = ' (label_source = "train" would label on training samples instead)'
     need = n_train + n_held + (n_test if split == "validation" else 0)
-    if need > len(order):
+    if need > available:
         raise ConfigError(
-            f"dataset '{ds.name}' has {len(order)} training samples but n_train"
+            f"dataset '{name}' has {available} training samples but n_train"
             f"{'' if from_train else ' + n_label'}"
             f"{' + n_test' if split == 'validation' else ''} = {need}"
             f"{'' if from_train else hint}")
-    train = order[:n_train]
-    label = train[n_train - n_label:] if from_train else order[n_train:n_train + n_label]
-    if split == "validation":
-        return Subsets(train, label, order[n_train + n_held:need], True)
-    test_order = np.random.default_rng([seed, 104729]).permutation(len(ds.y_test))
-    return Subsets(train, label, np.sort(test_order[:min(n_test, len(test_order))]), False)
+    return need
+
+
+def split_sizes(name: str, data_dir: str | Path | None = None) -> tuple[int, int]:
+    """``(training, test)`` sample counts of dataset ``name``: from its files' headers
+    where its source says how (:func:`stdp_bench.data_sources.sizes`), else from the
+    dataset as read (scikit-learn's digits, a plugin's dataset without ``sizes``, or
+    missing files that ``STDP_BENCH_DOWNLOAD=1`` lets the reader fetch).
+
+    >>> split_sizes("digits")
+    (1300, 497)
+    """
+    root = data_root(data_dir)
+    counted = data_sources.sizes(name, root)
+    if counted is not None:
+        return counted
+    train, test = _read(name, str(root), data_sources.download_requested())
+    return len(train.y), len(test.y)
 
 
 def cell_subsets(ds: Dataset, cfg: CellConfig) -> Subsets:

@@ -65,6 +65,25 @@ def check_present(name: str, root: Path) -> None:
             f"STDP_BENCH_DATA at another root, or set {DOWNLOAD_ENV}=1 to download")
 
 
+def sizes(name: str, root: Path) -> tuple[int, int] | None:
+    """``(training, test)`` sample counts of dataset ``name`` from its files' headers or
+    file counts (its source's ``sizes``), after the same missing-file check as
+    :func:`read`; None when the source declares no way to count, or when files are
+    missing and downloads are on (only the reader can fetch them)."""
+    src = source(name)
+    if src is None or src.sizes is None:
+        return None
+    if download_requested() and src.missing(root):
+        return None
+    check_present(name, root)
+    try:
+        return src.sizes(root)
+    except (OSError, ValueError) as exc:
+        # The message read() gives for files it cannot read.
+        raise ConfigError(f"dataset '{name}': cannot read {root / src.folder} "
+                          f"({exc.__class__.__name__}: {exc})") from None
+
+
 def read(name: str, root: Path) -> tuple[Images | Recordings, Images | Recordings]:
     """Train and test splits of dataset ``name`` under ``root``."""
     src = source(name)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-PREPROCESS = ("none", "dog")
 DOG_SIGMAS_PX = (1.0, 2.0)
 DOG_WINDOW_PX = 7
 

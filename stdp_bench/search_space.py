@@ -39,8 +39,6 @@ from stdp_bench.trainers import trainer_of
 # or what is being compared: the tuner sets them itself, or they are the cells.
 NOT_SEARCHABLE = ("family", "architecture", "dataset", "split", "label_source", "n_train",
                   "n_label", "n_test", "epochs", "seed", "dt", "ngram_n")
-# Settings that change tensor shapes: trials split into jobs by their value.
-SHAPE_SETTINGS = ("n_neurons", "time")
 SEARCH_KEYS = ("trials", "metric", "rungs", "n_label", "n_val", "seed", "batch", "space")
 
 

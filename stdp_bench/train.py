@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
 import traceback
 from datetime import datetime, timezone
-from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -16,62 +11,11 @@ from stdp_bench.data import Dataset, cell_dataset
 from stdp_bench.execution import Execution
 from stdp_bench.grid import Cell, Job
 from stdp_bench.protocol import cell_samples, run_cells
+from stdp_bench.provenance import versions
 from stdp_bench.records import CellRecord, Provenance, Status
 from stdp_bench.trainers import trainer_of
 
 Progress = Callable[[int], None]
-
-
-@lru_cache(maxsize=1)
-def versions() -> dict[str, str]:
-    """Versions of the packages that decide the numbers."""
-    out = {"python": platform.python_version()}
-    for pkg in ("stdp_bench", "bindsnet", "torch", "numpy", "numba", "scikit-learn",
-                "snntorch"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "missing"
-    return out
-
-
-# The commit a run's records name, pinned by the driver as the run starts; worker
-# processes inherit it (Ray tasks receive it with the task, ``stdp_bench.backends``).
-COMMIT_ENV = "STDP_BENCH_COMMIT"
-
-
-def git_commit() -> str | None:
-    """The commit records name: the one pinned for this run (:func:`pin_commit`), else
-    the checkout's as it is now."""
-    pinned = os.environ.get(COMMIT_ENV)
-    if pinned is not None:
-        return pinned or None
-    # Not started by a run (a direct call): pin on first use, so later records of this
-    # process neither ask git again nor name a commit made since.
-    return pin_commit()
-
-
-def pin_commit() -> str | None:
-    """Pin the commit of the checkout as this run starts, for this process and the
-    workers it starts: a worker that reads it later, after a file was edited or a commit
-    made, still names the code the run loaded."""
-    commit = checkout_commit()
-    os.environ[COMMIT_ENV] = commit or ""
-    return commit
-
-
-def checkout_commit() -> str | None:
-    """Commit of the stdp_bench checkout, with '-dirty' when it has local changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=10
-                               ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _now() -> str:
@@ -84,8 +28,10 @@ def job_samples(job: Job) -> int:
 
 
 def base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
-                started: str, job: Job, execution: Execution, engine: str) -> CellRecord:
-    """A cell's record before its results: settings, input, provenance."""
+                started: str, job: Job, execution: Execution, engine: str,
+                commit: str | None) -> CellRecord:
+    """A cell's record before its results: settings, input, provenance (``commit`` is
+    the one the run pinned as it started)."""
     cfg = cell.config
     return CellRecord(
         cell_id=cell.cell_id, grid=grid, factors=list(factors), settings=cfg.to_dict(),
@@ -94,7 +40,7 @@ def base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
         n_classes=ds.n_classes if ds is not None else None,
         provenance=Provenance(
             seed=cfg.seed, config_hash=cell.cell_id, versions=dict(versions()),
-            commit=git_commit(), started=started, job_id=job.job_id,
+            commit=commit, started=started, job_id=job.job_id,
             replicas=len(job.cells),
             # The fused kernel runs on the CPU whatever the execution's device.
             device="cpu" if engine == "kernel" else execution.device, engine=engine),
@@ -104,7 +50,8 @@ def base_record(cell: Cell, grid: str, factors: list[str], ds: Dataset | None,
 def error_records(job: Job, grid: str, factors: list[str], error: str,
                   ds: Dataset | None = None, started: str | None = None,
                   execution: Execution = Execution(), engine: str | None = None,
-                  status: Status = Status.ERROR) -> list[CellRecord]:
+                  status: Status = Status.ERROR, commit: str | None = None
+                  ) -> list[CellRecord]:
     """A record with ``status`` (error) and the message for every cell of ``job``.
 
     ``engine`` is the one that failed; None when none was picked yet (the record then
@@ -113,7 +60,7 @@ def error_records(job: Job, grid: str, factors: list[str], error: str,
     records = []
     for cell in job.cells:
         rec = base_record(cell, grid, factors, ds, started or _now(), job, execution,
-                          engine or execution.engine)
+                          engine or execution.engine, commit)
         rec.fail(status, error)
         rec.provenance.ended = _now()
         records.append(rec)
@@ -122,9 +69,13 @@ def error_records(job: Job, grid: str, factors: list[str], error: str,
 
 def run_job(job: Job, *, grid: str, factors: list[str],
             data_dir: str | Path | None = None, on_progress: Progress | None = None,
-            execution: Execution = Execution()) -> list[CellRecord]:
+            execution: Execution = Execution(), commit: str | None = None
+            ) -> list[CellRecord]:
     """Train, label and evaluate every cell of ``job`` (:mod:`stdp_bench.protocol`);
-    never raises for a cell's failure.
+    never raises for a cell's failure. ``commit`` is what the records name as the code
+    that ran: the checkout the driver pinned as the run started
+    (:func:`stdp_bench.provenance.checkout_commit`), passed in explicitly so that a
+    worker on another machine names the same one.
 
     A failure of the whole job (bad data, a crash in the kernel, a plugin whose trainer
     cannot be loaded) gives every cell a record with status ``error`` and the traceback,
@@ -142,13 +93,13 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         outcomes = run_cells(cfgs, ds, execution=execution, on_progress=on_progress)
     except FloatingPointError:
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
-                             execution, engine, Status.DIVERGED)
+                             execution, engine, Status.DIVERGED, commit)
     except Exception:  # noqa: BLE001 - any failure becomes a visible record
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
-                             execution, engine)
+                             execution, engine, commit=commit)
     records = []
     for cell, out in zip(job.cells, outcomes):
-        rec = base_record(cell, grid, factors, ds, started, job, execution, engine)
+        rec = base_record(cell, grid, factors, ds, started, job, execution, engine, commit)
         rec.status, rec.error, rec.metrics = out.status, out.error, out.metrics
         rec.readouts, rec.curve, rec.arrays = out.readouts, out.curve, out.arrays
         rec.provenance.ended = _now()

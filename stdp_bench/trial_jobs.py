@@ -44,6 +44,7 @@ class RungTask:
     data_dir: str | None = None
     state: dict[str, np.ndarray] | None = None
     execution: Execution = field(default_factory=Execution)
+    plugins: tuple[str, ...] = ()  # the grid's level modules, for the worker to import
 
     def samples(self) -> int:
         """Network-samples the task simulates: training span, labelling and validation."""

@@ -70,15 +70,19 @@ def stop_tree(root: subprocess.Popen, grace: float = 30) -> None:
 
 
 @contextmanager
-def private_ray_head() -> Iterator[tuple[str, dict[str, str], subprocess.Popen]]:
+def private_ray_head(base_env: dict[str, str] | None = None
+                     ) -> Iterator[tuple[str, dict[str, str], subprocess.Popen]]:
     """A Ray head on 127.0.0.1 with 2 CPUs, run in the foreground (``--block``) so that
     its servers and workers are descendants of the process started here: yields its
     address, the environment its clients need (no usage reporting, and no token
     authentication: a token left in ~/.ray by an earlier local instance would otherwise
-    be demanded) and the head process. On exit only that process tree is stopped."""
+    be demanded) and the head process. The head and its workers get ``base_env`` (else
+    this process's environment), e.g. a ``PYTHONPATH`` holding a plugin. On exit only
+    that process tree is stopped."""
     ray_bin = Path(sys.executable).with_name("ray")
     port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    env = {**(os.environ if base_env is None else base_env),
+           "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen(
         [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={port}", "--num-cpus=2", "--include-dashboard=false",

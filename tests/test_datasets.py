@@ -314,3 +314,58 @@ def test_a_run_reads_each_dataset_once(root, tmp_path, monkeypatch):
                    "--set", "n_label=10", "--set", "n_test=10", "--set", "time=40"])
     assert res.exit_code == 0, res.output
     assert sorted(reads) == ["cifar10", "fashion_mnist", "mnist", "nmnist"]
+
+
+@pytest.mark.parametrize("name", ROOT_DATASETS)
+def test_sizes_from_headers_equal_the_sizes_read(name, root):
+    """IDX headers and N-MNIST's file counts give what the readers read; CIFAR-10 counts
+    the official batches' 10,000 images each (the fixtures' batches hold 12)."""
+    from stdp_bench.data import split_sizes
+
+    ds = load_dataset(name, root)
+    if name == "cifar10":
+        assert split_sizes(name, root) == (50_000, 10_000)
+    else:
+        assert split_sizes(name, root) == (len(ds.y_train), len(ds.y_test))
+
+
+def test_preflight_reads_headers_not_datasets(root, monkeypatch):
+    """The preflight never calls a reader, and refuses a split too small for a cell with
+    the message the subsets of the loaded dataset give."""
+    from stdp_bench import data, data_sources
+    from stdp_bench.data import cell_dataset, cell_subsets
+    from stdp_bench.grid import Cell
+    from stdp_bench.orchestration import preflight
+
+    big = make_cell({"dataset": "mnist", "n_train": 50, "n_label": 20, "n_test": 10})
+    with pytest.raises(ConfigError) as loaded:
+        cell_subsets(cell_dataset(big, root), big)
+    data._read.cache_clear()
+    data._prepared.cache_clear()
+
+    def poisoned(name, path):
+        raise AssertionError(f"the preflight read {name}")
+
+    monkeypatch.setattr(data_sources, "read", poisoned)
+    fits = [Cell(make_cell({"dataset": n, "n_train": 20, "n_label": 10, "n_test": 10}), ())
+            for n in ROOT_DATASETS]
+    preflight(fits, root)
+    with pytest.raises(ConfigError) as checked:
+        preflight([Cell(big, ())], root)
+    assert str(checked.value) == str(loaded.value) == (
+        "dataset 'mnist' has 60 training samples but n_train + n_label = 70 "
+        '(label_source = "train" would label on training samples instead)')
+
+
+def test_a_broken_idx_header_is_one_line_naming_the_file(root, tmp_path):
+    from stdp_bench.data import split_sizes
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in source("mnist").files:
+        (raw / f).write_bytes((root / "MNIST" / "raw" / f).read_bytes())
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00")
+    with pytest.raises(ConfigError) as info:
+        split_sizes("mnist", tmp_path)
+    assert str(info.value) == (f"dataset 'mnist': cannot read {raw} (ValueError: "
+                               "t10k-labels-idx1-ubyte has no IDX header with magic 0x801)")

@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import private_ray_head
+
 PLUGIN_SRC = Path(__file__).parent / "plugin_pkg"
 
 
@@ -33,7 +35,6 @@ def plugin_env(tmp_path_factory) -> dict[str, str]:
     assert any(p.name.startswith("stdp_bench_demo_levels") for p in target.glob("*.dist-info"))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), env.get("PYTHONPATH")]))
-    env.pop("STDP_BENCH_PLUGINS", None)
     return env
 
 
@@ -134,3 +135,34 @@ architecture = ["dc2015", "random_projection"]
     engines = {json.loads(p.read_text())["provenance"]["engine"]
                for p in (tmp_path / "r" / "cells").glob("*.json")}
     assert engines == {"kernel", "projection"}
+
+
+@pytest.mark.slow
+def test_a_grid_with_plugins_runs_on_a_ray_cluster_it_joins(plugin_env, tmp_path):
+    """The grid's plugin modules travel in every job's context: a Ray worker, which is
+    no child of the driver and sees none of its variables, imports them before the job."""
+    grid = tmp_path / "g.toml"
+    grid.write_text("""
+name = "plugins_on_ray"
+plugins = ["demo_levels.regular_encoder"]
+[settings]
+dataset = "digits"
+n_neurons = 10
+time = 30
+n_train = 30
+n_label = 20
+n_test = 20
+[factors]
+encoder = ["poisson", "regular"]
+rule = ["stdp", "anti_hebbian"]
+""")
+    # The head and its workers see the plugin package (PYTHONPATH), as a cluster's
+    # nodes would have it installed; the plugins = [...] module is not an entry point.
+    with private_ray_head(plugin_env) as (address, env, _):
+        out = cli(env, "run", str(grid), "--out", str(tmp_path / "r"), "--quiet",
+                  "--replicas", "1", "--backend", "ray", "--address", address)
+    assert out.returncode == 0, out.stderr
+    table = pd.read_parquet(tmp_path / "r" / "results.parquet")
+    assert (table["status"] == "ok").all(), table["error"].unique()
+    assert set(table["encoder"]) == {"poisson", "regular"}
+    assert set(table["rule"]) == {"stdp", "anti_hebbian"} and table["cell_id"].nunique() == 4

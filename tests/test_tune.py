@@ -27,7 +27,8 @@ from stdp_bench.grid import Cell, Job
 from stdp_bench.grid_file import load_grid, parse_grid
 from stdp_bench.search_space import parse_search
 from stdp_bench.train import run_job
-from stdp_bench.tuner import RungMedianPruner, tune_grid
+from stdp_bench.studies import RungMedianPruner
+from stdp_bench.tuner import tune_grid
 
 from conftest import private_ray_head
 
@@ -407,7 +408,7 @@ def test_cli_tune_show_plot(tuned, tmp_path):
 def test_trial_killed_before_its_parameters_were_drawn_is_drawn_again(tuned, tmp_path,
                                                                       monkeypatch):
     """The narrowest kill: after a trial was asked, before its parameters were drawn."""
-    from stdp_bench import tuner
+    from stdp_bench import studies
 
     class Killed(BaseException):
         pass
@@ -417,7 +418,7 @@ def test_trial_killed_before_its_parameters_were_drawn_is_drawn_again(tuned, tmp
 
     grid = load_grid(_grid(tmp_path))
     out = tmp_path / "half-asked"
-    monkeypatch.setattr(tuner, "suggest", die)
+    monkeypatch.setattr(studies, "suggest", die)
     with pytest.raises(Killed):
         tune_grid(grid, out, progress=False)
     monkeypatch.undo()
@@ -485,3 +486,17 @@ def test_run_stopped_between_tells_resumes_to_the_same_trials(tuned, tmp_path, m
     tune_grid(grid, out, progress=False)
     cols = ["study", "trial", "state", "value", "rung", "inh", "theta_plus", "time"]
     pd.testing.assert_frame_equal(_trials(out)[cols], _trials(tuned)[cols])
+
+
+def test_replicas_cap_the_final_jobs_too(tuned, tmp_path):
+    """--replicas 1: every final cell is a job of its own (it was 8 whatever the option
+    said); the default run grouped cells that share shapes."""
+    grouped = [json.loads(p.read_text())["provenance"]["replicas"]
+               for p in (tuned / "cells").glob("*.json")]
+    assert max(grouped) > 1
+    out = tmp_path / "one"
+    res = CliRunner().invoke(app, ["tune", str(_grid(tmp_path)), "--out", str(out),
+                                   "--quiet", "--replicas", "1", "--trials", "1"])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    assert len(records) == 8 and {r["provenance"]["replicas"] for r in records} == {1}

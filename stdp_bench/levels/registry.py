@@ -1,10 +1,11 @@
 """One registry per axis: the built-in levels plus plugins.
 
 Built-ins are listed below, one line per level module. Plugins are packages that declare
-modules in the entry-point group ``stdp_bench.levels`` (or modules a grid names in
-``plugins = [...]``, or in the environment variable ``STDP_BENCH_PLUGINS``, comma
-separated); each module exposes ``LEVEL`` (one :class:`~stdp_bench.levels.spec.Level`)
-or ``LEVELS``. Importing this module imports no torch and no numba.
+modules in the entry-point group ``stdp_bench.levels``, or modules a grid names in
+``plugins = [...]`` (:func:`load_plugins`; a run passes the names to its workers with
+each job, ``stdp_bench.backends.JobContext``); each module exposes ``LEVEL`` (one
+:class:`~stdp_bench.levels.spec.Level`) or ``LEVELS``. Importing this module imports no
+torch and no numba.
 
 >>> names("neuron")[:3]
 ('if', 'lif', 'adaptive')
@@ -19,14 +20,12 @@ stdp_bench.levels.spec.ConfigError: unknown rule 'nope'; allowed: stdp, weight_d
 from __future__ import annotations
 
 import importlib
-import os
 from importlib import metadata
 from types import ModuleType
 
 from stdp_bench.levels.spec import AXES, ConfigError, Level, Param
 
 ENTRY_POINT_GROUP = "stdp_bench.levels"
-PLUGINS_ENV = "STDP_BENCH_PLUGINS"
 
 BUILTIN: tuple[str, ...] = (
     "stdp_bench.levels.encoders.poisson",
@@ -54,7 +53,6 @@ BUILTIN: tuple[str, ...] = (
 
 # axis -> name -> Level, in registration order; filled once per process by _levels().
 _REGISTRY: dict[str, dict[str, Level]] | None = None
-_PLUGIN_MODULES: list[str] = []
 
 
 def _levels_of(module: ModuleType) -> tuple[Level, ...]:
@@ -105,27 +103,22 @@ def _levels() -> dict[str, dict[str, Level]]:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             _add(registry, _import(ep.value, f"entry point {ep.name!r} "
                                              f"({ENTRY_POINT_GROUP})"))
-        for name in filter(None, os.environ.get(PLUGINS_ENV, "").split(",")):
-            _add(registry, _import(name.strip(), PLUGINS_ENV))
         _REGISTRY = registry
     return _REGISTRY
 
 
 def load_plugins(modules: list[str] | tuple[str, ...], where: str = "plugins") -> None:
-    """Import level modules (a grid's ``plugins``) and register their levels.
+    """Import level modules (a grid's ``plugins``) and register their levels; loading
+    a module again changes nothing.
 
-    The names are also added to ``STDP_BENCH_PLUGINS`` so that worker processes this
-    process starts register them too.
+    Only this process learns them: a worker process or Ray task that runs a grid's jobs
+    calls this itself with the names its job carries.
     """
     registry = _levels()
     for name in modules:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{where}: {name!r} must be a module name")
         _add(registry, _import(name, where))
-        if name not in _PLUGIN_MODULES:
-            _PLUGIN_MODULES.append(name)
-    known = [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m]
-    os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys(known + _PLUGIN_MODULES))
 
 
 def names(axis: str) -> tuple[str, ...]:

@@ -8,9 +8,12 @@
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+
 import numpy as np
 
-from stdp_bench.levels.datasets.source import Images, Source
+from stdp_bench.levels.datasets.source import Images, Sizer, Source
 from stdp_bench.levels.spec import Level
 
 _SHAPE = (1, 28, 28)
@@ -56,17 +59,50 @@ def _reader(cls_name: str, split: str | None = None, transpose: bool = False,
     return read
 
 
+# IDX magic numbers: unsigned bytes, 3 dimensions (images) or 1 (labels).
+_IMAGES_MAGIC, _LABELS_MAGIC = 0x803, 0x801
+
+
+def idx_count(path: Path, magic: int) -> int:
+    """The item count in an IDX file's header (big-endian magic, then the count),
+    checking the magic; the data itself is not read."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    found, count = struct.unpack(">II", head) if len(head) == 8 else (None, 0)
+    if found != magic:
+        raise ValueError(f"{path.name} has no IDX header with magic {magic:#x}")
+    return count
+
+
+def _idx_sizes(folder: str, files: tuple[str, ...]) -> Sizer:
+    """Sizes from the headers of ``files``: train images, labels, test images, labels."""
+    def sizes(root: Path) -> tuple[int, int]:
+        base = Path(root) / folder
+        counts = []
+        for images, labels in (files[:2], files[2:]):
+            n = idx_count(base / images, _IMAGES_MAGIC)
+            if idx_count(base / labels, _LABELS_MAGIC) != n:
+                raise ValueError(f"{images} and {labels} hold different counts")
+            counts.append(n)
+        return counts[0], counts[1]
+    return sizes
+
+
+def _idx_source(folder: str, files: tuple[str, ...], read) -> Source:
+    return Source(folder, files, read, _idx_sizes(folder, files))
+
+
 def _emnist(split: str, label_offset: int = 0) -> Source:
     files = tuple(f"emnist-{split}-{part}-{kind}-ubyte" for part in ("train", "test")
                   for kind in ("images-idx3", "labels-idx1"))
     # EMNIST's IDX images are stored transposed.
-    return Source("EMNIST/raw", files, _reader("EMNIST", split, True, label_offset))
+    return _idx_source("EMNIST/raw", files, _reader("EMNIST", split, True, label_offset))
 
 
 SOURCES = {
-    "mnist": Source("MNIST/raw", _IDX, _reader("MNIST")),
-    "fashion_mnist": Source("FashionMNIST/raw", _IDX, _reader("FashionMNIST")),
-    "kmnist": Source("KMNIST/raw", _IDX, _reader("KMNIST")),
+    "mnist": _idx_source("MNIST/raw", _IDX, _reader("MNIST")),
+    "fashion_mnist": _idx_source("FashionMNIST/raw", _IDX, _reader("FashionMNIST")),
+    "kmnist": _idx_source("KMNIST/raw", _IDX, _reader("KMNIST")),
     "emnist_digits": _emnist("digits"),
     "emnist_letters": _emnist("letters", label_offset=1),  # labelled 1..26 on disk
     "emnist_balanced": _emnist("balanced"),

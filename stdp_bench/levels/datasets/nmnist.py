@@ -10,6 +10,9 @@ saccades, Orchard et al. 2015), which is the default presentation time.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from stdp_bench.levels.datasets.source import Recordings, Source
@@ -47,4 +50,14 @@ def read(root: str, download: bool) -> tuple[Recordings, Recordings]:
     return tuple(out)
 
 
-SOURCES = {"nmnist": Source("NMNIST", ("Train/<class>/*.bin", "Test/<class>/*.bin"), read)}
+def sizes(root: Path) -> tuple[int, int]:
+    """Recordings per split: the files tonic's reader would take (every name ending in
+    ``bin`` under ``NMNIST/Train`` and ``NMNIST/Test``), counted, not read."""
+    def count(split: str) -> int:
+        return sum(name.endswith("bin") for _, _, names in os.walk(Path(root) / "NMNIST" / split)
+                   for name in names)
+    return count("Train"), count("Test")
+
+
+SOURCES = {"nmnist": Source("NMNIST", ("Train/<class>/*.bin", "Test/<class>/*.bin"), read,
+                            sizes)}

@@ -36,17 +36,22 @@ class Recordings:
 
 
 Reader = Callable[[str, bool], tuple["Images | Recordings", "Images | Recordings"]]
+# (training, test) sample counts from the files under the data root, without reading them.
+Sizer = Callable[[Path], tuple[int, int]]
 
 
 @dataclass(frozen=True)
 class Source:
     """One dataset's files: the folder under the data root, the files expected there
-    (``<class>`` stands for each class folder, ``*`` for any name), and its reader
-    ``read(root, download) -> (train, test)``."""
+    (``<class>`` stands for each class folder, ``*`` for any name), its reader
+    ``read(root, download) -> (train, test)`` and, optionally, ``sizes(root) -> (n_train,
+    n_test)`` from headers or file counts, so a run's preflight need not read the data
+    (without it the preflight reads the dataset)."""
 
     folder: str
     files: tuple[str, ...]
     read: Reader | None
+    sizes: Sizer | None = None
 
     def missing(self, root: Path) -> list[str]:
         """The expected files (patterns) with nothing matching them under ``root``."""
