@@ -42,8 +42,8 @@ from stdp_bench.trainers import trainer_of
 STOCK_WARMUP = 3
 OURS_WARMUP = 4
 
-RESULT_KEYS = ("device", "engine", "stock_train_sps", "train_sps_r1", "train_sps_r45",
-               "train_ratio_r1", "train_ratio_r45", "stock_eval_sps", "eval_sps",
+RESULT_KEYS = ("device", "engine", "stock_train_sps", "train_sps_r1", "train_sps_rN",
+               "train_ratio_r1", "train_ratio_rN", "stock_eval_sps", "eval_sps",
                "eval_ratio", "peak_rss_mb", "stock_samples", "samples", "replicas",
                "time_steps")
 
@@ -240,9 +240,9 @@ def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
         dataset: ``"mnist"`` (28x28) or ``"digits"`` (8x8, offline; for tests).
 
     Returns:
-        ``device``; ``stock_train_sps``, ``train_sps_r1``, ``train_sps_r45`` (the R-replica
+        ``device``; ``stock_train_sps``, ``train_sps_r1``, ``train_sps_rN`` (the R-replica
         run, whatever R is), ``stock_eval_sps``, ``eval_sps`` in network-samples per
-        second; ``train_ratio_r1``, ``train_ratio_r45``, ``eval_ratio`` (ours / stock);
+        second; ``train_ratio_r1``, ``train_ratio_rN``, ``eval_ratio`` (ours / stock);
         ``peak_rss_mb`` of this process; and ``stock_samples``, ``samples`` (per replica,
         R-replica run), ``replicas``, ``time_steps``.
     """
@@ -271,9 +271,9 @@ def run_bench(*, replicas: int = 45, samples: int = 500, samples_r1: int = 2000,
         "engine": execution.engine,
         "stock_train_sps": stock_train,
         "train_sps_r1": train_r1,
-        "train_sps_r45": train_rn,
+        "train_sps_rN": train_rn,
         "train_ratio_r1": train_r1 / stock_train,
-        "train_ratio_r45": train_rn / stock_train,
+        "train_ratio_rN": train_rn / stock_train,
         "stock_eval_sps": stock_eval,
         "eval_sps": eval_sps,
         "eval_ratio": eval_sps / stock_eval,
@@ -388,8 +388,8 @@ def format_table(result: dict[str, Any], *, samples_r1: int | None = None,
         ("stock BindsNET, train (batch 1)", result["stock_train_sps"], 1.0,
          f"{result['stock_samples']} samples"),
         ("ours, train, R=1 (classic)", result["train_sps_r1"], result["train_ratio_r1"], r1),
-        (f"ours, train, R={R} (factorial)", result["train_sps_r45"],
-         result["train_ratio_r45"], f"{R} x {result['samples']} samples"),
+        (f"ours, train, R={R} (factorial)", result["train_sps_rN"],
+         result["train_ratio_rN"], f"{R} x {result['samples']} samples"),
         ("stock BindsNET, eval (batch 1)", result["stock_eval_sps"], 1.0,
          f"{result['stock_samples']} samples"),
         (f"ours, eval, R={R} (respond)", result["eval_sps"], result["eval_ratio"], ev),

@@ -12,6 +12,7 @@ from stdp_bench.config import ConfigError
 from stdp_bench.errors import OutputError
 from stdp_bench.grid_file import grids_dir, load_grid, resolve_grid_path
 from stdp_bench.overrides import apply_overrides
+from stdp_bench.records import Status
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Factorial STDP grids on BindsNET networks.")
@@ -158,7 +159,7 @@ def _print_summary(table, factors) -> None:
         return
     by = _group_columns(factors, table) + ["readout"]
     typer.echo(summarize(table, by).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    bad = table[table["status"] != "ok"].drop_duplicates("cell_id")
+    bad = table[table["status"] != Status.OK.value].drop_duplicates("cell_id")
     for _, row in bad.iterrows():
         first = str(row.get("error") or "").strip().splitlines()
         typer.echo(f"cell {row['cell_id']}: {row['status']}: {first[-1] if first else ''}")

@@ -197,15 +197,15 @@ class Timings:
 
 
 def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
-              execution: Execution = Execution(), on_progress: Progress | None = None,
-              engine: Engine | None = None) -> list[Outcome]:
+              execution: Execution = Execution(), on_progress: Progress | None = None
+              ) -> list[Outcome]:
     """Train, label, evaluate and score ``cfgs`` (replicas of equal shapes) on ``ds``.
 
     Raises when the job as a whole fails (the caller records that for every cell); a
     replica that diverges gets its status, and its metrics, without scores.
     """
     plan = Plan.of(cfgs, ds)
-    engine = engine if engine is not None else plan.build(execution)
+    engine = plan.build(execution)
     K = plan.orders.shape[1]
     stats = TrainStats.zeros(len(cfgs), K)
     curves: list[list[CurvePoint]] = [[] for _ in cfgs]

@@ -127,7 +127,7 @@ def record_from_json(data: dict[str, Any]) -> CellRecord:
     curve = data.get("curve")
     return CellRecord(
         schema=int(data.get("schema", 1)), cell_id=data.get("cell_id"),
-        grid=data.get("grid"), status=Status(data.get("status", "ok")),
+        grid=data.get("grid"), status=Status(data.get("status", Status.OK.value)),
         error=data.get("error"), factors=list(data.get("factors") or []),
         settings=dict(data.get("settings") or {}), image_shape=data.get("image_shape"),
         input_shape=data.get("input_shape"), n_classes=data.get("n_classes"),

@@ -100,18 +100,26 @@ class ReplicaTrainer(Trainer):
               execution: Execution) -> "Engine":
         """A :class:`~stdp_bench.engine.kernel_engine.ReplicaSet` or a
         :class:`~stdp_bench.engine.torch_engine.TorchReplicaSet`."""
-        if cls.engine_name(cfgs, execution) in _TORCH_ENGINES:
-            from stdp_bench.engine.torch_engine import TorchReplicaSet
-
-            return TorchReplicaSet(list(cfgs), ds.n_input, list(gains), ds.n_classes,
-                                   device=execution.device)
-        from stdp_bench.engine.kernel_engine import ReplicaSet
-
-        return ReplicaSet(list(cfgs), ds.n_input, list(gains), ds.n_classes)
+        build = _REPLICA_ENGINES[cls.engine_name(cfgs, execution)]
+        return build(list(cfgs), ds, list(gains), execution.device)
 
 
-# Replica engines that run on torch (and so on any device); the other is the kernel.
-_TORCH_ENGINES = ("torch",)
+def _kernel_set(cfgs: list[CellConfig], ds: "Dataset", gains: list[float],
+                device: str) -> "Engine":
+    from stdp_bench.engine.kernel_engine import ReplicaSet
+
+    return ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)  # the CPU whatever device
+
+
+def _torch_set(cfgs: list[CellConfig], ds: "Dataset", gains: list[float],
+               device: str) -> "Engine":
+    from stdp_bench.engine.torch_engine import TorchReplicaSet
+
+    return TorchReplicaSet(cfgs, ds.n_input, gains, ds.n_classes, device=device)
+
+
+# The replica engines by the names records give them (Execution.engine's choices).
+_REPLICA_ENGINES = {"kernel": _kernel_set, "torch": _torch_set}
 
 
 class FeatureTrainer(Trainer):

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from stdp_bench.bench import RESULT_KEYS, bench_cells, run_bench
 from stdp_bench.cli import app
 
-REQUIRED = ("device", "stock_train_sps", "train_sps_r1", "train_sps_r45", "train_ratio_r1",
-            "train_ratio_r45", "stock_eval_sps", "eval_sps", "eval_ratio", "peak_rss_mb")
+REQUIRED = ("device", "stock_train_sps", "train_sps_r1", "train_sps_rN", "train_ratio_r1",
+            "train_ratio_rN", "stock_eval_sps", "eval_sps", "eval_ratio", "peak_rss_mb")
 
 
 def _check(result: dict) -> None:

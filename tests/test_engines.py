@@ -53,3 +53,23 @@ def test_engine_continues_from_its_state_exactly(case, digits):
     assert set(whole.arrays(0)) and all(np.isfinite(v).all() for v in whole.arrays(0).values())
     assert {"exc_spikes_per_sample", "silent_fraction", "synops_per_sample"} <= set(
         whole.activity(0, a))
+
+
+def test_baseline_engine_is_an_engine_whose_state_reproduces_its_outputs(digits):
+    """A baseline trains in one call (not resumable), but its state still reloads: a fresh
+    engine given it answers exactly as the trained one."""
+    cfg = CellConfig(family="ann", architecture="mlp", dataset="digits", n_neurons=8,
+                     n_train=64, n_test=20, batch_size=32)
+    plan = Plan.of([cfg], digits)
+    trained = plan.build(Execution())
+    assert isinstance(trained, Engine) and trained.name == "autograd"
+    assert not plan.trainer.resumable and not plan.trainer.labels
+    plan.train(trained, 0, 64)
+    fresh = plan.build(Execution())
+    fresh.load_state(trained.state())
+    _, a = plan.respond(trained)
+    _, b = plan.respond(fresh)
+    assert a.outputs.shape == (1, 20, 10)
+    np.testing.assert_array_equal(a.outputs, b.outputs)
+    with pytest.raises(ValueError, match="a baseline trains in one call"):
+        plan.train(fresh, 10, 20)

@@ -138,7 +138,11 @@ class BaselineEngine:
         self.model.load_state_dict({k: torch.as_tensor(v[0]) for k, v in state.items()})
 
     def activity(self, r: int, tested: Responses) -> Metrics:
-        """Activity and synaptic operations (or multiply-accumulates) per test sample."""
+        """Activity and synaptic operations (or multiply-accumulates) per test sample.
+
+        ``tested`` must be the last :meth:`respond`'s: the spiking net's synaptic
+        operations were counted there, and its input events are drawn from the same
+        images (continuing the encoder's generator, as the baselines always did)."""
         act = tested.counts[r][:, 0]
         if self.model.spiking:
             steps = max(1, int(self.cfg.time / self.cfg.dt))
