@@ -234,6 +234,36 @@ def _filter(table, where: list[str]):
 
 
 @app.command()
+def predict(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder (run or tune).")],
+    cell: Annotated[Optional[str], typer.Option(
+        help="Only this cell (its record name, or the start of it).")] = None,
+    data_dir: DataDirOption = None,
+    split: Annotated[str, typer.Option(
+        help="test: the samples each cell was scored on (its record's accuracies are "
+             "shown beside); train: its labelling samples.")] = "test",
+    readout: Annotated[Optional[str], typer.Option(help="Only this readout.")] = None,
+) -> None:
+    """Reload saved cells from their model files and score them again."""
+    from stdp_bench.model_file import ModelFileError
+    from stdp_bench.rescore import rescore
+
+    try:
+        table = rescore(results_dir, cell=cell, data_dir=data_dir, split=split,
+                        readout=readout)
+    except (ConfigError, ModelFileError) as exc:
+        _fail(exc)
+        return
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if split == "test":
+        differ = int((~table["equal"].astype(bool)).sum())
+        typer.echo(f"{len(table) - differ} of {len(table)} accuracies equal the records'"
+                   + (f"; {differ} differ" if differ else ""))
+        if differ:
+            raise typer.Exit(1)
+
+
+@app.command()
 def plot(
     results_dir: Annotated[Path, typer.Argument(help="Results folder of a run.")],
     x: Annotated[str, typer.Option(help="Factor on the x axis.")] = "encoder",

@@ -32,8 +32,9 @@ from stdp_bench.data import Dataset, Subsets, cell_subsets
 from stdp_bench.engine.interface import Engine, Metrics
 from stdp_bench.engine.responses import Responses, TrainStats
 from stdp_bench.execution import Execution
-from stdp_bench.readout import confusion, predict, readout_levels
-from stdp_bench.records import CurvePoint, ReadoutScore, Status
+from stdp_bench.readout import (Params, apply_readouts, confusion, fit_readouts,
+                                readout_levels)
+from stdp_bench.records import CurvePoint, ModelParts, ReadoutScore, Status
 from stdp_bench.replica_params import auto_gain
 from stdp_bench.trainers import Trainer, trainer_of
 
@@ -100,6 +101,7 @@ class Plan:
     eval_x: np.ndarray
     eval_y: np.ndarray
     eval_orders: np.ndarray  # (R, n_eval)
+    gains: tuple[float, ...]  # each replica's input gain
 
     @classmethod
     def of(cls, cfgs: Sequence[CellConfig], ds: Dataset) -> "Plan":
@@ -108,12 +110,11 @@ class Plan:
         eval_x, eval_y = subsets[0].eval_split(ds)
         return cls(ds, tuple(cfgs), trainer_of(cfgs[0]), train_orders(cfgs, subsets),
                    np.stack([s.label for s in subsets]), eval_x, eval_y,
-                   np.stack([s.evaluate for s in subsets]))
+                   np.stack([s.evaluate for s in subsets]), tuple(input_gains(cfgs, ds)))
 
     def build(self, execution: Execution) -> Engine:
         """A fresh engine holding the plan's replicas."""
-        return self.trainer.build(self.cfgs, self.ds, input_gains(self.cfgs, self.ds),
-                                  execution)
+        return self.trainer.build(self.cfgs, self.ds, self.gains, execution)
 
     def train(self, engine: Engine, lo: int, hi: int, on_progress: Progress | None = None
               ) -> TrainStats:
@@ -132,16 +133,22 @@ class Plan:
         return labelled, engine.respond(self.eval_x, self.eval_orders, phase=2,
                                         on_progress=step)
 
-    def predictions(self, r: int, labelled: Responses | None, tested: Responses,
-                    readouts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """Replica r's test predictions by every readout of its family that the engine's
-        responses allow (or by ``readouts`` only)."""
+    def fit_readouts(self, r: int, labelled: Responses | None,
+                     readouts: Sequence[str] | None = None) -> dict[str, Params]:
+        """What replica r's readouts learn on its labelling responses: every readout of
+        its family that the engine's responses allow (or ``readouts`` only)."""
         cfg = self.cfgs[r]
         levels = [lv for lv in readout_levels(cfg.family, self.trainer.provides)
                   if readouts is None or lv.name in readouts]
         fit = None if labelled is None else labelled.replica(r)
         fit_y = None if labelled is None else self.ds.y_train[self.label_orders[r]]
-        return predict(levels, fit, fit_y, tested.replica(r), self.ds.n_classes, cfg)
+        return fit_readouts(levels, fit, fit_y, self.ds.n_classes, cfg)
+
+    def predictions(self, r: int, labelled: Responses | None, tested: Responses,
+                    readouts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Replica r's test predictions by its readouts (:meth:`fit_readouts`)."""
+        return apply_readouts(self.fit_readouts(r, labelled, readouts), tested.replica(r),
+                              self.ds.n_classes, self.cfgs[r])
 
     def test_labels(self, r: int) -> np.ndarray:
         """Classes of replica r's evaluation samples."""
@@ -185,6 +192,7 @@ class Outcome:
     readouts: dict[str, ReadoutScore] = field(default_factory=dict)
     curve: list[CurvePoint] | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    model: ModelParts | None = None  # None for a diverged cell
 
 
 @dataclass
@@ -225,16 +233,20 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
                     curves[r].append(CurvePoint(hi, {n: accuracy(p, y)
                                                      for n, p in preds.items()}))
             t.curve += time.perf_counter() - t0
+    # Before the last responses: the baselines' encoders draw from a generator that
+    # responding moves on, and a model file must answer as the evaluated network did.
+    state = engine.state()
     t0 = time.perf_counter()
     labelled, tested = plan.respond(engine, on_progress)
     t.eval = time.perf_counter() - t0
-    return [_outcome(plan, engine, r, stats, labelled, tested, curves[r], t)
+    return [_outcome(plan, engine, r, stats, labelled, tested, curves[r], t,
+                     {k: v[r:r + 1] for k, v in state.items()})
             for r in range(len(cfgs))]
 
 
 def _outcome(plan: Plan, engine: Engine, r: int, stats: TrainStats,
              labelled: Responses | None, tested: Responses, curve: list[CurvePoint],
-             t: Timings) -> Outcome:
+             t: Timings, state: dict[str, np.ndarray]) -> Outcome:
     R = len(plan.cfgs)
     metrics: Metrics = {"n_test": int(plan.eval_orders.shape[1]),
                         **engine.activity(r, tested),
@@ -248,7 +260,8 @@ def _outcome(plan: Plan, engine: Engine, r: int, stats: TrainStats,
     if status is Status.DIVERGED:
         return out  # non-finite weights are not worth scoring or keeping
     y = plan.test_labels(r)
-    preds = plan.predictions(r, labelled, tested)
+    fitted = plan.fit_readouts(r, labelled)
+    preds = apply_readouts(fitted, tested.replica(r), plan.ds.n_classes, plan.cfgs[r])
     out.readouts = {name: ReadoutScore(accuracy(p, y),
                                        confusion(y, p, plan.ds.n_classes).tolist())
                     for name, p in preds.items()}
@@ -256,4 +269,5 @@ def _outcome(plan: Plan, engine: Engine, r: int, stats: TrainStats,
         out.curve = curve + [CurvePoint(plan.orders.shape[1],
                                         {n: s.accuracy for n, s in out.readouts.items()})]
     out.arrays = engine.arrays(r)
+    out.model = ModelParts(state, fitted, plan.gains[r])
     return out

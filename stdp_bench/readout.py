@@ -13,7 +13,6 @@ The ``linear`` readout is a logistic regression on spike counts.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
 
 import numpy as np
 import torch
@@ -23,14 +22,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from stdp_bench.config import CellConfig
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.engine.responses import ReplicaResponses
 from stdp_bench.levels import registry
 from stdp_bench.levels.spec import Level
 from stdp_bench.seeding import global_rngs_seeded
 
-Predictor = Callable[[ReplicaResponses | None, np.ndarray | None, ReplicaResponses, int,
-                      CellConfig], np.ndarray | None]
 # The dense n-gram score array holds n_neurons ** n x n_classes numbers; above this the
 # readout is skipped (its accuracy is left empty) rather than exhausting memory.
 NGRAM_MAX_CELLS = 50_000_000
@@ -101,60 +98,115 @@ def ngram_predict(events: np.ndarray, n_events: np.ndarray, scores: np.ndarray,
     return preds
 
 
-def linear_probe(train_counts: np.ndarray, train_y: np.ndarray, test_counts: np.ndarray,
-                 seed: int = 0) -> np.ndarray:
-    """Logistic regression on standardised spike counts, fitted on the labelling set."""
-    if len(np.unique(train_y)) < 2:
-        return np.full(len(test_counts), -1, dtype=np.int64)
+Params = dict[str, np.ndarray]
+
+
+def fit_linear(counts: np.ndarray, y: np.ndarray, seed: int = 0) -> Params:
+    """Logistic regression on standardised spike counts: the scaler's and the model's
+    numbers (``classes`` is empty when the labels hold one class: nothing to fit)."""
+    if len(np.unique(y)) < 2:
+        return {"classes": np.zeros(0, np.int64)}
     model = make_pipeline(StandardScaler(),
                           LogisticRegression(max_iter=500, C=1.0, random_state=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(train_counts.astype(np.float64), train_y)
-    return model.predict(test_counts.astype(np.float64)).astype(np.int64)
+        model.fit(counts.astype(np.float64), y)
+    scaler, logistic = model[0], model[1]
+    return {"mean": scaler.mean_, "scale": scaler.scale_, "coef": logistic.coef_,
+            "intercept": logistic.intercept_, "classes": logistic.classes_.astype(np.int64)}
 
 
-def _labels(label_counts: np.ndarray, label_y: np.ndarray, n_classes: int, seed: int):
+def apply_linear(params: Params, counts: np.ndarray) -> np.ndarray:
+    """Classes of ``counts`` by :func:`fit_linear`'s numbers, computed as scikit-learn's
+    pipeline computes them (so a saved probe predicts exactly what the fitted one did)."""
+    classes = params["classes"]
+    if len(classes) < 2:
+        return np.full(len(counts), -1, dtype=np.int64)
+    x = counts.astype(np.float64)
+    x -= params["mean"]
+    x /= params["scale"]
+    scores = x @ params["coef"].T + params["intercept"]
+    picks = (scores[:, 0] > 0).astype(np.int64) if scores.shape[1] == 1 else scores.argmax(1)
+    return classes[picks]
+
+
+def linear_probe(train_counts: np.ndarray, train_y: np.ndarray, test_counts: np.ndarray,
+                 seed: int = 0) -> np.ndarray:
+    """Logistic regression on standardised spike counts, fitted on the labelling set."""
+    return apply_linear(fit_linear(train_counts, train_y, seed), test_counts)
+
+
+def _labels(label_counts: np.ndarray, label_y: np.ndarray, n_classes: int, seed: int
+            ) -> Params:
     with global_rngs_seeded(seed):  # assign_labels breaks ties with torch noise
-        return assign_labels(_as_raster(label_counts), torch.as_tensor(label_y), n_classes)
+        assignments, proportions, _ = assign_labels(_as_raster(label_counts),
+                                                    torch.as_tensor(label_y), n_classes)
+    return {"assignments": assignments.numpy(), "proportions": proportions.numpy()}
 
 
-# Predictors of the readout levels (stdp_bench/levels/readouts.py names them). Each fits
-# on the labelling responses ``fit`` (None for readouts of an output layer) with their
-# labels ``fit_y`` and predicts the test responses; -1 is an abstention, and None means
-# the readout does not apply to this cell (its accuracy is left out).
+class Readout:
+    """A readout level's predictor: ``fit`` on the labelling responses ``fit`` (None for
+    a readout of an output layer) and their classes returns the numbers it learned (a
+    model file keeps them), or None when it does not apply to the cell; ``apply`` turns
+    test responses into classes, -1 where it abstains."""
 
-def all_activity_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
-                         n_classes: int, cfg: CellConfig) -> np.ndarray:
+    def fit(self, fit: ReplicaResponses | None, fit_y: np.ndarray | None, n_classes: int,
+            cfg: CellConfig) -> Params | None:
+        raise NotImplementedError
+
+    def apply(self, params: Params, test: ReplicaResponses, n_classes: int,
+              cfg: CellConfig) -> np.ndarray:
+        raise NotImplementedError
+
+
+class AllActivity(Readout):
     """BindsNET's all-activity vote of the labelled neurons."""
-    assignments, _, _ = _labels(fit.counts, fit_y, n_classes, cfg.seed)
-    return all_activity(_as_raster(test.counts), assignments, n_classes).numpy()
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        return _labels(fit.counts, fit_y, n_classes, cfg.seed)
+
+    def apply(self, params, test, n_classes, cfg):
+        return all_activity(_as_raster(test.counts), torch.as_tensor(params["assignments"]),
+                            n_classes).numpy()
 
 
-def proportion_weighting_readout(fit: ReplicaResponses, fit_y: np.ndarray,
-                                 test: ReplicaResponses, n_classes: int, cfg: CellConfig
-                                 ) -> np.ndarray:
+class ProportionWeighting(AllActivity):
     """BindsNET's vote weighted by each neuron's class proportions."""
-    assignments, proportions, _ = _labels(fit.counts, fit_y, n_classes, cfg.seed)
-    return proportion_weighting(_as_raster(test.counts), assignments, proportions,
-                                n_classes).numpy()
+
+    def apply(self, params, test, n_classes, cfg):
+        return proportion_weighting(_as_raster(test.counts),
+                                    torch.as_tensor(params["assignments"]),
+                                    torch.as_tensor(params["proportions"]), n_classes).numpy()
 
 
-def ngram_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
-                  n_classes: int, cfg: CellConfig) -> np.ndarray | None:
-    """n-grams of the firing order; None when the score array would exceed
-    ``NGRAM_MAX_CELLS``."""
-    n_neurons = fit.counts.shape[1]
-    if n_neurons ** cfg.ngram_n * n_classes > NGRAM_MAX_CELLS:
-        return None
-    scores = ngram_scores(fit.events, fit.n_events, fit_y, n_classes, cfg.ngram_n, n_neurons)
-    return ngram_predict(test.events, test.n_events, scores, n_classes, cfg.ngram_n)
+class NGram(Readout):
+    """n-grams of the firing order; does not apply when its dense score array would
+    exceed ``NGRAM_MAX_CELLS``. The scores are kept sparse (most n-grams never occur)."""
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        n_neurons = fit.counts.shape[1]
+        if n_neurons ** cfg.ngram_n * n_classes > NGRAM_MAX_CELLS:
+            return None
+        scores = ngram_scores(fit.events, fit.n_events, fit_y, n_classes, cfg.ngram_n,
+                              n_neurons)
+        where = np.nonzero(scores)
+        return {"shape": np.array(scores.shape, np.int64),
+                "index": np.stack(where).astype(np.int64), "value": scores[where]}
+
+    def apply(self, params, test, n_classes, cfg):
+        scores = np.zeros(tuple(params["shape"]))
+        scores[tuple(params["index"])] = params["value"]
+        return ngram_predict(test.events, test.n_events, scores, n_classes, cfg.ngram_n)
 
 
-def linear_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
-                   n_classes: int, cfg: CellConfig) -> np.ndarray:
+class Linear(Readout):
     """Logistic regression on spike counts."""
-    return linear_probe(fit.counts, fit_y, test.counts, cfg.seed)
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        return fit_linear(fit.counts, fit_y, cfg.seed)
+
+    def apply(self, params, test, n_classes, cfg):
+        return apply_linear(params, test.counts)
 
 
 def _per_map(resp: ReplicaResponses) -> np.ndarray:
@@ -162,39 +214,58 @@ def _per_map(resp: ReplicaResponses) -> np.ndarray:
     return resp.counts.reshape(len(resp.counts), F, H * W).sum(2)
 
 
-def filter_proportion_readout(fit: ReplicaResponses, fit_y: np.ndarray,
-                              test: ReplicaResponses, n_classes: int, cfg: CellConfig
-                              ) -> np.ndarray:
+class FilterProportion(Readout):
     """BindsNET's label assignment and proportion weighting on each feature map's spikes
     summed over places."""
-    with global_rngs_seeded(cfg.seed):  # assign_labels breaks ties with torch noise
-        assignments, proportions, _ = assign_labels(_as_raster(_per_map(fit)),
-                                                    torch.as_tensor(fit_y), n_classes)
-    return proportion_weighting(_as_raster(_per_map(test)), assignments, proportions,
-                                n_classes).numpy().astype(np.int64)
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        return _labels(_per_map(fit), fit_y, n_classes, cfg.seed)
+
+    def apply(self, params, test, n_classes, cfg):
+        return proportion_weighting(_as_raster(_per_map(test)),
+                                    torch.as_tensor(params["assignments"]),
+                                    torch.as_tensor(params["proportions"]),
+                                    n_classes).numpy().astype(np.int64)
 
 
-def linear_pooled_readout(fit: ReplicaResponses, fit_y: np.ndarray, test: ReplicaResponses,
-                          n_classes: int, cfg: CellConfig) -> np.ndarray | None:
+def _pooled(resp: ReplicaResponses, pool: int) -> np.ndarray:
+    F, H, W = resp.shape
+    t = torch.as_tensor(resp.counts, dtype=torch.float32).view(len(resp.counts), F, H, W)
+    return (torch.nn.functional.avg_pool2d(t, pool, ceil_mode=True) * pool * pool
+            ).flatten(1).numpy()
+
+
+class LinearPooled(Readout):
     """The linear probe on counts summed over ``pool x pool`` blocks of places, per map;
-    None when ``pool`` is 1 (it would be the linear readout)."""
-    if cfg.pool <= 1:
-        return None
-    F, H, W = fit.shape
-    pool = cfg.pool
+    does not apply when ``pool`` is 1 (it would be the linear readout)."""
 
-    def pooled(c: np.ndarray) -> np.ndarray:
-        t = torch.as_tensor(c, dtype=torch.float32).view(len(c), F, H, W)
-        return (torch.nn.functional.avg_pool2d(t, pool, ceil_mode=True) * pool * pool
-                ).flatten(1).numpy()
+    def fit(self, fit, fit_y, n_classes, cfg):
+        if cfg.pool <= 1:
+            return None
+        return fit_linear(_pooled(fit, cfg.pool), fit_y, cfg.seed)
 
-    return linear_probe(pooled(fit.counts), fit_y, pooled(test.counts), cfg.seed)
+    def apply(self, params, test, n_classes, cfg):
+        return apply_linear(params, _pooled(test, cfg.pool))
 
 
-def output_readout(fit: ReplicaResponses | None, fit_y: np.ndarray | None,
-                   test: ReplicaResponses, n_classes: int, cfg: CellConfig) -> np.ndarray:
+class Output(Readout):
     """The class of the largest output (a gradient-trained network's own decision)."""
-    return test.outputs.argmax(1)
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        return {}
+
+    def apply(self, params, test, n_classes, cfg):
+        return test.outputs.argmax(1)
+
+
+# The predictors the readout levels name (stdp_bench/levels/readouts.py).
+all_activity_readout = AllActivity()
+proportion_weighting_readout = ProportionWeighting()
+ngram_readout = NGram()
+linear_readout = Linear()
+filter_proportion_readout = FilterProportion()
+linear_pooled_readout = LinearPooled()
+output_readout = Output()
 
 
 def readout_levels(family: str, provides: tuple[str, ...]) -> list[Level]:
@@ -208,22 +279,34 @@ def readout_levels(family: str, provides: tuple[str, ...]) -> list[Level]:
             if family in lv.families and set(lv.reads) <= set(provides)]
 
 
-def predictor(level: Level) -> Predictor:
-    """The readout level's predictor function."""
-    return registry.load_ref(level.predictor, f"readout {level.name!r} predictor")
+def predictor(level: Level) -> Readout:
+    """The readout level's predictor."""
+    found = registry.load_ref(level.predictor, f"readout {level.name!r} predictor")
+    if not (hasattr(found, "fit") and hasattr(found, "apply")):
+        raise ConfigError(f"readout {level.name!r}: predictor {level.predictor!r} has no "
+                          "fit and apply (stdp_bench.readout.Readout)")
+    return found
 
 
-def predict(levels: list[Level], fit: ReplicaResponses | None, fit_y: np.ndarray | None,
-            test: ReplicaResponses, n_classes: int, cfg: CellConfig
-            ) -> dict[str, np.ndarray]:
-    """Every readout of ``levels`` fitted on ``fit`` and predicting ``test``; readouts that
-    do not apply (their predictor returned None) are left out."""
-    preds = {}
+def fit_readouts(levels: list[Level], fit: ReplicaResponses | None,
+                 fit_y: np.ndarray | None, n_classes: int, cfg: CellConfig
+                 ) -> dict[str, Params]:
+    """What every readout of ``levels`` learns on the labelling responses; readouts that
+    do not apply to this cell are left out."""
+    fitted = {}
     for level in levels:
-        pred = predictor(level)(fit, fit_y, test, n_classes, cfg)
-        if pred is not None:
-            preds[level.name] = np.asarray(pred, dtype=np.int64)
-    return preds
+        params = predictor(level).fit(fit, fit_y, n_classes, cfg)
+        if params is not None:
+            fitted[level.name] = params
+    return fitted
+
+
+def apply_readouts(fitted: dict[str, Params], test: ReplicaResponses, n_classes: int,
+                   cfg: CellConfig) -> dict[str, np.ndarray]:
+    """Every fitted readout's classes for the test responses."""
+    return {name: np.asarray(predictor(registry.get("readout", name)).apply(
+                params, test, n_classes, cfg), dtype=np.int64)
+            for name, params in fitted.items()}
 
 
 def confusion(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -78,6 +78,16 @@ class CurvePoint:
 
 
 @dataclass
+class ModelParts:
+    """What a model file keeps of a trained cell besides its record: the engine's state,
+    what every readout learned, and the input gain the engine was built with."""
+
+    state: dict[str, np.ndarray]
+    fitted: dict[str, dict[str, np.ndarray]]
+    gain: float = 1.0
+
+
+@dataclass
 class CellRecord:
     """One cell's settings, status, metrics, readout scores and provenance."""
 
@@ -100,8 +110,10 @@ class CellRecord:
     # Tuned grids run each cell at its default and its tuned settings.
     stage: str | None = None
     schema: int = SCHEMA
-    # Arrays for the results folder to write under ``artifacts/KEY/`` (never in JSON).
+    # Arrays for the results folder to write under ``artifacts/KEY/`` (never in JSON),
+    # and the trained model (``artifacts/KEY/model.npz``, :mod:`stdp_bench.model_file`).
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    model: ModelParts | None = field(default=None, repr=False, compare=False)
     # Fields a record carried that this version does not know (kept, written back).
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from stdp_bench.levels import registry
+from stdp_bench.model_file import join_arrays, save_model
 from stdp_bench.records import (CellRecord, CurvePoint, Provenance, ReadoutScore,
                                 Status)
 
@@ -154,9 +155,24 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(fh, array)
 
 
+MODEL_NAME = "model.npz"
+
+
+def model_header(record: CellRecord, gain: float) -> dict[str, Any]:
+    """What a model file says about its cell (:mod:`stdp_bench.model_file`)."""
+    p = record.provenance
+    return {"cell_id": record.cell_id, "stage": record.stage, "grid": record.grid,
+            "settings": record.settings, "image_shape": record.image_shape,
+            "input_shape": record.input_shape, "n_classes": record.n_classes,
+            "engine": p.engine, "device": p.device, "input_gain": gain,
+            "readouts": sorted(record.model.fitted) if record.model else [],
+            "versions": p.versions, "commit": p.commit}
+
+
 def write_cell(out_dir: Path, record: CellRecord) -> Path:
-    """Write a record's arrays (``record.arrays``) under ``artifacts/<key>/``, then the
-    record itself; the record lists the arrays in ``artifacts`` by relative path.
+    """Write a record's arrays (``record.arrays``) and its model file (``record.model``)
+    under ``artifacts/<key>/``, then the record itself; the record lists them in
+    ``artifacts`` by relative path.
 
     Arrays first, so a record on disk always points at complete files.
     """
@@ -165,6 +181,11 @@ def write_cell(out_dir: Path, record: CellRecord) -> Path:
         rel = Path("artifacts") / key / f"{name}.npy"
         _replace_atomically(Path(out_dir) / rel, lambda tmp, a=array: _save_npy(tmp, a))
         record.artifacts[name] = str(rel)
+    if record.model is not None:
+        rel = Path("artifacts") / key / MODEL_NAME
+        save_model(Path(out_dir) / rel, model_header(record, record.model.gain),
+                   join_arrays(record.model.state, record.model.fitted))
+        record.artifacts["model"] = str(rel)
     return write_record(out_dir, record)
 
 

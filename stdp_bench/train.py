@@ -102,6 +102,7 @@ def run_job(job: Job, *, grid: str, factors: list[str],
         rec = base_record(cell, grid, factors, ds, started, job, execution, engine, commit)
         rec.status, rec.error, rec.metrics = out.status, out.error, out.metrics
         rec.readouts, rec.curve, rec.arrays = out.readouts, out.curve, out.arrays
+        rec.model = out.model
         rec.provenance.ended = _now()
         records.append(rec)
     return records

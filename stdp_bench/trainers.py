@@ -14,7 +14,7 @@ whether a cell can run (:meth:`Trainer.check`) before any engine exists.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol, Sequence
 
 from stdp_bench.cell_checks import integrate_and_fire_params
 from stdp_bench.config import CellConfig, ConfigError
@@ -22,8 +22,16 @@ from stdp_bench.execution import Execution
 from stdp_bench.levels import registry
 
 if TYPE_CHECKING:
-    from stdp_bench.data import Dataset
     from stdp_bench.engine.interface import Engine
+
+
+class DataShape(Protocol):
+    """What building an engine needs of its data (a :class:`~stdp_bench.data.Dataset`,
+    or a model file's header)."""
+
+    n_input: int
+    n_classes: int
+    input_shape: tuple[int, int, int]
 
 
 class Trainer:
@@ -51,7 +59,7 @@ class Trainer:
         raise NotImplementedError
 
     @classmethod
-    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+    def build(cls, cfgs: Sequence[CellConfig], ds: DataShape, gains: Sequence[float],
               execution: Execution) -> "Engine":
         """An engine holding ``cfgs`` as replicas (one cell when :attr:`groups` is off)."""
         raise NotImplementedError
@@ -96,7 +104,7 @@ class ReplicaTrainer(Trainer):
         return other
 
     @classmethod
-    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+    def build(cls, cfgs: Sequence[CellConfig], ds: DataShape, gains: Sequence[float],
               execution: Execution) -> "Engine":
         """A :class:`~stdp_bench.engine.kernel_engine.ReplicaSet` or a
         :class:`~stdp_bench.engine.torch_engine.TorchReplicaSet`."""
@@ -104,14 +112,14 @@ class ReplicaTrainer(Trainer):
         return build(list(cfgs), ds, list(gains), execution.device)
 
 
-def _kernel_set(cfgs: list[CellConfig], ds: "Dataset", gains: list[float],
+def _kernel_set(cfgs: list[CellConfig], ds: DataShape, gains: list[float],
                 device: str) -> "Engine":
     from stdp_bench.engine.kernel_engine import ReplicaSet
 
     return ReplicaSet(cfgs, ds.n_input, gains, ds.n_classes)  # the CPU whatever device
 
 
-def _torch_set(cfgs: list[CellConfig], ds: "Dataset", gains: list[float],
+def _torch_set(cfgs: list[CellConfig], ds: DataShape, gains: list[float],
                device: str) -> "Engine":
     from stdp_bench.engine.torch_engine import TorchReplicaSet
 
@@ -158,7 +166,7 @@ class FeatureTrainer(Trainer):
         return "bindsnet"
 
     @classmethod
-    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+    def build(cls, cfgs: Sequence[CellConfig], ds: DataShape, gains: Sequence[float],
               execution: Execution) -> "Engine":
         """A :class:`~stdp_bench.engine.feature_engine.FeatureCell` (unit gain: the
         conv layers take no encoder gain)."""
@@ -182,7 +190,7 @@ class BaselineTrainer(Trainer):
         return "autograd"
 
     @classmethod
-    def build(cls, cfgs: Sequence[CellConfig], ds: "Dataset", gains: Sequence[float],
+    def build(cls, cfgs: Sequence[CellConfig], ds: DataShape, gains: Sequence[float],
               execution: Execution) -> "Engine":
         """A :class:`~stdp_bench.engine.baseline_engine.BaselineEngine`."""
         from stdp_bench.engine.baseline_engine import BaselineEngine

@@ -25,6 +25,8 @@ from stdp_bench.seeding import global_rngs_seeded
 
 Progress = Callable[[int], None]
 EVAL_BATCH = 1000
+# The state entry holding the surrogate encoders' generator (a state_dict has no '#').
+_GENERATOR = "#encoder_generator"
 
 
 class BaselineEngine:
@@ -129,13 +131,17 @@ class BaselineEngine:
                          outputs=torch.cat(outputs).numpy()[None])
 
     def state(self) -> dict[str, np.ndarray]:
-        """The network's parameters and buffers (its ``state_dict``) as numpy, with a
-        replica axis of 1."""
-        return {k: v.detach().cpu().numpy()[None] for k, v in self.model.state_dict().items()}
+        """The network's parameters and buffers (its ``state_dict``) and the position of
+        the spike encoder's generator, as numpy with a replica axis of 1."""
+        out = {k: v.detach().cpu().numpy()[None] for k, v in self.model.state_dict().items()}
+        out[_GENERATOR] = self.gen.get_state().numpy()[None]
+        return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Load :meth:`state`'s arrays into the network."""
-        self.model.load_state_dict({k: torch.as_tensor(v[0]) for k, v in state.items()})
+        """Load :meth:`state`'s arrays into the network and the encoder's generator."""
+        self.model.load_state_dict({k: torch.as_tensor(v[0]) for k, v in state.items()
+                                    if k != _GENERATOR})
+        self.gen.set_state(torch.as_tensor(state[_GENERATOR][0]))
 
     def activity(self, r: int, tested: Responses) -> Metrics:
         """Activity and synaptic operations (or multiply-accumulates) per test sample.
