@@ -66,6 +66,8 @@ class JobContext:
     execution: Execution
     commit: str | None
     plugins: tuple[str, ...]
+    # The results folder, where jobs keep their checkpoints (None: no checkpoints).
+    out_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ def _run(job: Job, on_progress: Progress | None, ctx: JobContext) -> list[CellRe
     # must be registered before the job's cells are looked up.
     registry.load_plugins(ctx.plugins)
     return run_job(job, grid=ctx.grid, factors=list(ctx.factors), data_dir=ctx.data_dir,
-                   on_progress=on_progress, execution=ctx.execution, commit=ctx.commit)
+                   on_progress=on_progress, execution=ctx.execution, commit=ctx.commit,
+                   checkpoints_in=ctx.out_dir)
 
 
 def _lost_job(job: Job, message: str, ctx: JobContext) -> list[CellRecord]:

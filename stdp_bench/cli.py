@@ -59,6 +59,11 @@ def run(
     device: DeviceOption = "auto",
     engine: EngineOption = "auto",
     replicas: ReplicasOption = 8,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="Save a job's training state every N samples (0: every --checkpoint-minutes "
+             "of wall time); a rerun of a killed run resumes from it.")] = 0,
+    checkpoint_minutes: Annotated[float, typer.Option(
+        help="With --checkpoint-every 0: minutes between checkpoints.")] = 5.0,
     backend: BackendOption = "local",
     workers: WorkersOption = 1,
     address: AddressOption = None,
@@ -70,7 +75,8 @@ def run(
     try:
         from stdp_bench.execution import Execution
 
-        execution = Execution.resolve(device, engine)
+        execution = Execution.resolve(device, engine, checkpoint_every=checkpoint_every,
+                                      checkpoint_minutes=checkpoint_minutes)
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
         out_dir = out or Path("results") / spec.name
         table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,

@@ -20,18 +20,31 @@ class Execution:
     lack kernel steps runs on the torch engine instead
     (:meth:`stdp_bench.trainers.ReplicaTrainer.engine_name`).
 
-    >>> Execution.resolve("cpu", "torch")
-    Execution(device='cpu', engine='torch', pinned=True)
+    >>> Execution.resolve("cpu", "torch").engine, Execution.resolve("cpu").engine
+    ('torch', 'kernel')
     """
 
     device: str = "cpu"
     engine: str = "kernel"
     pinned: bool = False
+    # Checkpoints inside a job (engines that continue from a state): every this many
+    # training positions, or, when 0, after checkpoint_minutes of wall time.
+    checkpoint_every: int = 0
+    checkpoint_minutes: float = 5.0
 
     @classmethod
-    def resolve(cls, device: str = "auto", engine: str = "auto") -> "Execution":
+    def resolve(cls, device: str = "auto", engine: str = "auto", *,
+                checkpoint_every: int = 0, checkpoint_minutes: float = 5.0
+                ) -> "Execution":
         """Pick concrete values; ``auto`` means CUDA when present, else the CPU kernel."""
         import torch
+
+        if checkpoint_every < 0:
+            raise ConfigError(f"--checkpoint-every {checkpoint_every} must be at least 0 "
+                              "(0: by wall time)")
+        if not checkpoint_minutes > 0:
+            raise ConfigError(f"--checkpoint-minutes {checkpoint_minutes} must be greater "
+                              "than 0")
 
         if device not in DEVICES:
             raise ConfigError(f"--device {device!r} is not allowed; allowed: {', '.join(DEVICES)}")
@@ -48,4 +61,5 @@ class Execution:
             engine = "torch" if device == "cuda" else "kernel"
         if engine == "kernel" and device != "cpu":
             raise ConfigError("--engine kernel runs on the CPU only; use --engine torch on cuda")
-        return cls(device=device, engine=engine, pinned=pinned)
+        return cls(device=device, engine=engine, pinned=pinned,
+                   checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)

@@ -78,7 +78,8 @@ class Session:
     def job_context(self, factors: tuple[str, ...], execution: Execution) -> JobContext:
         """The context every job of this run carries to its worker."""
         return JobContext(grid=self.grid.name, factors=factors, data_dir=self.data_dir,
-                          execution=execution, commit=self.commit, plugins=self.grid.plugins)
+                          execution=execution, commit=self.commit, plugins=self.grid.plugins,
+                          out_dir=str(self.out_dir))
 
 
 def run_in_folder(grid: GridSpec, out_dir: Path, *, check_cells: Sequence[Cell],

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from stdp_bench.checkpoints import Checkpoints
 from stdp_bench.config import CellConfig
 from stdp_bench.data import Dataset, Subsets, cell_subsets
 from stdp_bench.engine.interface import Engine, Metrics
@@ -202,15 +203,52 @@ class Timings:
     train: float = 0.0
     curve: float = 0.0
     eval: float = 0.0
+    resumed_at: int = 0  # training position of the checkpoint this job resumed from
+
+
+_STATS = ("exc_spikes", "in_spikes", "retries", "diverged_at")
+
+
+def _save(store: Checkpoints, engine: Engine, position: int, stats: TrainStats,
+          curves: list[list[CurvePoint]], t: Timings) -> None:
+    header = {"keys": list(store.keys), "position": position,
+              "positions": int(stats.exc_spikes.shape[1]),
+              "curves": [[{"train_samples": p.train_samples, "accuracy": p.accuracy}
+                          for p in c] for c in curves],
+              "train_seconds": t.train, "curve_seconds": t.curve}
+    arrays = {f"state/{k}": v for k, v in engine.state().items()}
+    arrays.update({f"stats/{k}": getattr(stats, k) for k in _STATS})
+    store.save(header, arrays)
+
+
+def _resume(store: Checkpoints, engine: Engine, stats: TrainStats,
+            curves: list[list[CurvePoint]], t: Timings) -> int:
+    """Load the job's checkpoint into ``engine``, ``stats``, ``curves`` and ``t``; return
+    its training position (0 without one)."""
+    saved = store.load()
+    if saved is None or saved[0].get("positions") != stats.exc_spikes.shape[1]:
+        return 0
+    header, arrays = saved
+    engine.load_state({k.removeprefix("state/"): v for k, v in arrays.items()
+                       if k.startswith("state/")})
+    for k in _STATS:
+        getattr(stats, k)[...] = arrays[f"stats/{k}"]
+    for mine, points in zip(curves, header["curves"]):
+        mine.extend(CurvePoint(p["train_samples"], p["accuracy"]) for p in points)
+    t.train, t.curve = header["train_seconds"], header["curve_seconds"]
+    return int(header["position"])
 
 
 def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
-              execution: Execution = Execution(), on_progress: Progress | None = None
-              ) -> list[Outcome]:
+              execution: Execution = Execution(), on_progress: Progress | None = None,
+              checkpoints: Checkpoints | None = None) -> list[Outcome]:
     """Train, label, evaluate and score ``cfgs`` (replicas of equal shapes) on ``ds``.
 
-    Raises when the job as a whole fails (the caller records that for every cell); a
-    replica that diverges gets its status, and its metrics, without scores.
+    With ``checkpoints`` (engines that continue from a state), training starts from the
+    job's checkpoint when there is one and saves one as ``checkpoints`` says; the
+    outcome is the same as without. Raises when the job as a whole fails (the caller
+    records that for every cell); a replica that diverges gets its status, and its
+    metrics, without scores.
     """
     plan = Plan.of(cfgs, ds)
     engine = plan.build(execution)
@@ -219,10 +257,21 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
     curves: list[list[CurvePoint]] = [[] for _ in cfgs]
     t = Timings()
     every = cfgs[0].curve_every if plan.trainer.curve else 0
+    start = 0 if checkpoints is None else _resume(checkpoints, engine, stats, curves, t)
+    t.resumed_at = start
+    if start and on_progress is not None:
+        on_progress(start * len(cfgs))  # what the checkpoint already trained
     for lo, hi in curve_segments(K, every):
-        t0 = time.perf_counter()
-        merge_stats(stats, plan.train(engine, lo, hi, on_progress), lo)
-        t.train += time.perf_counter() - t0
+        if hi <= start:
+            continue
+        pos = max(lo, start)
+        for stop in (checkpoints.boundaries(pos, hi) if checkpoints else [hi]):
+            t0 = time.perf_counter()
+            merge_stats(stats, plan.train(engine, pos, stop, on_progress), pos)
+            t.train += time.perf_counter() - t0
+            pos = stop
+            if checkpoints is not None and stop < hi and checkpoints.due(stop):
+                _save(checkpoints, engine, stop, stats, curves, t)
         if hi < K:
             t0 = time.perf_counter()
             labelled, tested = plan.respond(engine, on_progress)
@@ -233,6 +282,8 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
                     curves[r].append(CurvePoint(hi, {n: accuracy(p, y)
                                                      for n, p in preds.items()}))
             t.curve += time.perf_counter() - t0
+            if checkpoints is not None and checkpoints.due(hi):
+                _save(checkpoints, engine, hi, stats, curves, t)
     # Before the last responses: the baselines' encoders draw from a generator that
     # responding moves on, and a model file must answer as the evaluated network did.
     state = engine.state()
@@ -255,6 +306,8 @@ def _outcome(plan: Plan, engine: Engine, r: int, stats: TrainStats,
     if plan.trainer.curve:
         metrics["job_curve_seconds"] = t.curve
     metrics.update(engine.training_metrics(r, stats))
+    if t.resumed_at:
+        metrics["resumed_at_sample"] = t.resumed_at  # training before it was not redone
     status, error = status_of(stats, tested, r)
     out = Outcome(status, error, metrics)
     if status is Status.DIVERGED:

@@ -13,6 +13,7 @@ from stdp_bench.errors import OutputError
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.orchestration import Dispatch, Session, run_in_folder
 from stdp_bench.results import done_record_keys, write_cell
+from stdp_bench.checkpoints import checkpoint_path
 from stdp_bench.execution import Execution
 from stdp_bench.grid_file import GridSpec
 from stdp_bench.records import CellRecord
@@ -83,6 +84,10 @@ def execute_jobs(jobs: list[Job], n_cells: int, session: Session, ctx: JobContex
                                 address=d.address, on_progress=bar.update):
             for record in records:
                 _write(session.out_dir, record)
+            # A job that failed keeps its checkpoint: the rerun that retries it resumes.
+            if all(r.status.finished for r in records):
+                checkpoint_path(session.out_dir, tuple(r.key for r in records)
+                                ).unlink(missing_ok=True)
     finally:
         bar.close()
 

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from stdp_bench.checkpoints import Checkpoints
 from stdp_bench.data import Dataset, cell_dataset
 from stdp_bench.execution import Execution
 from stdp_bench.grid import Cell, Job
@@ -69,13 +70,15 @@ def error_records(job: Job, grid: str, factors: list[str], error: str,
 
 def run_job(job: Job, *, grid: str, factors: list[str],
             data_dir: str | Path | None = None, on_progress: Progress | None = None,
-            execution: Execution = Execution(), commit: str | None = None
-            ) -> list[CellRecord]:
+            execution: Execution = Execution(), commit: str | None = None,
+            checkpoints_in: str | Path | None = None) -> list[CellRecord]:
     """Train, label and evaluate every cell of ``job`` (:mod:`stdp_bench.protocol`);
     never raises for a cell's failure. ``commit`` is what the records name as the code
     that ran: the checkout the driver pinned as the run started
     (:func:`stdp_bench.provenance.checkout_commit`), passed in explicitly so that a
-    worker on another machine names the same one.
+    worker on another machine names the same one. With ``checkpoints_in`` (the results
+    folder), a job whose engine continues from a state keeps a checkpoint there
+    (:mod:`stdp_bench.checkpoints`, as ``execution`` says) and resumes from it.
 
     A failure of the whole job (bad data, a crash in the kernel, a plugin whose trainer
     cannot be loaded) gives every cell a record with status ``error`` and the traceback,
@@ -90,7 +93,13 @@ def run_job(job: Job, *, grid: str, factors: list[str],
     try:
         engine = trainer_of(cfgs[0]).engine_name(cfgs, execution)
         ds = cell_dataset(cfgs[0], data_dir)
-        outcomes = run_cells(cfgs, ds, execution=execution, on_progress=on_progress)
+        store = None
+        if checkpoints_in is not None and trainer_of(cfgs[0]).resumable:
+            store = Checkpoints(Path(checkpoints_in), tuple(c.record_key for c in job.cells),
+                                every=execution.checkpoint_every,
+                                seconds=60.0 * execution.checkpoint_minutes)
+        outcomes = run_cells(cfgs, ds, execution=execution, on_progress=on_progress,
+                             checkpoints=store)
     except FloatingPointError:
         return error_records(job, grid, factors, traceback.format_exc(), ds, started,
                              execution, engine, Status.DIVERGED, commit)
