@@ -28,10 +28,10 @@ def test_validator_choices_come_from_the_registries():
 
 def test_every_readout_and_dataset_level_has_its_implementation():
     from stdp_bench.data_sources import source
-    from stdp_bench.readout import predictor
+    from stdp_bench.readout import Readout, predictor
     from stdp_bench.trainers import Trainer
 
-    assert all(callable(predictor(lv)) for lv in registry.levels("readout"))
+    assert all(isinstance(predictor(lv), Readout) for lv in registry.levels("readout"))
     assert all(issubclass(registry.load_ref(a.trainer, a.name), Trainer)
                for a in registry.levels("architecture"))
     # digits is bundled with scikit-learn; every other dataset is read from the data root.

@@ -14,17 +14,17 @@ from stdp_bench.grid_file import parse_grid
 from stdp_bench.networks.conv import LocationWTANodes, build_feature_network, feature_shape
 from stdp_bench.engine.responses import ReplicaResponses
 from stdp_bench.levels import registry
-from stdp_bench.readout import predict
+from stdp_bench.readout import apply_readouts, fit_readouts
 
 
 def feature_predictions(fit_counts, fit_y, counts, shape, pool, n_classes, seed):
     """The feature-map readouts (filter_proportion, linear_pooled) of synthetic counts."""
     levels = [registry.get("readout", n) for n in ("filter_proportion", "linear_pooled")]
     empty = np.zeros((len(fit_counts), 0, 2), np.int32)
-    return predict(levels, ReplicaResponses(fit_counts, empty, np.zeros(len(fit_counts)),
-                                            shape), fit_y,
-                   ReplicaResponses(counts, empty[:len(counts)], np.zeros(len(counts)), shape),
-                   n_classes, CellConfig(pool=pool, seed=seed))
+    cfg = CellConfig(pool=pool, seed=seed)
+    fit = ReplicaResponses(fit_counts, empty, np.zeros(len(fit_counts)), shape)
+    test = ReplicaResponses(counts, empty[:len(counts)], np.zeros(len(counts)), shape)
+    return apply_readouts(fit_readouts(levels, fit, fit_y, n_classes, cfg), test, n_classes, cfg)
 
 
 def cfg(arch: str, **kw) -> CellConfig:

@@ -7,16 +7,17 @@ from bindsnet.evaluation import update_ngram_scores
 
 from stdp_bench.config import CellConfig
 from stdp_bench.engine.responses import ReplicaResponses
-from stdp_bench.readout import confusion, ngram_predict, ngram_scores, predict, readout_levels
+from stdp_bench.readout import (apply_readouts, confusion, fit_readouts, ngram_predict,
+                                ngram_scores, readout_levels)
 
 
 def predict_all(fit_counts, fit_y, fit_ev, fit_nev, counts, ev, nev, *, n_classes, ngram_n,
                 seed):
     """Every spike-count and event readout, fitted on one set and predicting another."""
-    return predict(readout_levels("stdp", ("counts", "events")),
-                   ReplicaResponses(fit_counts, fit_ev, fit_nev), fit_y,
-                   ReplicaResponses(counts, ev, nev), n_classes,
-                   CellConfig(ngram_n=ngram_n, seed=seed))
+    cfg = CellConfig(ngram_n=ngram_n, seed=seed)
+    fitted = fit_readouts(readout_levels("stdp", ("counts", "events")),
+                          ReplicaResponses(fit_counts, fit_ev, fit_nev), fit_y, n_classes, cfg)
+    return apply_readouts(fitted, ReplicaResponses(counts, ev, nev), n_classes, cfg)
 
 
 def synthetic(n_per_class=20, n_classes=3, n=6, seed=0):
@@ -75,3 +76,21 @@ def test_ngram_matches_bindsnet_on_random_rasters():
     ref = stock_ngram(torch.tensor(raster), stock, 3, 2).numpy()
     seen = pred >= 0  # ours abstains where BindsNET would default to class 0
     assert np.array_equal(pred[seen], ref[seen])
+
+
+def test_a_saved_linear_probe_predicts_what_scikit_learn_predicts():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from stdp_bench.readout import apply_linear, fit_linear
+
+    rng = np.random.default_rng(3)
+    for classes in (2, 4):
+        y = rng.integers(0, classes, 120)
+        x = rng.poisson(1.0, (120, 7)) + y[:, None] * (np.arange(7) % 2)
+        test = rng.poisson(1.0, (80, 7)) + rng.integers(0, classes, 80)[:, None]
+        sk = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, random_state=0))
+        expected = sk.fit(x.astype(np.float64), y).predict(test.astype(np.float64))
+        np.testing.assert_array_equal(apply_linear(fit_linear(x, y, 0), test), expected)
+    assert (apply_linear(fit_linear(x, np.zeros(120, int), 0), test) == -1).all()

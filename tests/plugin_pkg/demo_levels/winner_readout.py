@@ -3,17 +3,25 @@
 import numpy as np
 
 from stdp_bench.levels.spec import Level
+from stdp_bench.readout import Readout
 
 LEVEL = Level(axis="readout", name="winner_neuron", module=__name__, families=("stdp",),
-              predictor=f"{__name__}:predict", reads=("counts",),
+              predictor=f"{__name__}:WINNER", reads=("counts",),
               doc="class of the most active neuron, labelled by its mean response (demo)")
 
 
-def predict(fit, fit_y, test, n_classes, cfg):
-    """Label each neuron with the class it answers most, then let the test sample's most
-    active neuron decide (-1 when nothing fired)."""
-    means = np.stack([fit.counts[fit_y == c].mean(0) if (fit_y == c).any()
-                      else np.zeros(fit.counts.shape[1]) for c in range(n_classes)])
-    labels = means.argmax(0)
-    winner = test.counts.argmax(1)
-    return np.where(test.counts.max(1) > 0, labels[winner], -1)
+class WinnerNeuron(Readout):
+    """Label each neuron with the class it answers most (``fit``: what a model file
+    keeps), then let the test sample's most active neuron decide (-1 when none fired)."""
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        means = np.stack([fit.counts[fit_y == c].mean(0) if (fit_y == c).any()
+                          else np.zeros(fit.counts.shape[1]) for c in range(n_classes)])
+        return {"labels": means.argmax(0)}
+
+    def apply(self, params, test, n_classes, cfg):
+        winner = test.counts.argmax(1)
+        return np.where(test.counts.max(1) > 0, params["labels"][winner], -1)
+
+
+WINNER = WinnerNeuron()
