@@ -2,16 +2,20 @@
 
 Each setting is validated on its own by :func:`stdp_bench.config.check_value`; this module
 checks a whole cell (:func:`check_cell`): an architecture its family cannot build, a
-dataset its encoder cannot read, a rule its architecture cannot run, and so on.
+dataset its encoder cannot read, a rule its architecture cannot run, a presentation that
+is no whole number of steps, settings out of the order a level needs, and so on.
 """
 
 from __future__ import annotations
 
-from stdp_bench.config import CellConfig, ConfigError
+from stdp_bench.config import REGISTRY_AXES, CellConfig, ConfigError
 from stdp_bench.levels import registry
 from stdp_bench.levels.spec import Level
 
-__all__ = ["IF_PARAMS", "check_cell", "integrate_and_fire_params"]
+__all__ = ["IF_PARAMS", "MAX_STEPS", "check_cell", "integrate_and_fire_params"]
+
+# Steps of one presentation the engines can index: spike steps are int32.
+MAX_STEPS = 2 ** 31 - 1
 
 
 # What a neuron level's parameters must hold for the conv / local feature maps, which
@@ -48,10 +52,8 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
     if cfg.wmin > cfg.wmax:
         raise ConfigError(f"{where}: wmin = {cfg.wmin!r} is above wmax = {cfg.wmax!r}; "
                           "wmin must be at most wmax")
-    steps = cfg.time / cfg.dt
-    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
-        raise ConfigError(f"{where}: time = {cfg.time!r} is not a multiple of dt = "
-                          f"{cfg.dt!r}; a presentation must be a whole number of steps")
+    _check_steps(cfg, where)
+    _check_orderings(cfg, where)
     from stdp_bench.trainers import trainer_of  # trainers use this module's checks
 
     trainer = trainer_of(cfg)
@@ -69,6 +71,35 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
             f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
             f"allowed for stdp: {', '.join(allowed)}")
     trainer.check(cfg, where)
+
+
+def _check_steps(cfg: CellConfig, where: str) -> None:
+    """A presentation is a whole number of steps, at least one and no more than the
+    engines can count."""
+    if cfg.dt > cfg.time:
+        raise ConfigError(f"{where}: dt = {cfg.dt!r} is above time = {cfg.time!r}; a "
+                          "presentation needs at least one step, so dt must be at most time")
+    steps = cfg.time / cfg.dt
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
+        raise ConfigError(f"{where}: time = {cfg.time!r} is not a multiple of dt = "
+                          f"{cfg.dt!r}; a presentation must be a whole number of steps")
+    # The engines record a spike's step in int32 (the kernel's event buffers).
+    if round(steps) > MAX_STEPS:
+        raise ConfigError(f"{where}: time = {cfg.time!r} / dt = {cfg.dt!r} is "
+                          f"{round(steps)} steps; the engines count at most {MAX_STEPS} "
+                          "(int32 step indices)")
+
+
+def _check_orderings(cfg: CellConfig, where: str) -> None:
+    """Settings a level of the cell needs strictly ordered (``Level.orderings``)."""
+    for axis in REGISTRY_AXES:
+        level = registry.get(axis, getattr(cfg, axis))
+        for lower, upper, why in level.orderings:
+            a, b = getattr(cfg, lower), getattr(cfg, upper)
+            if not a < b:
+                raise ConfigError(f"{where}: {lower} = {a!r} is not below {upper} = {b!r}; "
+                                  f"{axis} = {level.name!r} needs {lower} below {upper} "
+                                  f"({why})")
 
 
 def _check_data(cfg: CellConfig, encoder: Level, where: str) -> None:

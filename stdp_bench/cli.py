@@ -373,10 +373,10 @@ def levels(
             for p in level.params:
                 typer.echo(f"  {'':<22}+ {p.describe()}")
             if level.uses:
-                shared = ", ".join(
-                    f"{n} = {SETTINGS[n].default!r}{' ' + SETTINGS[n].unit if SETTINGS[n].unit else ''}"
-                    for n in level.uses if n in SETTINGS)
+                shared = ", ".join(SETTINGS[n].brief() for n in level.uses if n in SETTINGS)
                 typer.echo(f"  {'':<22}uses: {shared}")
+            for lower, upper, why in level.orderings:
+                typer.echo(f"  {'':<22}needs: {lower} < {upper} ({why})")
 
 
 @app.command()

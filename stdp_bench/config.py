@@ -31,19 +31,25 @@ REGISTRY_AXES = ("architecture", "dataset", "encoder", "neuron", "rule")
 
 def setting(default: Any, *, unit: str = "", low: float | None = None,
             high: float | None = None, low_open: bool = False,
-            choices: tuple[str, ...] = ()) -> Any:
+            choices: tuple[str, ...] = (), dtype: str = "") -> Any:
     """A :class:`CellConfig` field whose metadata declares what it accepts.
 
     The declaration becomes a :class:`~stdp_bench.levels.spec.Param` in :data:`SETTINGS`;
-    ``check_value`` validates against it, ``stdp-bench levels`` lists it.
+    ``check_value`` validates against it, ``stdp-bench levels`` lists it. ``dtype`` names
+    the number type the engines hold it in when it is not the usual
+    (:data:`~stdp_bench.levels.spec.ENGINE_DTYPES`).
     """
     return field(default=default, metadata={"unit": unit, "low": low, "high": high,
-                                            "low_open": low_open, "choices": choices})
+                                            "low_open": low_open, "choices": choices,
+                                            "dtype": dtype})
 
 
 # Guards against typos that would run for days or exhaust memory.
 _HUGE = 10_000_000
 POS = {"low": 0.0, "low_open": True}  # strictly positive
+# The torch engines key a presentation's random stream by its retry attempt shifted
+# above 40 bits of sample position in an int64 (engine.torch_engine._key): 23 bits left.
+_MAX_RETRIES = 2 ** 23 - 1
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,9 @@ class CellConfig:
     # Learning curve: label and test every this many training presentations (across
     # epochs) as well as at the end; 0 evaluates only at the end.
     curve_every: int = setting(0, low=0, high=_HUGE)
-    seed: int = setting(0, low=0)
+    # uint32: scikit-learn's random_state (the linear readouts) takes 0 .. 2**32 - 1,
+    # and numpy's global seed is taken modulo 2**32, which would make two seeds one.
+    seed: int = setting(0, low=0, dtype="uint32")
     # Network size and simulation.
     n_neurons: int = setting(100, low=1, high=100_000)
     time: int = setting(250, unit="ms", low=1, high=100_000)
@@ -97,8 +105,10 @@ class CellConfig:
     # sample again with the rate raised by retry_rate_step_hz (0 disables).
     min_spikes: int = setting(0, low=0)
     retry_rate_step_hz: float = setting(32.0, unit="Hz", low=0.0)
-    max_retries: int = setting(5, low=0)
-    # Connectivity.
+    max_retries: int = setting(5, low=0, high=_MAX_RETRIES)
+    # Connectivity. Weights may take either sign (check_cell: wmin <= wmax). w_init_max
+    # only scales the initial draw, which normalisation to norm and the rule's clamp to
+    # [wmin, wmax] then rescale, so it is not tied to [wmin, wmax].
     exc: float = setting(22.5, low=0.0)
     inh: float = setting(120.0, low=0.0)
     w_init_max: float = setting(0.3, low=0.0)
@@ -111,7 +121,8 @@ class CellConfig:
     tc_trace_ms: float = setting(20.0, unit="ms", **POS)
     # Teacher: depolarisation added each step to the neurons of the sample's class.
     teacher_drive_mv: float = setting(0.25, unit="mV", low=0.0)
-    # Excitatory neurons.
+    # Excitatory neurons. Voltages take any value; an order a neuron level needs (if:
+    # reset below threshold) is its Level.orderings, checked per cell.
     thresh_mv: float = setting(-52.0, unit="mV")
     rest_mv: float = setting(-65.0, unit="mV")
     reset_mv: float = setting(-60.0, unit="mV")
@@ -146,7 +157,9 @@ class CellConfig:
     batch_size: int = setting(128, low=1)
     lr: float = setting(1e-3, **POS)
     surrogate_slope: float = setting(25.0, **POS)
-    surrogate_beta: float = 0.9
+    # A per-step decay factor: snnTorch's Leaky clamps it to [0, 1] silently, while the
+    # output integrator would use it as written (above 1 it grows without bound).
+    surrogate_beta: float = setting(0.9, low=0.0, high=1.0)
     mem_reg: float = setting(0.0, low=0.0)
     # Values of settings declared by levels, as sorted (name, value) pairs; only those
     # that differ from the declared default (so adding a level setting orphans no cell).
@@ -229,7 +242,7 @@ SETTINGS: dict[str, Param] = {
     f.name: Param(f.name, f.default, unit=f.metadata.get("unit", ""),
                   low=f.metadata.get("low"), high=f.metadata.get("high"),
                   low_open=f.metadata.get("low_open", False),
-                  choices=f.metadata.get("choices", ()))
+                  choices=f.metadata.get("choices", ()), dtype=f.metadata.get("dtype", ""))
     for f in _CORE_FIELDS}
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # Settings added after the first published results (see CellConfig.cell_id). Append new

@@ -11,11 +11,14 @@ from __future__ import annotations
 from stdp_bench.levels.spec import Level
 
 _T = "stdp_bench.trainers"
+# Read by the gradient-trained baselines of family surrogate only.
+_SURROGATE = ("surrogate_slope", "surrogate_beta", "mem_reg")
 LEVELS = (
     Level(axis="architecture", name="dc2015", module=__name__, families=("stdp",),
           trainer=f"{_T}:ReplicaTrainer",
           doc="Diehl & Cook 2015: input -> excitatory (plastic) <-> inhibitory",
-          uses=("n_neurons", "exc", "inh", "w_init_max", "norm")),
+          uses=("n_neurons", "exc", "inh", "w_init_max", "norm", "min_spikes",
+                "retry_rate_step_hz", "max_retries")),
     Level(axis="architecture", name="conv", module=__name__, families=("stdp",),
           trainer=f"{_T}:FeatureTrainer",
           doc="shared STDP filters over the image, winner-take-all between maps",
@@ -28,9 +31,10 @@ LEVELS = (
                 "conv_learning")),
     Level(axis="architecture", name="mlp", module=__name__, families=("ann", "surrogate"),
           trainer=f"{_T}:MlpBaseline",
-          doc="one hidden layer, gradient-trained", uses=("n_neurons", "lr", "batch_size")),
+          doc="one hidden layer, gradient-trained",
+          uses=("n_neurons", "lr", "batch_size", *_SURROGATE)),
     Level(axis="architecture", name="cnn", module=__name__, families=("ann", "surrogate"),
           trainer=f"{_T}:CnnBaseline",
           doc="small convolutional network, gradient-trained",
-          uses=("n_filters", "kernel_size", "lr", "batch_size")),
+          uses=("n_filters", "kernel_size", "lr", "batch_size", *_SURROGATE)),
 )

@@ -1,8 +1,9 @@
 """Declarations of settings and levels: what a parameter accepts, what a level provides.
 
 Nothing here imports torch or numba, so a grid validates in milliseconds. A
-:class:`Param` carries its own validity (type, unit, range, finiteness); grid
-validation, ``stdp-bench levels`` and the docs read it from there.
+:class:`Param` carries its own validity (type, unit, range, finiteness, and the number
+type the engines hold it in); grid validation, ``stdp-bench levels`` and the docs read
+it from there.
 
 >>> p = Param("tc_decay_ms", 100.0, unit="ms", low=0.0, low_open=True, doc="membrane decay")
 >>> p.check(20, "grid [settings]")
@@ -16,14 +17,25 @@ stdp_bench.levels.spec.ConfigError: grid [settings]: 'tc_decay_ms' = 0.0 must be
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
+
+import numpy as np
 
 AXES = ("encoder", "neuron", "rule", "architecture", "readout", "dataset")
 
 
 class ConfigError(ValueError):
     """A grid file or override that cannot be run; the message names the problem."""
+
+
+# The number type the engines hold a setting in unless its declaration names another
+# (``Param.dtype``): the fused kernel's records and the torch engines keep floats as
+# float32; integers reach int64 records, shapes and numpy's seeds.
+ENGINE_DTYPES: dict[type, str] = {float: "float32", int: "int64"}
+# The largest integer that converts to a finite Python float.
+_FLOAT_MAX_INT = int(sys.float_info.max)
 
 
 class KernelFunction:
@@ -67,7 +79,14 @@ class Param:
 
     ``low``/``high`` bound the value (inclusive, or exclusive with ``low_open``); floats
     must be finite. ``choices`` lists the allowed strings of a categorical setting whose
-    levels are not a registry axis.
+    levels are not a registry axis. A number must also fit ``dtype``, the numpy type the
+    engines hold it in (default :data:`ENGINE_DTYPES`): a float that float32 would turn
+    into ``inf`` or ``0`` is refused rather than run as that.
+
+    >>> Param("inh", 120.0).check(1e300, "grid [settings]")
+    Traceback (most recent call last):
+    ...
+    stdp_bench.levels.spec.ConfigError: grid [settings]: 'inh' = 1e+300 must be at most 3.4028234663852886e+38 (the engine holds it as float32)
     """
 
     name: str
@@ -78,16 +97,37 @@ class Param:
     low_open: bool = False
     doc: str = ""
     choices: tuple[str, ...] = ()
+    # Numpy type the engines hold the value in; "" takes ENGINE_DTYPES of the type.
+    dtype: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.dtype:
+            return
+        kind = {float: "f", int: "iu"}.get(self.type, "")
+        if not kind or np.dtype(self.dtype).kind not in kind:
+            raise ConfigError(f"setting {self.name!r}: dtype {self.dtype!r} cannot hold its "
+                              f"{self.type.__name__} values")
 
     @property
     def type(self) -> type:
         """The Python type values are coerced to (that of the default)."""
         return type(self.default)
 
+    @property
+    def engine_dtype(self) -> str:
+        """The numpy type the engines hold this setting in ("" for strings and booleans).
+
+        >>> Param("seed", 0, dtype="uint32").engine_dtype, Param("tc_ms", 1.0).engine_dtype
+        ('uint32', 'float32')
+        """
+        return self.dtype or ENGINE_DTYPES.get(self.type, "")
+
     def check(self, value: Any, where: str) -> Any:
         """Return ``value`` coerced to this parameter's type, or raise ConfigError."""
         key, want = self.name, self.type
         if want is float and isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > _FLOAT_MAX_INT:  # float() would raise OverflowError
+                raise ConfigError(f"{where}: '{key}' = {value!r} must be a finite number")
             value = float(value)
         if want is bool and not isinstance(value, bool):
             raise ConfigError(f"{where}: '{key}' = {value!r} must be true or false")
@@ -112,7 +152,52 @@ class Param:
                                   f"{self.low}{unit}")
         if self.high is not None and value > self.high:
             raise ConfigError(f"{where}: '{key}' = {value!r} must be at most {self.high}{unit}")
+        if self.engine_dtype:
+            self._check_engine_type(value, where)
         return value
+
+    def _check_engine_type(self, value: float | int, where: str) -> None:
+        """Refuse a value the engine's number type would hold as another number."""
+        dtype = self.engine_dtype
+        unit = f" {self.unit}" if self.unit else ""
+        held = f" (the engine holds it as {dtype})"
+        bad = f"{where}: '{self.name}' = {value!r} must be"
+        if isinstance(value, float):
+            info = np.finfo(dtype)
+            biggest, tiny = float(info.max), float(info.tiny)
+            if value > biggest:
+                raise ConfigError(f"{bad} at most {biggest}{unit}{held}")
+            if value < -biggest:
+                raise ConfigError(f"{bad} at least {-biggest}{unit}{held}")
+            # Below float32's smallest normal number a value keeps ever fewer significant
+            # bits (one at 1.4e-45, below which it is 0): it would reach the engine as
+            # another number, or as 0, which switches off what it scales (a rule term
+            # with nu_pre = 0). Nothing in these models means anything at 1e-38.
+            if value != 0.0 and abs(value) < tiny:
+                raise ConfigError(f"{bad} 0 or at least {tiny}{unit} in magnitude{held}")
+            return
+        info_i = np.iinfo(dtype)
+        if value > info_i.max:
+            raise ConfigError(f"{bad} at most {info_i.max}{unit}{held}")
+        if value < info_i.min:
+            raise ConfigError(f"{bad} at least {info_i.min}{unit}{held}")
+
+    def brief(self) -> str:
+        """``name = default unit (range)``, as listings show a setting.
+
+        >>> Param("seed", 0, low=0, dtype="uint32").brief()
+        'seed = 0 (>= 0, uint32)'
+        """
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
+        if self.high is not None:
+            bounds.append(f"<= {self.high}")
+        if self.dtype and self.dtype != ENGINE_DTYPES.get(self.type):
+            bounds.append(self.dtype)
+        rng = f" ({', '.join(bounds)})" if bounds else ""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.name} = {self.default!r}{unit}{rng}"
 
     def describe(self) -> str:
         """``name = default unit (range): doc`` for listings.
@@ -120,14 +205,7 @@ class Param:
         >>> Param("tc_ms", 40.0, unit="ms", low=0.0, low_open=True, doc="decay").describe()
         'tc_ms = 40.0 ms (> 0.0): decay'
         """
-        bounds = []
-        if self.low is not None:
-            bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
-        if self.high is not None:
-            bounds.append(f"<= {self.high}")
-        rng = f" ({', '.join(bounds)})" if bounds else ""
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{self.name} = {self.default!r}{unit}{rng}: {self.doc}"
+        return f"{self.brief()}: {self.doc}"
 
 
 @dataclass(frozen=True)
@@ -204,6 +282,9 @@ class Level:
     duration_ms: float = 0.0
     shape: tuple[int, ...] = ()
     n_classes: int = 0
+    # Settings this level reads that must be strictly ordered, as (lower, upper, why):
+    # a cell with lower >= upper is refused (``cell_checks.check_cell``), naming why.
+    orderings: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.axis not in AXES:

@@ -19,7 +19,13 @@ from stdp_bench.levels.spec import Level, kernel_function
 
 LEVEL = Level(axis="neuron", name="if", module=__name__,
               doc="integrate-and-fire without leak (BindsNET IFNodes)",
-              uses=("thresh_mv", "reset_mv", "refrac_ms"), state=("v", "refrac"))
+              uses=("thresh_mv", "reset_mv", "refrac_ms"), state=("v", "refrac"),
+              # kernel_step tests the threshold on every step, refractory or not, and
+              # only input moves v: a reset at or above threshold fires again on the next
+              # step, and while refractory (no input) on every step for good.
+              orderings=(("reset_mv", "thresh_mv",
+                          "without leak, a reset at or above threshold fires on every "
+                          "step"),))
 
 RECORD = np.dtype([("thresh", np.float32), ("reset", np.float32), ("refrac", np.float32),
                    ("dt", np.float32)])

@@ -31,6 +31,8 @@ from stdp_bench.levels.spec import Level, Param, kernel_function
 LEVEL = Level(
     axis="neuron", name="izhikevich", module=__name__,
     doc="Izhikevich's simple model, regular spiking by default (BindsNET IzhikevichNodes)",
+    # a is a rate (1 / time scale of u); b and d take either sign in Izhikevich's
+    # (2004) neuron classes, and c and the cut-off are voltages: no bounds on those.
     params=(Param("izh_a", 0.02, low=0.0, doc="recovery time scale a (Izhikevich)"),
             Param("izh_b", 0.2, doc="recovery sensitivity b (Izhikevich)"),
             Param("izh_c_mv", -65.0, unit="mV", doc="reset potential c (Izhikevich)"),

@@ -18,6 +18,10 @@ import numpy as np
 from stdp_bench.levels.spec import Level, kernel_function
 from stdp_bench.levels.units import decay
 
+# No ordering of reset_mv and thresh_mv (unlike if): the leak pulls v from the reset
+# toward rest before the next threshold test, so whether a reset above threshold fires
+# again depends on dt and tc_decay_ms too; rest_mv at or above threshold is a neuron
+# that fires at rest, which the kernel runs as such.
 LEVEL = Level(axis="neuron", name="lif", module=__name__,
               doc="leaky integrate-and-fire (BindsNET LIFNodes)",
               uses=("thresh_mv", "rest_mv", "reset_mv", "refrac_ms", "tc_decay_ms"),

@@ -34,6 +34,7 @@ from stdp_bench.levels.units import decay
 
 LEVEL = Level(axis="rule", name="triplet", module=__name__,
               doc="triplet STDP of Diehl & Cook's code (pre, post 20 ms, post 40 ms traces)",
+              # A time constant: exp(-dt / tc) needs tc > 0.
               params=(Param("tc_post2_ms", 40.0, unit="ms", low=0.0, low_open=True,
                             doc="decay of the second post trace (triplet)"),),
               uses=("nu_pre", "nu_post", "tc_trace_ms", "wmin", "wmax", "norm"),
