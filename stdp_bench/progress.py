@@ -35,7 +35,8 @@ class ProgressBar(Protocol):
 
 class LineProgress:
     """A plain line on ``stream`` each time the count passes another ``step_percent`` of
-    ``total``, and one when closed if the count or the postfix moved since the last.
+    ``total``, and one when closed if the count moved since the last line (or the postfix
+    did, after a first line: a run that did nothing prints nothing).
 
     ``clock`` gives seconds (``time.monotonic``; another for examples and tests).
 
@@ -61,7 +62,7 @@ class LineProgress:
         self.n = 0
         self.postfix = ""
         self.printed_step = 0  # the last step a line was printed for
-        self.printed: tuple[int, str] = (0, "")  # count and postfix of the last line
+        self.printed: tuple[int, str] | None = None  # count and postfix of the last line
 
     def update(self, n: int = 1) -> None:
         """Count ``n`` more; print a line if that passed into a new step."""
@@ -78,7 +79,7 @@ class LineProgress:
 
     def close(self) -> None:
         """The last line, unless nothing moved since the one before."""
-        if (self.n, self.postfix) != self.printed:
+        if (self.n, self.postfix) != (self.printed or (0, self.postfix)):
             self._print()
 
     def _percent(self) -> int:

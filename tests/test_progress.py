@@ -46,12 +46,17 @@ def test_elsewhere_a_line_every_five_percent_and_one_at_the_end():
     ]
 
 
-def test_a_large_step_prints_one_line_and_nothing_prints_when_disabled():
+def test_a_large_step_prints_one_line_and_nothing_prints_idle_or_disabled():
     stream = io.StringIO()
     bar = LineProgress(100, "grid", stream=stream, clock=lambda: 0.0)
     bar.update(100)
     bar.close()  # nothing moved since the last line
     assert stream.getvalue() == "grid: 100% (100/100 samples) 0 s elapsed\n"
+    idle = io.StringIO()
+    bar = LineProgress(100, "grid", stream=idle, clock=lambda: 0.0)
+    bar.set_postfix_str("0/4 cells")
+    bar.close()  # a run stopped before any sample: no "0%" line
+    assert idle.getvalue() == ""
     quiet = io.StringIO()
     bar = progress_bar(100, "grid", enabled=False, stream=quiet)
     bar.update(100)
