@@ -10,12 +10,15 @@ inside the records (``CellRecord.arrays``) and the driver writes them.
 * ``local`` with ``workers = N > 1`` runs N jobs at once in spawned processes. A worker
   that dies (killed, out of memory) takes its job down with it; the pool is rebuilt and
   the job retried, up to ``max_retries`` times, before the job's cells get ``error``
-  records.
+  records. Workers send their progress (a chunk of samples at a time) back through a
+  queue; a run stopped early (Ctrl-C, SIGTERM) terminates them.
 * ``ray`` submits every job as a Ray task (``num_cpus`` per task, a GPU when the
   execution device is cuda). Ray retries a task whose worker died (``max_retries``); a
   task that still fails gives its cells ``error`` records. ``address`` joins a running
-  cluster (``auto`` or ``HOST:PORT``); without one a local Ray instance is started.
-  Every node needs stdp_bench installed and the data root at the same path.
+  cluster (``auto`` or ``HOST:PORT``), after checking within seconds that its port
+  answers; without one a new local Ray instance is started. Progress counts whole
+  tasks; a run stopped early cancels its tasks. Every node needs stdp_bench installed
+  and the data root at the same path.
 
 What a worker needs besides its task travels inside it, never in environment variables:
 a job's :class:`JobContext` carries the commit the driver pinned and the grid's plugin
@@ -29,12 +32,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import closing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing import get_context
+from multiprocessing.queues import SimpleQueue
 from typing import Any, Callable, Generic, TypeVar
 
 from stdp_bench.config import ConfigError
@@ -45,6 +53,7 @@ from stdp_bench.records import CellRecord
 from stdp_bench.train import error_records, job_samples, run_job
 
 BACKENDS = ("local", "ray")
+RAY_CONNECT_SECONDS = 10.0  # --address: how long to wait for the cluster's port to answer
 Progress = Callable[[int], None]
 T = TypeVar("T")
 R = TypeVar("R")
@@ -114,15 +123,74 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-def _worker_init(threads: int) -> None:
+# In a worker process: where its job's progress goes (set by _worker_init).
+_progress_queue: SimpleQueue | None = None
+
+
+def _worker_init(threads: int, progress_queue: SimpleQueue | None = None) -> None:
     # N workers share the machine's cores: each gets its share of the threads.
+    global _progress_queue
     _set_threads(threads)
+    _progress_queue = progress_queue
+
+
+def _run_reporting(run: Callable[[Any, Progress | None], Any], task: Any, token: int) -> Any:
+    # In a worker process: the task's progress goes to the driver, tagged with the
+    # task's token, as the engine counts it (a chunk of samples at a time).
+    queue = _progress_queue
+    return run(task, None if queue is None else (lambda n: queue.put((token, n))))
+
+
+class _Counted:
+    """The driver's side of workers' progress: forwards each task's counts to
+    ``on_progress``, never more than the task's size in all, so a task run again after
+    its worker died counts once."""
+
+    def __init__(self, on_progress: Progress, size: Callable[[Any], int]) -> None:
+        self.on_progress, self.size = on_progress, size
+        self.counted: dict[int, int] = {}
+
+    def add(self, token: int, task: Any, n: int) -> None:
+        """Count ``n`` more samples of the task ``token``, up to its size."""
+        done = self.counted.get(token, 0)
+        n = max(0, min(n, self.size(task) - done))
+        if n:
+            self.counted[token] = done + n
+            self.on_progress(n)
+
+    def finish(self, token: int, task: Any) -> None:
+        """The task ended: count what its worker did not report."""
+        self.add(token, task, self.size(task))
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace: float = 10.0) -> None:
+    """Terminate this pool's worker processes and wait for them.
+
+    ``shutdown`` only cancels jobs that have not started; the running ones would go on
+    to their end. Python 3.14 has ``terminate_workers``; before it the pool's own
+    process handles (``_processes``) are the way to reach its workers, and only them.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(grace)
+        if proc.is_alive():  # ignored SIGTERM past the grace: no job is worth a hang
+            proc.kill()
+            proc.join()
 
 
 def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
-              max_retries: int = 2, on_progress: Progress | None = None
-              ) -> Iterator[tuple[T, R]]:
-    """Yield ``(task, result)`` as each task finishes, running ``workers`` at a time."""
+              max_retries: int = 2, on_progress: Progress | None = None,
+              poll_seconds: float = 0.2) -> Iterator[tuple[T, R]]:
+    """Yield ``(task, result)`` as each task finishes, running ``workers`` at a time.
+
+    With ``workers > 1`` the workers send their progress to this process as they go,
+    which forwards it to ``on_progress`` every ``poll_seconds`` at most. When the caller
+    stops early (Ctrl-C, SIGTERM, an error, or closing this generator), the running
+    workers are terminated before this returns.
+    """
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be at least 1")
     if workers == 1:
@@ -130,17 +198,26 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
             yield task, kind.run(task, on_progress)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
+    tokens = {id(task): i for i, task in enumerate(tasks)}
     attempts = {id(task): 0 for task in tasks}
+    counted = None if on_progress is None else _Counted(on_progress, kind.size)
+    ctx = get_context("spawn")
     pending = list(tasks)
     while pending:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                   initializer=_worker_init, initargs=(threads,))
-        futures: dict[Future, Any] = {pool.submit(kind.run, task, None): task
-                                      for task in pending}
-        pending = []
+        # A queue per pool: a worker killed while writing to it may leave its lock held,
+        # and the pool it belonged to is broken and replaced anyway.
+        queue = None if counted is None else ctx.SimpleQueue()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                   initializer=_worker_init, initargs=(threads, queue))
+        futures: dict[Future, Any] = {}
         try:
+            for task in pending:  # (inside the try: submitting starts the workers)
+                futures[pool.submit(_run_reporting, kind.run, task, tokens[id(task)])] = task
+            pending = []
             while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                done, _ = wait(futures, timeout=None if queue is None else poll_seconds,
+                               return_when=FIRST_COMPLETED)
+                _drain(queue, counted, tasks)
                 for fut in done:
                     task = futures.pop(fut)
                     try:
@@ -155,11 +232,24 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
                         else:
                             pending.append(task)
                         continue
-                    if on_progress is not None:
-                        on_progress(kind.size(task))
+                    if counted is not None:
+                        counted.finish(tokens[id(task)], task)
                     yield task, result
         finally:
+            if futures:  # stopped early: the running jobs' results would go nowhere
+                _stop_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
+            if queue is not None:
+                queue.close()
+
+
+def _drain(queue: SimpleQueue | None, counted: _Counted | None, tasks: list[Any]) -> None:
+    """Forward the progress workers have sent so far."""
+    if queue is None or counted is None:
+        return
+    while not queue.empty():
+        token, n = queue.get()
+        counted.add(token, tasks[token], n)
 
 
 def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
@@ -173,14 +263,25 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
         raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'") from None
     started_here = False
     if not ray.is_initialized():
+        if address:
+            check_reachable(address)
+        # ray.init replaces this process's SIGTERM handler with one that exits at once;
+        # the caller's (the CLI stops the run's tasks and says how to resume) is kept.
+        sigterm = _sigterm_handler()
         try:
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+                # "local": a new instance, as --address's help says; without it ray.init
+                # would join the cluster RAY_ADDRESS or an earlier `ray start` names (and
+                # hang on a stale one).
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                         log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"--backend ray: cannot reach a Ray cluster at "
                               f"{address or 'a new local instance'}: {exc}") from None
+        finally:
+            _restore_sigterm_handler(sigterm)
         started_here = True
     remote = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
                         max_retries=max_retries, retry_exceptions=False)(_ray_job)
@@ -213,6 +314,65 @@ def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any) -> Any:
     return run(task, None)
 
 
+def _sigterm_handler() -> Any:
+    """This process's SIGTERM handler, or None where it cannot be set (not the main
+    thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _restore_sigterm_handler(handler: Any) -> None:
+    if handler is not None:
+        signal.signal(signal.SIGTERM, handler)
+
+
+def ray_address(address: str) -> str | None:
+    """``HOST:PORT`` of the cluster ``address`` names: itself, or for ``auto`` the one
+    Ray would join (``RAY_ADDRESS``, else the cluster last started on this machine, else
+    any running here); None when ``auto`` finds none."""
+    if address != "auto":
+        return address
+    # Ray's own resolution of "auto" (what ray.init does first), so the check below
+    # tries the address ray.init would.
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        return canonicalize_bootstrap_address(address)
+    except ConnectionError:
+        return None
+
+
+def check_reachable(address: str, timeout: float = RAY_CONNECT_SECONDS) -> None:
+    """Fail within ``timeout`` seconds if nothing listens at the cluster ``address``
+    (``auto`` or ``HOST:PORT``): ``ray.init`` would retry for minutes.
+
+    >>> check_reachable("nowhere")
+    Traceback (most recent call last):
+    ...
+    stdp_bench.levels.spec.ConfigError: --address 'nowhere' must be auto or HOST:PORT
+    """
+    target = ray_address(address)
+    if target is None:
+        raise ConfigError("cannot reach a Ray cluster at auto: none runs on this machine "
+                          "and RAY_ADDRESS is not set; start one (ray start --head), give "
+                          "--address HOST:PORT, or leave --address out to start a local "
+                          "instance")
+    shown = address if target == address else f"{address} ({target})"
+    # A Ray Client address (ray://HOST:PORT) is checked the same way: its port answers.
+    host, sep, port = target.split("://", 1)[-1].rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--address {address!r} must be auto or HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConfigError(f"cannot reach a Ray cluster at {shown} within {timeout:.0f} s; "
+                          f"{reason}: is its head running (ray start --head) and its port "
+                          "open to this machine?") from None
+
+
 def check_backend(backend: str, address: str | None) -> None:
     """Reject a backend name or option combination before anything is written."""
     if backend not in BACKENDS:
@@ -239,7 +399,9 @@ def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", worker
              ) -> Iterator[list[CellRecord]]:
     """Grid jobs on a backend; yields each job's records as it finishes."""
     gpus = 1 if ctx.execution.device == "cuda" else 0
-    for _, records in run_tasks(jobs, grid_jobs(ctx), backend=backend, workers=workers,
-                                address=address, gpus_per_job=gpus,
-                                on_progress=on_progress):
-        yield records
+    # closing: when this generator is closed early, the backend's stops its workers now.
+    with closing(run_tasks(jobs, grid_jobs(ctx), backend=backend, workers=workers,
+                           address=address, gpus_per_job=gpus,
+                           on_progress=on_progress)) as finished:
+        for _, records in finished:
+            yield records

@@ -11,6 +11,7 @@ import typer
 from stdp_bench.config import ConfigError
 from stdp_bench.errors import OutputError
 from stdp_bench.grid_file import grids_dir, load_grid, resolve_grid_path
+from stdp_bench.interrupts import Terminated, exit_code, sigterm_as_interrupt
 from stdp_bench.overrides import apply_overrides
 from stdp_bench.records import Status
 
@@ -31,7 +32,8 @@ WorkersOption = Annotated[int, typer.Option(
          "instance.")]
 AddressOption = Annotated[Optional[str], typer.Option(
     help="ray: cluster to join (auto or HOST:PORT); none starts a local instance.")]
-QuietOption = Annotated[bool, typer.Option(help="No progress bar.")]
+QuietOption = Annotated[bool, typer.Option(
+    help="No progress (a bar on a terminal, else a line every 5%).")]
 ReplicasOption = Annotated[int, typer.Option(
     help="Most cells trained together as replicas in one job.")]
 
@@ -39,6 +41,14 @@ ReplicasOption = Annotated[int, typer.Option(
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def _stopped(interrupt: KeyboardInterrupt, saved: str) -> None:
+    """One line for a run stopped by Ctrl-C or SIGTERM, and the shell's exit status."""
+    how = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+    typer.secho(f"{how}: {saved}; rerun the same command to resume",
+                fg=typer.colors.YELLOW, err=True)
+    raise typer.Exit(exit_code(interrupt))
 
 
 DeviceOption = Annotated[str, typer.Option(
@@ -79,16 +89,15 @@ def run(
                                       checkpoint_minutes=checkpoint_minutes)
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
         out_dir = out or Path("results") / spec.name
-        table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
-                         max_replicas=replicas, progress=not quiet, execution=execution,
-                         backend=backend, workers=workers, address=address)
+        with sigterm_as_interrupt():
+            table = run_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
+                             max_replicas=replicas, progress=not quiet, execution=execution,
+                             backend=backend, workers=workers, address=address)
     except (ConfigError, OutputError) as exc:
         _fail(exc)
         return
-    except KeyboardInterrupt:
-        typer.secho("interrupted: finished cells are saved; rerun the same command to resume",
-                    fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        _stopped(exc, "finished cells are saved")
     _print_summary(table, spec.factors)
     typer.echo(f"results: {out_dir}/results.parquet ({len(table)} rows)")
 
@@ -124,17 +133,16 @@ def tune(
         execution = Execution.resolve(device, engine)
         spec = load_grid(resolve_grid_path(grid))
         out_dir = out or Path("results") / spec.name
-        outcome = tune_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
-                            trials=trials, backend=backend, workers=workers,
-                            address=address, max_replicas=replicas, progress=not quiet,
-                            execution=execution)
+        with sigterm_as_interrupt():
+            outcome = tune_grid(spec, out_dir, data_dir=data_dir, limit_train=limit_train,
+                                trials=trials, backend=backend, workers=workers,
+                                address=address, max_replicas=replicas, progress=not quiet,
+                                execution=execution)
     except (ConfigError, OutputError) as exc:
         _fail(exc)
         return
-    except KeyboardInterrupt:
-        typer.secho("interrupted: finished trials and cells are saved; rerun the same "
-                    "command to resume", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        _stopped(exc, "finished trials and cells are saved")
     typer.echo(f"search: {outcome.trials} trials finished in this run ({outcome.pruned} "
                f"pruned, {outcome.failed} failed) in {outcome.search_seconds:.0f} s, "
                f"{outcome.samples_per_second:.0f} network-samples/s; {STUDY_DB} holds "

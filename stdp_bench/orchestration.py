@@ -2,7 +2,8 @@
 
 :func:`run_in_folder` takes the command's own work as a callable and wraps it:
 
-1. the dispatch options checked (``--replicas``, ``--workers``, ``--backend``, ``--address``);
+1. the dispatch options checked (``--replicas``, ``--workers``, ``--backend``, ``--address``,
+   whose cluster must answer within seconds);
 2. the commit pinned (records name the code the run loaded, whatever changes later);
 3. preflight: every cell's dataset files present and large enough, from their headers;
 4. the results folder created, or checked to hold this grid's results;
@@ -27,7 +28,7 @@ import pandas as pd
 import tomli_w
 from filelock import FileLock, Timeout
 
-from stdp_bench.backends import JobContext, check_backend
+from stdp_bench.backends import JobContext, check_backend, check_reachable
 from stdp_bench.config import ConfigError
 from stdp_bench.grid_file import GridSpec
 from stdp_bench.data import check_subset_sizes, split_sizes
@@ -57,12 +58,15 @@ class Dispatch:
     progress: bool = True
 
     def check(self) -> None:
-        """Refuse impossible values before anything is read or written."""
+        """Refuse impossible values, and an ``--address`` whose cluster does not answer,
+        before anything is read or written."""
         if self.max_replicas < 1:
             raise ConfigError(f"--replicas {self.max_replicas} must be at least 1")
         if self.workers < 1:
             raise ConfigError(f"--workers {self.workers} must be at least 1")
         check_backend(self.backend, self.address)
+        if self.backend == "ray" and self.address:
+            check_reachable(self.address)  # before the folder is made, not after minutes
 
 
 @dataclass(frozen=True)

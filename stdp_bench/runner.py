@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
 from stdp_bench.backends import JobContext, run_jobs
 from stdp_bench.config import ConfigError
 from stdp_bench.errors import OutputError
 from stdp_bench.grid import Cell, Job, expand, group_jobs
 from stdp_bench.orchestration import Dispatch, Session, run_in_folder
+from stdp_bench.progress import progress_bar
 from stdp_bench.results import done_record_keys, write_cell
 from stdp_bench.checkpoints import checkpoint_path
 from stdp_bench.execution import Execution
@@ -76,18 +77,24 @@ def execute_jobs(jobs: list[Job], n_cells: int, session: Session, ctx: JobContex
     ends (the session holds the folder's lock); ``n_cells`` counts the finished cells
     too, for the progress bar."""
     d = session.dispatch
-    total = sum(job_samples(j) for j in jobs)
-    bar = tqdm(total=total, unit="sample", disable=not d.progress, smoothing=0.05,
-               desc=f"{ctx.grid}: {sum(len(j.cells) for j in jobs)}/{n_cells} cells")
+    bar = progress_bar(sum(job_samples(j) for j in jobs), ctx.grid, enabled=d.progress)
+    done = n_cells - sum(len(j.cells) for j in jobs)
+    bar.set_postfix_str(f"{done}/{n_cells} cells")
+    # closing: an interrupt stops the backend's workers here, not when the generator is
+    # collected (which a traceback holding this frame would delay).
     try:
-        for records in run_jobs(jobs, ctx, backend=d.backend, workers=d.workers,
-                                address=d.address, on_progress=bar.update):
-            for record in records:
-                _write(session.out_dir, record)
-            # A job that failed keeps its checkpoint: the rerun that retries it resumes.
-            if all(r.status.finished for r in records):
-                checkpoint_path(session.out_dir, tuple(r.key for r in records)
-                                ).unlink(missing_ok=True)
+        with closing(run_jobs(jobs, ctx, backend=d.backend, workers=d.workers,
+                              address=d.address, on_progress=bar.update)) as finished:
+            for records in finished:
+                for record in records:
+                    _write(session.out_dir, record)
+                # A job that failed keeps its checkpoint: the rerun that retries it
+                # resumes from it.
+                if all(r.status.finished for r in records):
+                    checkpoint_path(session.out_dir, tuple(r.key for r in records)
+                                    ).unlink(missing_ok=True)
+                done += len(records)
+                bar.set_postfix_str(f"{done}/{n_cells} cells")
     finally:
         bar.close()
 

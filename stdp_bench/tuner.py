@@ -27,6 +27,7 @@ asks the same trials, and a resumed search asks what an uninterrupted one would 
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,7 +35,6 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
-from tqdm import tqdm
 
 from stdp_bench.backends import Progress, TaskKind, run_tasks
 from stdp_bench.config import ConfigError
@@ -43,6 +43,7 @@ from stdp_bench.grid import SHAPE_KEYS, Cell, expand
 from stdp_bench.grid_file import GridSpec
 from stdp_bench.levels import registry
 from stdp_bench.orchestration import Dispatch, Session, run_in_folder
+from stdp_bench.progress import ProgressBar, progress_bar
 from stdp_bench.results import STAGES, STUDY_DB, TRIALS_STEM, write_json_atomic, write_table
 from stdp_bench.runner import execute_jobs, pending_jobs
 from stdp_bench.search_space import SearchSpec, parse_search
@@ -138,7 +139,7 @@ TRIAL_TASKS: TaskKind[RungTask, RungResult] = TaskKind(run=_run_rung, size=RungT
                                                        lost=lost_rung)
 
 
-def run_round(live: list[LiveTrial], spec: SearchSpec, session: Session, bar: tqdm,
+def run_round(live: list[LiveTrial], spec: SearchSpec, session: Session, bar: ProgressBar,
               counts: dict[str, int], execution: Execution) -> int:
     """Train the round's trials rung by rung, report, prune, tell; return samples run."""
     samples = 0
@@ -146,18 +147,21 @@ def run_round(live: list[LiveTrial], spec: SearchSpec, session: Session, bar: tq
     for i, rung in enumerate(spec.rungs):
         lo = spec.rungs[i - 1] if i else 0
         tasks = _tasks(live, lo, rung, spec, session, execution)
-        for task, res in run_tasks(tasks, TRIAL_TASKS, backend=d.backend, workers=d.workers,
-                                   address=d.address, on_progress=bar.update):
-            samples += task.samples()
-            share = res.seconds / len(task.cfgs)
-            for r, idx in enumerate(task.trial_ids):
-                t = live[idx]
-                t.seconds += share
-                t.result = {"status": res.status[r], "value": float(res.accuracy[r]),
-                            "exc_spikes_per_sample": float(res.exc_spikes_per_sample[r]),
-                            "error": res.error}
-                if res.state is not None:
-                    t.state = {k: v[r] for k, v in res.state.items()}
+        # closing: an interrupt stops the backend's workers here, not when the generator
+        # is collected (which a traceback holding this frame would delay).
+        with closing(run_tasks(tasks, TRIAL_TASKS, backend=d.backend, workers=d.workers,
+                               address=d.address, on_progress=bar.update)) as finished:
+            for task, res in finished:
+                samples += task.samples()
+                share = res.seconds / len(task.cfgs)
+                for r, idx in enumerate(task.trial_ids):
+                    t = live[idx]
+                    t.seconds += share
+                    t.result = {"status": res.status[r], "value": float(res.accuracy[r]),
+                                "exc_spikes_per_sample": float(res.exc_spikes_per_sample[r]),
+                                "error": res.error}
+                    if res.state is not None:
+                        t.state = {k: v[r] for k, v in res.state.items()}
         # Report every trial before any decides, so the medians are the round's own.
         for t in live:
             _record_attrs(t, rung)
@@ -178,7 +182,8 @@ def run_round(live: list[LiveTrial], spec: SearchSpec, session: Session, bar: tq
                 survivors.append(t)
                 continue
             counts["done"] += 1
-        bar.set_postfix(done=counts["done"], pruned=counts["pruned"], failed=counts["failed"])
+        bar.set_postfix_str(f"{counts['done']} done, {counts['pruned']} pruned, "
+                            f"{counts['failed']} failed")
         live = survivors
     return samples
 
@@ -264,9 +269,8 @@ class _Tuning:
         """Rounds until every study has its trials; the trials table after each."""
         spec, out_dir = self.spec, session.out_dir
         todo = sum(max(0, spec.trials - len(finished_trials(s))) for s, _ in self.studies.values())
-        bar = tqdm(total=_expected_samples(spec, todo), unit="sample", smoothing=0.05,
-                   disable=not session.dispatch.progress,
-                   desc=f"{self.grid.name}: search, {todo} trials")
+        bar = progress_bar(_expected_samples(spec, todo), f"{self.grid.name}: search, "
+                           f"{todo} trials", enabled=session.dispatch.progress)
         t0 = time.perf_counter()
         try:
             while live := ask_round(self.studies, spec):

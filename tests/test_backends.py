@@ -1,5 +1,6 @@
-"""Backends and faults: Ray with a killed worker, local workers, a killed driver,
-concurrent runs, a full disk, and divergence.
+"""Backends and faults: Ray with a killed worker, local workers, a killed driver, a
+terminated driver (SIGTERM), concurrent runs, a full disk, an unreachable cluster, and
+divergence.
 
 Every test compares the finished table with one from the in-process local backend for
 the same grid and seeds: a fault may cost time, never a result, a duplicate or a change.
@@ -7,10 +8,12 @@ the same grid and seeds: a fault may cost time, never a result, a duplicate or a
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,13 +21,20 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from stdp_bench import results
+from stdp_bench.backends import JobContext, grid_jobs, run_local
 from stdp_bench.cli import app
+from stdp_bench.execution import Execution
+from stdp_bench.grid import expand, group_jobs
+from stdp_bench.grid_file import parse_grid
+from stdp_bench.records import Status
+from stdp_bench.train import job_samples
 
-from conftest import kill_descendant, private_ray_head
+from conftest import descendants, free_port, kill_descendant, private_ray_head, stop_tree
 
 log = logging.getLogger("stdp_bench.faults")
 
@@ -135,6 +145,148 @@ def test_killed_driver_resumes_and_second_run_is_refused(grid_file, reference, t
     _check_complete(out, reference)
     log.warning("driver fault test: driver SIGKILLed with %d/8 cells written; rerun "
                 "reused them untouched and finished the rest", len(kept))
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_workers_and_a_rerun_resumes(grid_file, reference, tmp_path):
+    out = tmp_path / "term"
+    proc = _cli("run", str(grid_file), "--out", str(out), "--quiet", "--replicas", "1",
+                "--workers", "2")
+    end = time.time() + 300
+    while (time.time() < end and proc.poll() is None
+           and not list((out / "cells").glob("*.json"))):
+        time.sleep(0.05)
+    started = descendants(proc)  # the workers (and multiprocessing's helper), before
+    workers = [p for p in started if "multiprocessing.spawn" in " ".join(_cmdline(p))]
+    assert len(workers) == 2, [p.cmdline() for p in started]
+    t0 = time.time()
+    proc.send_signal(signal.SIGTERM)  # the process this test started, nothing else
+    try:
+        output, _ = proc.communicate(timeout=60)
+        stopped_in = time.time() - t0
+        _, alive = psutil.wait_procs(started, timeout=10)
+    finally:  # whatever failed: nothing this test started outlives it
+        if proc.poll() is None:
+            proc.kill()
+        for p in started:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()  # psutil checks it is still the process seen (pid reuse)
+    assert proc.returncode == 143, output
+    assert ("terminated: finished cells are saved; rerun the same command to resume"
+            in output.splitlines()), output
+    assert "Traceback" not in output
+    assert not alive, [p.pid for p in alive]
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert 1 <= len(kept) < 8
+    res = CliRunner().invoke(app, ["run", str(grid_file), "--out", str(out), "--quiet",
+                                   "--replicas", "1", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert all(after[name] == stamp for name, stamp in kept.items())  # nothing redone
+    _check_complete(out, reference)
+    log.warning("sigterm test: driver stopped in %.1f s with exit 143 and %d/8 cells "
+                "written; its %d processes (workers %s) all ended; rerun finished the "
+                "rest, table equal", stopped_in, len(kept), len(started),
+                [p.pid for p in workers])
+
+
+CHUNKS = {"name": "chunks", "settings": {
+    "dataset": "digits", "n_neurons": 10, "time": 40, "n_train": 300, "n_label": 100,
+    "n_test": 100, "intensity_hz": 256.0, "norm": 10.0}, "factors": {"seed": [0, 1]}}
+
+
+@pytest.mark.slow
+def test_workers_report_progress_a_chunk_of_samples_at_a_time():
+    grid = parse_grid(CHUNKS)
+    jobs = group_jobs(expand(grid), 1)
+    assert len(jobs) == 2
+    ctx = JobContext(grid=grid.name, factors=tuple(grid.factors), data_dir=None,
+                     execution=Execution(), commit=None, plugins=())
+    events: list[int | None] = []  # samples counted, or None where a job ended
+    for _, records in run_local(jobs, grid_jobs(ctx), workers=2, on_progress=events.append):
+        assert [r.status for r in records] == [Status.OK]
+        events.append(None)
+    counts = [n for n in events if n is not None]
+    # 300 training samples in chunks of 100, then labelling and test: 5 counts a job.
+    assert len(counts) > len(jobs) and events.index(None) > 1
+    assert sum(counts) == sum(job_samples(j) for j in jobs) == 2 * 500
+
+
+def test_unreachable_ray_address_fails_within_seconds_with_one_line(grid_file, tmp_path):
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    out = tmp_path / "ray"
+    t0 = time.time()
+    res = CliRunner().invoke(app, ["run", str(grid_file), "--out", str(out), "--quiet",
+                                   "--backend", "ray", "--address", address])
+    assert time.time() - t0 < 60
+    assert res.exit_code == 1
+    assert res.output == (f"error: cannot reach a Ray cluster at {address} within 10 s; "
+                          "Connection refused: is its head running (ray start --head) and "
+                          "its port open to this machine?\n")
+    assert not out.exists()  # failed before anything was written
+
+
+def test_ray_auto_address_checks_the_cluster_ray_would_join(grid_file, tmp_path,
+                                                            monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # what auto joins first
+    res = CliRunner().invoke(app, ["run", str(grid_file), "--out", str(tmp_path / "t"),
+                                   "--quiet", "--backend", "ray", "--address", "auto"])
+    assert res.exit_code == 1
+    # Ray names this machine by its address, not the loopback's.
+    assert re.fullmatch(rf"error: cannot reach a Ray cluster at auto \([0-9.]+:{port}\) "
+                        r"within 10 s; Connection refused: is its head running \(ray "
+                        r"start --head\) and its port open to this machine\?\n",
+                        res.output), res.output
+
+
+@pytest.mark.slow
+def test_ray_without_an_address_starts_and_stops_its_own_instance(tmp_path):
+    grid = tmp_path / "own.toml"
+    grid.write_text("""
+name = "own"
+[settings]
+dataset = "digits"
+n_neurons = 10
+time = 40
+n_train = 60
+n_label = 60
+n_test = 60
+""")
+    # RAY_ADDRESS names a cluster (here one that does not answer): ray.init without an
+    # address would try to join it; without --address, none is joined.
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{free_port()}",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    out = tmp_path / "res"
+    proc = _cli("run", str(grid), "--out", str(out), "--quiet", "--backend", "ray",
+                env=env)
+    seen: dict[psutil.Process, str] = {}  # every process the run started: its command
+    end = time.time() + 300  # 25 s here; before the fix it hung joining RAY_ADDRESS
+    try:
+        while proc.poll() is None and time.time() < end:
+            for p in descendants(proc):
+                if p not in seen:
+                    seen[p] = " ".join(_cmdline(p))
+            time.sleep(0.1)
+        output, _ = proc.communicate(timeout=60)
+    finally:  # whatever failed: nothing this test started outlives it
+        if proc.poll() is None:
+            stop_tree(proc)
+    assert proc.returncode == 0, output
+    table = pd.read_parquet(out / "results.parquet")
+    assert table["cell_id"].nunique() == 1 and (table["status"] == "ok").all()
+    assert any("raylet" in cmd for cmd in seen.values()), seen
+    _, alive = psutil.wait_procs(list(seen), timeout=30)
+    assert not alive, [(p.pid, seen[p]) for p in alive]
+    log.warning("ray local test: the run started its own instance (%d processes) and "
+                "left none running", len(seen))
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
 
 
 def test_full_disk_stops_with_one_line_and_keeps_records(grid_file, reference, tmp_path,
