@@ -14,6 +14,7 @@ from stdp_bench.grid_file import grids_dir, load_grid, resolve_grid_path
 from stdp_bench.interrupts import Terminated, exit_code, sigterm_as_interrupt
 from stdp_bench.overrides import apply_overrides
 from stdp_bench.records import Status
+from stdp_bench.table_views import filter_rows, group_columns
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Factorial STDP grids on BindsNET networks.")
@@ -149,7 +150,7 @@ def tune(
                + ", ".join(f"{n} {state}" for state, n in sorted(outcome.study_states.items())))
     table = outcome.table
     if not table.empty:
-        by = _group_columns(spec.factors, table)
+        by = group_columns(spec.factors, table)
         metric_rows = table[table["readout"] == outcome.metric]
         typer.echo(compare_stages(metric_rows, by).to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
@@ -157,21 +158,12 @@ def tune(
                f"{out_dir}/trials.parquet; studies: sqlite:///{out_dir}/{STUDY_DB}")
 
 
-def _group_columns(factors, table) -> list[str]:
-    """The factors to group by (not seed or stage); where the input varies (dataset,
-    colour, preprocessing), its shape and class count follow them."""
-    by = [f for f in factors if f not in ("seed", "stage") and f in table.columns]
-    if any(f in by for f in ("dataset", "color", "preprocess")):
-        by += [c for c in ("input_shape", "n_classes") if c in table.columns]
-    return by
-
-
 def _print_summary(table, factors) -> None:
     from stdp_bench.results import summarize
 
     if table.empty:
         return
-    by = _group_columns(factors, table) + ["readout"]
+    by = group_columns(factors, table) + ["readout"]
     typer.echo(summarize(table, by).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     bad = table[table["status"] != Status.OK.value].drop_duplicates("cell_id")
     for _, row in bad.iterrows():
@@ -208,9 +200,9 @@ def show(
                 if f not in factors:
                     factors.append(f)
         table = pd.concat(tables, ignore_index=True)
-        table = _filter(table, where or [])
+        table = filter_rows(table, where or [])
         if not by:
-            by = _group_columns(factors, table) + ["readout"]
+            by = group_columns(factors, table) + ["readout"]
         if "stage" in table.columns and "stage" not in by:
             # A tuned grid: default and tuned side by side.
             summary = compare_stages(table, list(by), metric)
@@ -221,30 +213,6 @@ def show(
         typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     except (ConfigError, ValueError) as exc:
         _fail(exc)
-
-
-def _filter(table, where: list[str]):
-    """Rows matching every ``KEY=VALUE[,VALUE...]`` (compared as text; 100 matches 100.0)."""
-    for item in where:
-        if "=" not in item:
-            raise ConfigError(f"--where '{item}' must look like KEY=VALUE")
-        key, values = (part.strip() for part in item.split("=", 1))
-        if key not in table.columns:
-            raise ConfigError(f"--where {item}: no column '{key}'")
-        wanted = set()
-        for value in values.split(","):
-            value = value.strip()
-            wanted.add(value)
-            try:
-                number = float(value)
-                wanted.update({str(number), str(int(number))} if number == int(number)
-                              else {str(number)})
-            except ValueError:
-                pass
-        table = table[table[key].map(lambda v: str(v)).isin(wanted)]
-    if table.empty:
-        raise ConfigError(f"no rows match {' and '.join(where)}")
-    return table
 
 
 @app.command()
