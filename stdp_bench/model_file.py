@@ -20,13 +20,13 @@ coefficients) where safetensors holds tensors only.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from stdp_bench.atomic_files import replace_atomically
 
 FORMAT = "stdp_bench.model/1"
 _HEADER = "header"
@@ -38,20 +38,13 @@ class ModelFileError(ValueError):
 
 def save_model(path: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` and the JSON ``header`` (``format`` added) to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     blob = json.dumps({"format": FORMAT, **header}, sort_keys=True).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **{_HEADER: np.frombuffer(blob, np.uint8)}, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    replace_atomically(Path(path), write)
 
 
 def read_model(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -14,14 +14,13 @@ import pandas as pd
 
 from stdp_bench.config import ConfigError
 from stdp_bench.data import cell_dataset, cell_subsets
-from stdp_bench.model import load_model
-from stdp_bench.records import CellRecord
+from stdp_bench.model import Model, load_model
 from stdp_bench.results import load_records
 
 SPLITS = ("test", "train")
 
 
-def _images(record: CellRecord, model, data_dir: str | Path | None, split: str
+def _images(model: Model, data_dir: str | Path | None, split: str
             ) -> tuple[np.ndarray, np.ndarray]:
     """The cell's evaluation samples (``test``: the split its record was scored on) or
     its labelling samples (``train``), in the order the cell saw them."""
@@ -50,7 +49,7 @@ def rescore(results_dir: str | Path, *, cell: str | None = None,
     rows = []
     for rec in records:
         model = load_model(results_dir / rec.artifacts["model"])
-        x, y = _images(rec, model, data_dir, split)
+        x, y = _images(model, data_dir, split)
         names = [readout] if readout is not None else model.readouts
         preds = model.predict(x) if readout is None else {readout: model.predict(x, readout)}
         for name in names:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from stdp_bench.atomic_files import replace_atomically
 from stdp_bench.levels import registry
 from stdp_bench.model_file import join_arrays, save_model
 from stdp_bench.records import (CellRecord, CurvePoint, Provenance, ReadoutScore,
@@ -38,29 +37,6 @@ PROVENANCE_COLUMNS = ("config_hash", "commit", "started", "ended", "job_id", "re
 ACTIVITY_COLUMNS = ("exc_spikes_per_sample", "silent_fraction")
 
 
-def _replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder, so os.replace is a rename within one file system (atomic on POSIX).
-    # The ".tmp" suffix keeps a leftover from a crash out of the "*.json" glob.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp creates 0600; results are meant to be shared like any other output file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: Path, obj: dict) -> None:
     """Write ``obj`` as JSON to ``path`` so readers see the old file or the whole new one."""
     text = json.dumps(obj, indent=2) + "\n"
@@ -70,7 +46,7 @@ def write_json_atomic(path: Path, obj: dict) -> None:
             fh.write(text)
             fh.flush()
 
-    _replace_atomically(path, write)
+    replace_atomically(path, write)
 
 
 def _checked_key(record: CellRecord) -> str:
@@ -158,13 +134,14 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 MODEL_NAME = "model.npz"
 
 
-def model_header(record: CellRecord, gain: float) -> dict[str, Any]:
+def model_header(record: CellRecord) -> dict[str, Any]:
     """What a model file says about its cell (:mod:`stdp_bench.model_file`)."""
     p = record.provenance
     return {"cell_id": record.cell_id, "stage": record.stage, "grid": record.grid,
             "settings": record.settings, "image_shape": record.image_shape,
             "input_shape": record.input_shape, "n_classes": record.n_classes,
-            "engine": p.engine, "device": p.device, "input_gain": gain,
+            "engine": p.engine, "device": p.device,
+            "input_gain": record.model.gain if record.model else None,
             "readouts": sorted(record.model.fitted) if record.model else [],
             "versions": p.versions, "commit": p.commit}
 
@@ -179,11 +156,11 @@ def write_cell(out_dir: Path, record: CellRecord) -> Path:
     key = _checked_key(record)
     for name, array in record.arrays.items():
         rel = Path("artifacts") / key / f"{name}.npy"
-        _replace_atomically(Path(out_dir) / rel, lambda tmp, a=array: _save_npy(tmp, a))
+        replace_atomically(Path(out_dir) / rel, lambda tmp, a=array: _save_npy(tmp, a))
         record.artifacts[name] = str(rel)
     if record.model is not None:
         rel = Path("artifacts") / key / MODEL_NAME
-        save_model(Path(out_dir) / rel, model_header(record, record.model.gain),
+        save_model(Path(out_dir) / rel, model_header(record),
                    join_arrays(record.model.state, record.model.fitted))
         record.artifacts["model"] = str(rel)
     return write_record(out_dir, record)
@@ -343,8 +320,8 @@ def _input_columns(rec: CellRecord, settings: dict) -> dict:
 def write_table(df: pd.DataFrame, out_dir: Path, stem: str) -> None:
     """Write ``df`` as ``STEM.parquet`` and ``STEM.csv`` in ``out_dir``, each atomically."""
     out_dir = Path(out_dir)
-    _replace_atomically(out_dir / f"{stem}.parquet", lambda tmp: df.to_parquet(tmp, index=False))
-    _replace_atomically(out_dir / f"{stem}.csv", lambda tmp: df.to_csv(tmp, index=False))
+    replace_atomically(out_dir / f"{stem}.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+    replace_atomically(out_dir / f"{stem}.csv", lambda tmp: df.to_csv(tmp, index=False))
 
 
 def rebuild_tables(out_dir: Path) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from stdp_bench import results
+from stdp_bench.atomic_files import replace_atomically
 from stdp_bench.results import listed_readouts
 
 READOUTS = tuple(listed_readouts("stdp"))
@@ -69,7 +70,7 @@ def test_write_json_atomic_keeps_old_file_when_serialising_fails(tmp_path: Path)
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        results._replace_atomically(target, crash_midway)
+        replace_atomically(target, crash_midway)
     assert json.loads(target.read_text()) == {"k": 1}
     assert os.listdir(tmp_path) == ["x.json"]
 
