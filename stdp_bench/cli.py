@@ -381,6 +381,10 @@ def bench(
         help="With --neurons: the largest size stock BindsNET is timed at.")] = 6400,
     figure: Annotated[Optional[Path], typer.Option(
         help="With --neurons: write the scaling figure (PNG) here.")] = None,
+    architecture: Annotated[str, typer.Option(
+        help="dc2015 (the replica kernel), or conv / local: the conv grid's layer on "
+             "BindsNET vs the map kernel (--samples, --eval-samples, --stock-samples "
+             "apply).")] = "dc2015",
 ) -> None:
     """Throughput of stock BindsNET vs the fused kernel; the last line is JSON."""
     import json
@@ -388,7 +392,14 @@ def bench(
     from stdp_bench.bench import format_scaling, format_table, run_bench, run_scaling
 
     try:
-        if neurons is None:
+        if architecture != "dc2015":
+            from stdp_bench.map_bench import format_map_table, run_map_bench
+
+            result = run_map_bench(architecture, samples=samples, eval_samples=eval_samples,
+                                   stock_samples=stock_samples, data_dir=data_dir,
+                                   dataset=dataset)
+            table = format_map_table(result)
+        elif neurons is None:
             if figure is not None:
                 raise ConfigError("--figure needs --neurons (it plots the scaling run)")
             result = run_bench(replicas=replicas, samples=samples, samples_r1=samples_r1,

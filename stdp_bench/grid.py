@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from stdp_bench.cell_checks import check_cell
 from stdp_bench.config import CellConfig, ConfigError, make_cell
 from stdp_bench.grid_file import GridSpec
-from stdp_bench.levels import registry
 from stdp_bench.records import record_key
 from stdp_bench.trainers import trainer_of
 
@@ -73,17 +72,16 @@ def expand(grid: GridSpec) -> list[Cell]:
     return cells
 
 
-def group_jobs(cells: list[Cell], max_replicas: int = 64) -> list[Job]:
-    """Group cells whose shapes agree into jobs of at most ``max_replicas`` cells."""
+def group_jobs(cells: list[Cell], max_replicas: int = 64, engine: str = "kernel"
+               ) -> list[Job]:
+    """Group cells whose shapes agree into jobs of at most ``max_replicas`` cells; cells
+    whose trainer gives them an engine of their own (``group_key`` None under ``engine``,
+    ``Execution.engine``) get a job each."""
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
-        key = tuple(getattr(cell.config, k) for k in SHAPE_KEYS)
-        # Cells whose levels all have kernel steps run on the kernel engine; the others
-        # (torch-only plugin levels) on the torch engine: separate jobs.
-        key += (all(registry.get(axis, getattr(cell.config, axis)).kernel
-                    for axis in ("encoder", "neuron", "rule")),)
-        if not trainer_of(cell.config).groups:
-            key = (cell.cell_id,)  # an engine of one cell: one cell per job
+        extra = trainer_of(cell.config).group_key(cell.config, engine)
+        key = ((cell.cell_id,) if extra is None
+               else tuple(getattr(cell.config, k) for k in SHAPE_KEYS) + extra)
         groups.setdefault(key, []).append(cell)
     jobs = []
     for members in groups.values():

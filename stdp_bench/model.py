@@ -112,6 +112,8 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     state, fitted = split_arrays(arrays)
     # A replica engine's state is its own (the kernel's is not the torch network's).
     engine_name = header.get("engine")
+    # BindsNET's conv / local layers are what --engine torch runs for those cells.
+    engine_name = "torch" if engine_name == "bindsnet" else engine_name
     execution = Execution.resolve(device, engine_name if engine_name in ENGINES else "auto")
     engine = trainer_of(cfg).build([cfg], shape, [float(header["input_gain"])], execution)
     engine.load_state(state)

@@ -32,16 +32,18 @@ def limit_cells(cells: list[Cell], limit_train: int | None) -> list[Cell]:
 
 
 def plan(grid: GridSpec, out_dir: Path, limit_train: int | None = None,
-         max_replicas: int = 8) -> tuple[list[Cell], list[Job]]:
+         max_replicas: int = 8, engine: str = "kernel") -> tuple[list[Cell], list[Job]]:
     """All cells of the grid, and the jobs still to run (finished cells skipped)."""
     cells = limit_cells(expand(grid), limit_train)
-    return cells, pending_jobs(cells, out_dir, max_replicas)
+    return cells, pending_jobs(cells, out_dir, max_replicas, engine)
 
 
-def pending_jobs(cells: list[Cell], out_dir: Path, max_replicas: int) -> list[Job]:
-    """Jobs of the cells that have no finished record in ``out_dir``."""
+def pending_jobs(cells: list[Cell], out_dir: Path, max_replicas: int,
+                 engine: str = "kernel") -> list[Job]:
+    """Jobs of the cells that have no finished record in ``out_dir`` (grouped for
+    ``engine``, ``Execution.engine``)."""
     done = done_record_keys(out_dir) if out_dir.exists() else set()
-    return group_jobs([c for c in cells if c.record_key not in done], max_replicas)
+    return group_jobs([c for c in cells if c.record_key not in done], max_replicas, engine)
 
 
 def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = None,
@@ -64,7 +66,7 @@ def run_grid(grid: GridSpec, out_dir: Path, *, data_dir: str | Path | None = Non
                         max_replicas=max_replicas, progress=progress)
 
     def execute(session: Session) -> None:
-        jobs = pending_jobs(cells, out_dir, max_replicas)
+        jobs = pending_jobs(cells, out_dir, max_replicas, execution.engine)
         ctx = session.job_context(tuple(grid.factors), execution)
         execute_jobs(jobs, len(cells), session, ctx)
 

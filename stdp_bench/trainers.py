@@ -8,8 +8,8 @@ whether a cell can run (:meth:`Trainer.check`) before any engine exists.
 
 >>> from stdp_bench.config import CellConfig
 >>> t = trainer_of(CellConfig(architecture="conv"))
->>> t.__name__, t.groups, t.curve, t.provides
-('FeatureTrainer', False, False, ('counts', 'events', 'maps'))
+>>> t.__name__, t.curve, t.provides
+('FeatureTrainer', False, ('counts', 'events', 'maps'))
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ class DataShape(Protocol):
 class Trainer:
     """How the cells of an architecture run; subclasses fill in :meth:`build`."""
 
-    #: Cells of equal shapes share one job and train together as replicas.
-    groups: ClassVar[bool] = False
     #: Learning curves (``curve_every``): label and test between training segments.
     curve: ClassVar[bool] = False
     #: Neurons are labelled on training samples before the test pass.
@@ -52,6 +50,13 @@ class Trainer:
     @classmethod
     def check(cls, cfg: CellConfig, where: str) -> None:
         """Refuse a cell this trainer's engines cannot run (the message names why)."""
+
+    @classmethod
+    def group_key(cls, cfg: CellConfig, engine: str) -> tuple | None:
+        """Cells whose keys are equal (and whose shape settings, ``grid.SHAPE_KEYS``,
+        agree) share one engine as replicas when ``engine`` (``Execution.engine``) is
+        asked for; None: this cell has an engine of its own."""
+        return None
 
     @classmethod
     def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
@@ -79,8 +84,14 @@ class ReplicaTrainer(Trainer):
     """Diehl & Cook networks: the fused kernel on the CPU, the torch replica network on
     CUDA (or when the levels have only torch twins)."""
 
-    groups = True
     curve = True
+
+    @classmethod
+    def group_key(cls, cfg: CellConfig, engine: str) -> tuple | None:
+        """Replicas; cells whose levels all have kernel steps apart from the others
+        (torch-only plugin levels), which run on the torch engine."""
+        return (all(registry.get(axis, getattr(cfg, axis)).kernel
+                    for axis in ("encoder", "neuron", "rule")),)
 
     @classmethod
     def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
@@ -131,27 +142,22 @@ _REPLICA_ENGINES = {"kernel": _kernel_set, "torch": _torch_set}
 
 
 class FeatureTrainer(Trainer):
-    """Convolutional / locally connected STDP layers: one BindsNET network per cell."""
+    """Convolutional / locally connected STDP layers: the fused map kernel
+    (:mod:`stdp_bench.engine.map_engine`, replicas) where it runs the cell, else one
+    stock BindsNET network per cell (``--engine torch``, the CUDA path)."""
 
     provides = ("counts", "events", "maps")
 
     @classmethod
     def check(cls, cfg: CellConfig, where: str) -> None:
-        """The feature maps run BindsNET's rule classes on integrate-and-fire maps, with
-        no class gate, no input gain and no retries."""
+        """Integrate-and-fire maps, no class gate, no retries; an encoder with an input
+        gain and rules without a BindsNET class only where the map kernel runs them."""
         arch, rule = cfg.architecture, registry.get("rule", cfg.rule)
         encoder = registry.get("encoder", cfg.encoder)
         if rule.supervised:
             raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
                               f"architecture = {arch!r} (its class gate needs the dc2015 "
                               "layout)")
-        if hasattr(registry.module(encoder), "input_gain"):
-            raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is not available for "
-                              f"architecture = {arch!r} (its input gain needs the replica "
-                              "engine)")
-        if not hasattr(registry.module(rule), "stock_rule"):
-            raise ConfigError(f"{where}: rule = {cfg.rule!r} has no BindsNET rule "
-                              f"(stock_rule), which architecture = {arch!r} runs on")
         try:
             integrate_and_fire_params(cfg)
         except ConfigError as exc:
@@ -159,21 +165,76 @@ class FeatureTrainer(Trainer):
         if cfg.min_spikes > 0:
             raise ConfigError(f"{where}: min_spikes = {cfg.min_spikes} (retries) is not "
                               f"available for architecture = {arch!r}; use 0")
+        gaps = map_kernel_gaps(cfg)
+        if gaps and hasattr(registry.module(encoder), "input_gain"):
+            raise ConfigError(f"{where}: encoder = {cfg.encoder!r} is not available here "
+                              f"(its input gain needs the map kernel, which cannot run "
+                              f"this cell: {gaps[0]})")
+        if gaps and not hasattr(registry.module(rule), "stock_rule"):
+            raise ConfigError(f"{where}: rule = {cfg.rule!r} cannot run on "
+                              f"architecture = {arch!r}: the map kernel cannot "
+                              f"({gaps[0]}) and it has no BindsNET rule (stock_rule)")
+
+    @classmethod
+    def group_key(cls, cfg: CellConfig, engine: str) -> tuple | None:
+        """On the map kernel, layers of one geometry train together."""
+        if engine != "kernel" or map_kernel_gaps(cfg):
+            return None
+        return (cfg.kernel_size, cfg.stride, cfg.n_filters, cfg.winners, cfg.conv_learning)
 
     @classmethod
     def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
-        """Stock BindsNET layers."""
+        """``kernel`` (the map kernel) unless ``--engine torch`` was asked for or a cell
+        needs what only BindsNET's classes have (then ``bindsnet``, or an error when the
+        kernel was pinned).
+
+        >>> cfg = CellConfig(architecture="conv")
+        >>> (FeatureTrainer.engine_name([cfg], Execution()),
+        ...  FeatureTrainer.engine_name([cfg], Execution(engine="torch")))
+        ('kernel', 'bindsnet')
+        """
+        if execution.engine != "kernel":
+            return "bindsnet"
+        gaps = [g for c in cfgs for g in map_kernel_gaps(c)]
+        if not gaps:
+            return "kernel"
+        if execution.pinned:
+            raise ConfigError(f"{gaps[0]}; run it with --engine torch (BindsNET's layers)")
         return "bindsnet"
 
     @classmethod
     def build(cls, cfgs: Sequence[CellConfig], ds: DataShape, gains: Sequence[float],
               execution: Execution) -> "Engine":
-        """A :class:`~stdp_bench.engine.feature_engine.FeatureCell` (unit gain: the
-        conv layers take no encoder gain)."""
+        """A :class:`~stdp_bench.engine.map_engine.MapReplicaSet`, or a
+        :class:`~stdp_bench.engine.feature_engine.FeatureCell` (one cell, unit gain)."""
+        if cls.engine_name(cfgs, execution) == "kernel":
+            from stdp_bench.engine.map_engine import MapReplicaSet
+
+            return MapReplicaSet(list(cfgs), ds.input_shape, list(gains), ds.n_classes)
         from stdp_bench.engine.feature_engine import FeatureCell
 
         (cfg,) = cfgs
         return FeatureCell(cfg, ds.input_shape, 1.0, ds.n_classes, device=execution.device)
+
+
+def map_kernel_gaps(cfg: CellConfig) -> list[str]:
+    """Why the map kernel cannot run ``cfg`` (empty when it can).
+
+    >>> map_kernel_gaps(CellConfig(architecture="conv", conv_learning="every_spike"))
+    ["conv_learning = 'every_spike' on shared conv kernels (BindsNET's batch update)"]
+    """
+    gaps = []
+    for axis in ("encoder", "rule"):
+        if not registry.get(axis, getattr(cfg, axis)).kernel:
+            gaps.append(f"{axis} {getattr(cfg, axis)!r} has no kernel steps")
+    if not registry.has_steps(cfg.neuron, "maps"):
+        gaps.append(f"neuron {cfg.neuron!r} has no kernel_integrate / kernel_fire steps")
+    if registry.get("rule", cfg.rule).traces:
+        gaps.append(f"rule {cfg.rule!r} keeps per-neuron traces the map kernel does not")
+    if cfg.architecture == "conv" and cfg.conv_learning != "first_spike":
+        gaps.append(f"conv_learning = {cfg.conv_learning!r} on shared conv kernels "
+                    "(BindsNET's batch update)")
+    return gaps
 
 
 class BaselineTrainer(Trainer):

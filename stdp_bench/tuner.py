@@ -111,8 +111,9 @@ def _tasks(live: list[LiveTrial], lo: int, hi: int, spec: SearchSpec, session: S
     for i, t in enumerate(live):
         # Every shape setting, the dataset and its preprocessing included: a task reads
         # one dataset for all its trials.
-        key = (tuple(getattr(t.config, k) for k in SHAPE_KEYS)
-               if trainer_of(t.config).groups else (i,))  # else: one trial per engine
+        extra = trainer_of(t.config).group_key(t.config, execution.engine)
+        key = ((i,) if extra is None  # one trial per engine
+               else tuple(getattr(t.config, k) for k in SHAPE_KEYS) + extra)
         groups.setdefault(key, []).append(i)
     tasks = []
     for members in groups.values():
@@ -263,7 +264,8 @@ class _Tuning:
         # As the search's tasks: at most --replicas cells a job, and a job for every worker.
         d = session.dispatch
         size = max(1, min(d.max_replicas, -(-len(finals) // d.workers)))
-        execute_jobs(pending_jobs(finals, session.out_dir, size), len(finals), session, ctx)
+        execute_jobs(pending_jobs(finals, session.out_dir, size, self.execution.engine),
+                     len(finals), session, ctx)
 
     def search(self, session: Session) -> None:
         """Rounds until every study has its trials; the trials table after each."""

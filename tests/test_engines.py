@@ -17,9 +17,18 @@ CASES = {
     "torch": ([CellConfig(**SMALL, n_neurons=6, neuron=n) for n in ("lif", "adaptive")],
               Execution(engine="torch", pinned=True)),
     "bindsnet-conv": ([CellConfig(**SMALL, architecture="conv", kernel_size=4, stride=2,
-                                  n_filters=3, neuron="lif")], Execution()),
+                                  n_filters=3, neuron="lif")],
+                      Execution(engine="torch", pinned=True)),
     "bindsnet-local": ([CellConfig(**SMALL, architecture="local", kernel_size=4, stride=2,
-                                   n_filters=3, neuron="lif")], Execution()),
+                                   n_filters=3, neuron="lif")],
+                       Execution(engine="torch", pinned=True)),
+    # The map kernel: replicas of two neuron models, first-spike and every-spike.
+    "kernel-conv": ([CellConfig(**SMALL, architecture="conv", kernel_size=4, stride=2,
+                                n_filters=3, neuron=n, conv_learning="first_spike")
+                     for n in ("lif", "adaptive")], Execution()),
+    "kernel-local": ([CellConfig(**SMALL, architecture="local", kernel_size=4, stride=2,
+                                 n_filters=3, neuron=n) for n in ("if", "adaptive")],
+                     Execution()),
 }
 
 

@@ -125,8 +125,10 @@ def test_conv_layers_refuse_it_at_validation():
     with pytest.raises(ConfigError) as err:
         expand(parse_grid({"name": "g", "settings": {"architecture": "conv",
                                                       "rule": "triplet"}}))
-    assert str(err.value) == ("grid 'g', cell settings: rule = 'triplet' has no BindsNET "
-                              "rule (stock_rule), which architecture = 'conv' runs on")
+    assert str(err.value) == ("grid 'g', cell settings: rule = 'triplet' cannot run on "
+                              "architecture = 'conv': the map kernel cannot (rule 'triplet' "
+                              "keeps per-neuron traces the map kernel does not) and it has "
+                              "no BindsNET rule (stock_rule)")
 
 
 def test_a_grid_crossing_triplet_with_pair_stdp_runs_from_the_cli(tmp_path):

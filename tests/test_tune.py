@@ -134,6 +134,7 @@ name = "conv_tuned"
 [settings]
 dataset = "digits"
 architecture = "conv"
+conv_learning = "first_spike"
 neuron = "lif"
 kernel_size = 4
 stride = 2
@@ -170,7 +171,7 @@ def test_tune_runs_on_every_resumable_engine(tmp_path, text, engine):
     table = pd.read_parquet(out / "results.parquet")
     assert sorted(table["stage"].unique()) == ["default", "tuned"]
     assert (table["status"] == "ok").all(), table["error"].unique()
-    expected = {"auto": "bindsnet", "torch": "torch"}[engine]
+    expected = {"auto": "kernel", "torch": "torch"}[engine]  # conv: the map kernel
     assert set(table["engine"] if "engine" in table else [expected]) == {expected}
     for path in (out / "cells").glob("*.json"):
         assert json.loads(path.read_text())["provenance"]["engine"] == expected

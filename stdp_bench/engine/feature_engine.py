@@ -136,22 +136,7 @@ class FeatureCell:
 
     def activity(self, r: int, tested: Responses) -> Metrics:
         """Size of the maps, spikes and synaptic operations per test sample."""
-        exc_per = tested.counts[r].sum(1)
-        in_per = tested.in_spikes[r]
-        F, H, W = self.shape
-        k2 = self.cfg.kernel_size ** 2
-        return {
-            "n_excitatory": int(self.n),
-            "exc_spikes_per_sample": float(exc_per.mean()),
-            "silent_fraction": float((exc_per == 0).mean()),
-            "input_spikes_per_sample": float(in_per.mean()),
-            # An input spike reaches the filters of every location whose field holds it
-            # (about F * k^2 * H * W / (image height x width) of them, in any channel); a
-            # spike inhibits the F - 1 other maps at its location.
-            "synops_per_sample": float((in_per * F * k2 * H * W
-                                        / math.prod(self.input_shape[1:])
-                                        + exc_per * (F - 1)).mean()),
-        }
+        return map_activity(self.shape, self.cfg.kernel_size, self.input_shape, tested, r)
 
     def training_metrics(self, r: int, stats: TrainStats) -> Metrics:
         """Spikes per training presentation, and where training diverged."""
@@ -165,3 +150,24 @@ class FeatureCell:
     def filters(self) -> np.ndarray:
         """Learned filters ``[n_filters, k, k]`` (``[n_filters, channels, k, k]``)."""
         return filters_of(self.network, self.cfg, self.input_shape)
+
+
+def map_activity(shape: tuple[int, int, int], kernel_size: int,
+                 input_shape: tuple[int, ...], tested: Responses, r: int) -> Metrics:
+    """Size of feature maps ``shape`` (F, H, W), and spikes and synaptic operations per
+    test sample of replica r."""
+    exc_per = tested.counts[r].sum(1)
+    in_per = tested.in_spikes[r]
+    F, H, W = shape
+    return {
+        "n_excitatory": int(F * H * W),
+        "exc_spikes_per_sample": float(exc_per.mean()),
+        "silent_fraction": float((exc_per == 0).mean()),
+        "input_spikes_per_sample": float(in_per.mean()),
+        # An input spike reaches the filters of every location whose field holds it
+        # (about F * k^2 * H * W / (image height x width) of them, in any channel); a
+        # spike inhibits the F - 1 other maps at its location.
+        "synops_per_sample": float((in_per * F * kernel_size ** 2 * H * W
+                                    / math.prod(input_shape[1:])
+                                    + exc_per * (F - 1)).mean()),
+    }

@@ -28,12 +28,14 @@ from stdp_bench.engine import numba_support
 from stdp_bench.levels import registry
 from stdp_bench.levels.spec import ConfigError, Level
 
-_TEMPLATE = Path(__file__).with_name("kernel.py")
+# Templates by name: Diehl & Cook networks, and conv / local feature maps.
+_TEMPLATES = {"dense": Path(__file__).with_name("kernel.py"),
+              "maps": Path(__file__).with_name("map_kernel.py")}
 _BEGIN = "# --- levels: begin (kernel_build replaces this block) ---\n"
 _END = "# --- levels: end ---\n"
 _LEVELS_DIR = Path(registry.__file__).parent
 _LOCK = threading.Lock()
-_BUILT: dict[tuple[str, str, str], ModuleType] = {}
+_BUILT: dict[tuple[str, str, str, str], ModuleType] = {}
 
 
 def cache_dir() -> Path:
@@ -58,11 +60,39 @@ def cache_dir() -> Path:
                   f"{', '.join(str(c) for c in candidates)}; set STDP_BENCH_CACHE")
 
 
-def _require_kernel(level: Level) -> Level:
+def _require_kernel(level: Level, template: str) -> Level:
     if not level.kernel:
         raise ConfigError(f"{level.axis} {level.name!r} has no kernel steps (module "
                           f"{level.module}); run it with --engine torch")
+    if level.axis == "neuron":
+        missing = [f for f in registry.NEURON_STEPS[template]
+                   if not hasattr(registry.module(level), f)]
+        if missing:
+            raise ConfigError(f"neuron {level.name!r} has no {', '.join(missing)} (module "
+                              f"{level.module}), which the {template} kernel needs")
     return level
+
+
+def _map_bindings(encoder: Level, neuron: Level, rule: Level) -> str:
+    # The encoder's events come from the dense kernel composed for it (the same code).
+    events = kernel_for(encoder.name, "if", "none").__name__
+    return "\n".join([
+        f"from {events} import gen_events",
+        f"from {neuron.module} import kernel_reset as neuron_reset",
+        f"from {neuron.module} import kernel_integrate as neuron_integrate",
+        f"from {neuron.module} import kernel_fire as neuron_fire",
+        *(f"from {neuron.module} import {name} as neuron_{name[7:]}"
+          if hasattr(registry.module(neuron), name)
+          # Without them no place is ever skipped.
+          else f"from stdp_bench.engine.numba_support import never_{name[7:]} as "
+               f"neuron_{name[7:]}" for name in ("kernel_still", "kernel_idle")),
+        f"from {rule.module} import kernel_update as rule_update",
+        "",
+        f"NEURON_STATE = {len(neuron.state)}",
+        f"RULE_PLASTIC = {rule.plastic}",
+        f"RULE_TRACES = {len(rule.traces)}",
+        "",
+    ])
 
 
 def _bindings(encoder: Level, neuron: Level, rule: Level) -> str:
@@ -96,25 +126,35 @@ def _sources_digest(levels: tuple[Level, ...], source: str) -> str:
     return h.hexdigest()[:20]
 
 
-def kernel_for(encoder: str, neuron: str, rule: str) -> ModuleType:
-    """The kernel module of one (encoder, neuron, rule) combination.
+def kernel_for(encoder: str, neuron: str, rule: str, template: str = "dense") -> ModuleType:
+    """The kernel module of one (encoder, neuron, rule) combination, from ``template``
+    (``dense``: :mod:`stdp_bench.engine.kernel`; ``maps``:
+    :mod:`stdp_bench.engine.map_kernel`).
 
     >>> k = kernel_for("poisson", "lif", "stdp")
     >>> k.RULE_PLASTIC, k.NEURON_ONE_SPIKE, hasattr(k, "train_replica")
     (True, False, True)
+    >>> hasattr(kernel_for("poisson", "lif", "stdp", "maps"), "train_maps")
+    True
     """
-    key = (encoder, neuron, rule)
+    key = (encoder, neuron, rule, template)
     with _LOCK:
         if key in _BUILT:
             return _BUILT[key]
-        levels = (_require_kernel(registry.get("encoder", encoder)),
-                  _require_kernel(registry.get("neuron", neuron)),
-                  _require_kernel(registry.get("rule", rule)))
-        template = _TEMPLATE.read_text()
-        head, rest = template.split(_BEGIN)
+    levels = (_require_kernel(registry.get("encoder", encoder), template),
+              _require_kernel(registry.get("neuron", neuron), template),
+              _require_kernel(registry.get("rule", rule), template))
+    # Outside the lock: the map bindings compose a dense kernel first.
+    bindings = (_map_bindings if template == "maps" else _bindings)(*levels)
+    with _LOCK:
+        if key in _BUILT:
+            return _BUILT[key]
+        text = _TEMPLATES[template].read_text()
+        head, rest = text.split(_BEGIN)
         _, tail = rest.split(_END)
-        source = (f"# Composed by stdp_bench.engine.kernel_build for encoder={encoder}, "
-                  f"neuron={neuron}, rule={rule}.\n" + head + _bindings(*levels) + tail)
+        source = (f"# Composed by stdp_bench.engine.kernel_build from {template} for "
+                  f"encoder={encoder}, neuron={neuron}, rule={rule}.\n" + head + bindings
+                  + tail)
         digest = _sources_digest(levels, source)
         folder = cache_dir()
         path = folder / f"kernel_{digest}.py"

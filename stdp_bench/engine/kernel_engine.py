@@ -110,13 +110,7 @@ class ReplicaSet:
         return p.network[r], p.neurons[r][0], p.rules[r][0]
 
     def _map(self, fn: Callable[[int], None], n_tasks: int) -> None:
-        if self.threads == 1 or n_tasks == 1:
-            for i in range(n_tasks):
-                fn(i)
-            return
-        with ThreadPoolExecutor(max_workers=min(self.threads, n_tasks)) as pool:
-            for fut in [pool.submit(fn, i) for i in range(n_tasks)]:
-                fut.result()
+        run_tasks(fn, n_tasks, self.threads)
 
     def train(self, X: np.ndarray, Y: np.ndarray, orders: np.ndarray, *, phase: int = 0,
               start: int = 0, chunk: int = 100,
@@ -180,6 +174,18 @@ class ReplicaSet:
             if on_progress is not None:
                 on_progress(hi - lo)
         return out
+
+
+def run_tasks(fn: Callable[[int], None], n_tasks: int, threads: int) -> None:
+    """``fn(0) .. fn(n_tasks - 1)`` on up to ``threads`` threads (the kernels release the
+    GIL); in this thread when there is one task or one thread."""
+    if threads == 1 or n_tasks == 1:
+        for i in range(n_tasks):
+            fn(i)
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, n_tasks)) as pool:
+        for fut in [pool.submit(fn, i) for i in range(n_tasks)]:
+            fut.result()
 
 
 def dense_activity(n: int, tested: Responses, r: int) -> Metrics:

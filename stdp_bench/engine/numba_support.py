@@ -31,6 +31,18 @@ def no_drive(p, j, label, n_classes):
     return np.float32(0.0)
 
 
+@kernel_function
+def never_still(p, st, theta, j):
+    """A neuron level without ``kernel_still``: feature maps step every place."""
+    return False
+
+
+@kernel_function
+def never_idle(p, st, theta, j, steps, learning):
+    """Never called (see :func:`never_still`)."""
+    return
+
+
 # Phases of the random streams: tie-break draws of the torch engines use their own, so
 # they never reuse an encoder's numbers (phases of presentations are small integers).
 TIE_PHASE_BIT = 1 << 32

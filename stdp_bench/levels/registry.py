@@ -162,3 +162,20 @@ def level_params() -> dict[str, tuple[Param, Level]]:
     """Settings declared by levels: name -> (declaration, level)."""
     return {p.name: (p, lv) for axis in _levels().values() for lv in axis.values()
             for p in lv.params}
+
+
+# The kernel steps a neuron level needs for each kernel template: feature maps'
+# winners-take-all decides which neurons over threshold fire, so it needs the step split
+# at the threshold test.
+NEURON_STEPS = {"dense": ("kernel_reset", "kernel_step"),
+                "maps": ("kernel_reset", "kernel_integrate", "kernel_fire")}
+
+
+def has_steps(neuron: str, template: str) -> bool:
+    """Whether neuron level ``neuron`` has the kernel steps ``template`` composes.
+
+    >>> has_steps("adaptive", "maps"), has_steps("izhikevich", "maps")
+    (True, False)
+    """
+    level = get("neuron", neuron)
+    return level.kernel and all(hasattr(module(level), f) for f in NEURON_STEPS[template])

@@ -27,7 +27,8 @@ from stdp_bench.levels.neurons.lif import kernel_reset, torch_reset
 from stdp_bench.levels.spec import Level, kernel_function
 from stdp_bench.levels.units import decay
 
-__all__ = ["LEVEL", "RECORD", "kernel_params", "kernel_reset", "kernel_step", "torch_reset",
+__all__ = ["LEVEL", "RECORD", "kernel_params", "kernel_reset", "kernel_step",
+           "kernel_integrate", "kernel_fire", "kernel_still", "kernel_idle", "torch_reset",
            "torch_step", "stock_layer"]
 
 LEVEL = Level(axis="neuron", name="adaptive", module=__name__,
@@ -66,6 +67,46 @@ def kernel_step(p, st, theta, j, current, learning):
             theta[j] += p.theta_plus
         return True
     return False
+
+
+@kernel_function
+def kernel_integrate(p, st, theta, j, current, learning):
+    """Neuron j's step up to the threshold test; returns its margin over threshold
+    (``v - threshold``, at least 0 when it would fire). With :func:`kernel_fire` it is
+    :func:`kernel_step` split where feature maps' winners-take-all decides who fires."""
+    st[0, j] = (st[0, j] - p.rest) * p.decay + p.rest
+    if learning:
+        theta[j] *= p.theta_decay
+    if st[1, j] <= np.float32(0.0):
+        st[0, j] += current
+    st[1, j] -= p.dt
+    return st[0, j] - (p.thresh + theta[j])
+
+
+@kernel_function
+def kernel_fire(p, st, theta, j, learning):
+    """Neuron j fires: refractory, reset, threshold raised (learning)."""
+    st[1, j] = p.refrac
+    st[0, j] = p.reset
+    if learning:
+        theta[j] += p.theta_plus
+
+
+@kernel_function
+def kernel_still(p, st, theta, j):
+    """True when steps with no input current leave neuron j as it is (up to
+    :func:`kernel_idle`): it cannot fire and its potential does not move. Feature maps
+    skip the places whose neurons are still and get no current."""
+    return (st[1, j] <= np.float32(0.0) and st[0, j] == p.rest
+            and p.rest < p.thresh + theta[j])
+
+
+@kernel_function
+def kernel_idle(p, st, theta, j, steps, learning):
+    """What ``steps`` skipped still steps would have done to neuron j (the threshold decays while learning, one multiplication a step, as the step does)."""
+    if learning:
+        for _ in range(steps):
+            theta[j] *= p.theta_decay
 
 
 def stock_layer(cfg, n: int):

@@ -59,6 +59,39 @@ def kernel_step(p, st, theta, j, current, learning):
     return False
 
 
+@kernel_function
+def kernel_integrate(p, st, theta, j, current, learning):
+    """Neuron j's step up to the threshold test; returns its margin over threshold
+    (``v - threshold``, at least 0 when it would fire). With :func:`kernel_fire` it is
+    :func:`kernel_step` split where feature maps' winners-take-all decides who fires."""
+    st[0, j] = (st[0, j] - p.rest) * p.decay + p.rest
+    if st[1, j] <= np.float32(0.0):
+        st[0, j] += current
+    st[1, j] -= p.dt
+    return st[0, j] - p.thresh
+
+
+@kernel_function
+def kernel_fire(p, st, theta, j, learning):
+    """Neuron j fires: refractory, reset."""
+    st[1, j] = p.refrac
+    st[0, j] = p.reset
+
+
+@kernel_function
+def kernel_still(p, st, theta, j):
+    """True when steps with no input current leave neuron j as it is (up to
+    :func:`kernel_idle`): it cannot fire and its potential does not move. Feature maps
+    skip the places whose neurons are still and get no current."""
+    return st[1, j] <= np.float32(0.0) and st[0, j] == p.rest and p.rest < p.thresh
+
+
+@kernel_function
+def kernel_idle(p, st, theta, j, steps, learning):
+    """What ``steps`` skipped still steps would have done to neuron j: nothing (a refractory count below zero has no effect, so it is not counted down)."""
+    return
+
+
 def stock_layer(cfg, n: int):
     """The same neurons as stock BindsNET ``LIFNodes`` (with spike traces)."""
     from bindsnet.network.nodes import LIFNodes

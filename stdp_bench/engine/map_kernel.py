@@ -1,0 +1,506 @@
+"""Fused, event-driven simulation of one convolutional or locally connected STDP layer
+(numba), composed from the levels' kernel steps.
+
+A template, like :mod:`stdp_bench.engine.kernel`: :func:`~stdp_bench.engine.kernel_build.kernel_for`
+(``template="maps"``) copies it per (encoder, neuron, rule) with that combination's
+steps between the ``levels`` markers; as written it imports and runs with the defaults.
+
+The layer is ``F`` feature maps on an ``h x w`` grid of places over ``(C, H, W)`` inputs
+(``k x k`` fields, stride ``s``, no padding). Weights are ``L[n_w, C*k*k, F]``: one
+``[field, F]`` matrix shared by every place (conv, ``n_w = 1``) or one per place (local,
+``n_w = h*w``), so a rule level's ``kernel_update`` sees the matrix of one place as its
+``W`` (inputs = the field, neurons = the maps there). Neurons are numbered place-major
+inside (``j = place * F + f``); counts and events leave in BindsNET's map-major order
+(``f * h * w + place``).
+
+One step follows ``Network.run`` on :func:`stdp_bench.networks.conv.build_feature_network`
+(tests/test_map_parity.py):
+1. currents from the previous step's spikes: each input spike adds its column of the
+   field matrix at every place whose field holds it (its fan-out, nothing else); then
+   each map spike inhibits the other maps at its place by ``inh``;
+2. input traces; every neuron's level step up to the threshold test
+   (``kernel_integrate``: its margin over threshold), at most ``winners`` maps per place
+   fire (largest margin first, ties to the lower map), and fire (``kernel_fire``);
+3. learning. First-spike (``first_spike``): the step's spikes whose map has not learned
+   this image (conv) and whose place is free, best-matching first, each claims the
+   places within ``claim_r`` and applies the rule's update for one post spike on its
+   field's traces; every-spike (local only): the rule's update at every place with
+   activity, on that place's matrix. Each updated entry is clamped to [wmin, wmax].
+Weights are normalised per presentation by :func:`normalize_maps`.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from stdp_bench.levels import random
+
+# --- levels: begin (kernel_build replaces this block) ---
+from stdp_bench.engine.kernel import gen_events
+from stdp_bench.levels.neurons.adaptive import kernel_reset as neuron_reset
+from stdp_bench.levels.neurons.adaptive import kernel_integrate as neuron_integrate
+from stdp_bench.levels.neurons.adaptive import kernel_fire as neuron_fire
+from stdp_bench.levels.neurons.adaptive import kernel_still as neuron_still
+from stdp_bench.levels.neurons.adaptive import kernel_idle as neuron_idle
+from stdp_bench.levels.rules.stdp import kernel_update as rule_update
+
+NEURON_STATE = 2  # rows of per-neuron state (row 0 is the membrane potential)
+RULE_PLASTIC = True
+RULE_TRACES = 0  # rows of extra per-neuron traces the rule keeps
+# --- levels: end ---
+
+# geo: the layer's integers.
+G_C, G_H, G_W, G_K, G_S, G_F, G_h, G_w, G_SHARED, G_FIRST, G_WIN, G_CLAIM = range(12)
+# fp: its numbers (float32).
+P_TRACE, P_WMIN, P_WMAX, P_INH, P_NORM, P_GAIN = range(6)
+
+
+@nb.njit(cache=True, nogil=True)
+def _clamp(w, lo, hi):
+    return lo if w < lo else (hi if w > hi else w)
+
+
+@nb.njit(cache=True, nogil=True)
+def _field(xin, oy, ox, geo, out):
+    """The input traces under place (oy, ox), in field order (channel, row, column)."""
+    H, W, k, s = geo[G_H], geo[G_W], geo[G_K], geo[G_S]
+    p = 0
+    for c in range(geo[G_C]):
+        for dy in range(k):
+            row = c * H * W + (oy * s + dy) * W + ox * s
+            for dx in range(k):
+                out[p] = xin[row + dx]
+                p += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_buf, n_ev,
+                 full_clamp, claims):
+    """One presentation of T steps; returns the layer's spike count.
+
+    ``counts`` (F*h*w, map-major) receives spike counts; ``ev_buf`` (cap, 2) the
+    (step, neuron) of spikes in step order (map-major index increasing within a step),
+    ``n_ev[0]`` their total. ``full_clamp[0]`` asks the first every-spike update to clamp
+    all of L first (normalisation may have left it outside [wmin, wmax], which
+    BindsNET's every-step clamp would undo). ``claims`` (cap, 3) logs first-spike
+    updates as (map, row, column) while it has room; ``claims[0, 0]`` is -1 if none.
+    """
+    f32 = np.float32
+    C, H, W, k, s = geo[G_C], geo[G_H], geo[G_W], geo[G_K], geo[G_S]
+    F, h, w = geo[G_F], geo[G_h], geo[G_w]
+    shared = geo[G_SHARED] != 0
+    first_spike = geo[G_FIRST] != 0
+    winners = geo[G_WIN]
+    claim_r = geo[G_CLAIM]
+    tr_decay = fp[P_TRACE]
+    wmin = fp[P_WMIN]
+    wmax = fp[P_WMAX]
+    inh = fp[P_INH]
+    gain = fp[P_GAIN]
+    hw = h * w
+    n = hw * F
+    n_in = C * H * W
+    kk = k * k
+    nf = C * kk
+    plastic = RULE_PLASTIC and learning
+    every_spike = plastic and not first_spike
+
+    st = np.zeros((NEURON_STATE, n), dtype=np.float32)
+    neuron_reset(pn, st)
+    # Places whose neurons are still (kernel_still) and got no current skip the step;
+    # `idle` counts the steps skipped, applied (kernel_idle) before the next real one.
+    quiet = np.zeros(hw, dtype=np.bool_)
+    for place in range(hw):
+        quiet[place] = _all_still(pn, st, theta, place * F, F)
+    idle = np.zeros(hw, dtype=np.int64)
+    hot = np.zeros(hw, dtype=np.bool_)
+    last = np.full(n_in, -1, dtype=np.int64)
+    trace_at = np.ones(T + 1, dtype=np.float32)
+    for a in range(1, T + 1):
+        trace_at[a] = trace_at[a - 1] * tr_decay
+    s_now = np.zeros(n, dtype=np.bool_)
+    cur = np.zeros(n, dtype=np.float32)
+    xin = np.zeros(n_in, dtype=np.float32)  # the traces, filled where learning reads them
+    fired = np.zeros(n, dtype=np.int64)
+    prev = np.zeros(n, dtype=np.int64)
+    nprev = 0
+    loc_count = np.zeros(hw, dtype=np.int64)
+    over_f = np.zeros(F, dtype=np.int64)
+    over_m = np.zeros(F, dtype=np.float32)
+    order = np.zeros(n, dtype=np.int64)
+    # First-spike learning: maps that learned and places claimed this image.
+    learned = np.zeros(F, dtype=np.bool_)
+    claimed = np.zeros(hw, dtype=np.bool_)
+    cand = np.zeros(n, dtype=np.int64)
+    match = np.zeros(n, dtype=np.float32)
+    pre = np.zeros(nf, dtype=np.float32)
+    # Every-spike learning: post traces, the rule's own traces, per-place scratch.
+    xe = np.zeros(n if every_spike else 1, dtype=np.float32)
+    aux = np.zeros((max(RULE_TRACES, 1), F), dtype=np.float32)
+    active = np.arange(F)
+    one = np.zeros(1, dtype=np.int64)
+    no_spike = np.zeros(F, dtype=np.bool_)
+    no_trace = np.zeros(F, dtype=np.float32)
+    spiked = np.zeros(F, dtype=np.bool_)
+    fired_here = np.zeros(F, dtype=np.int64)
+    pidx = np.zeros(nf, dtype=np.int32)
+    scratch = np.zeros(nf, dtype=np.bool_)
+    pre_on = np.zeros(n_in, dtype=np.bool_)
+    touched = np.zeros(hw, dtype=np.bool_)
+    n_claims = 0
+    if claims.shape[0] > 0:
+        claims[0, 0] = -1
+    cap = ev_buf.shape[0]
+
+    total = 0
+    prev_lo = 0
+    prev_hi = 0
+    for t in range(T):
+        # 1. Currents: the fan-out of last step's input spikes, then the inhibition of
+        # last step's map spikes (BindsNET adds X->Ae, then Ae->Ae). `cur` is zero here:
+        # only places marked hot receive current, and their step zeroes it.
+        for e in range(prev_lo, prev_hi):
+            i = idx[e]
+            c = i // (H * W)
+            y = (i // W) % H
+            x = i % W
+            oy0 = 0 if y < k else (y - k) // s + 1
+            ox0 = 0 if x < k else (x - k) // s + 1
+            oy1 = min(h - 1, y // s)
+            ox1 = min(w - 1, x // s)
+            for oy in range(oy0, oy1 + 1):
+                for ox in range(ox0, ox1 + 1):
+                    place = oy * w + ox
+                    p = c * kk + (y - oy * s) * k + (x - ox * s)
+                    m = 0 if shared else place
+                    base = place * F
+                    hot[place] = True
+                    for f in range(F):
+                        cur[base + f] += L[m, p, f]
+        if gain != f32(1.0):
+            for place in range(hw):
+                if hot[place]:
+                    for j in range(place * F, place * F + F):
+                        cur[j] = cur[j] * gain
+        for q in range(nprev):
+            loc_count[prev[q] // F] += 1
+        for q in range(nprev):
+            place = prev[q] // F
+            if loc_count[place] > 0:
+                base = place * F
+                hot[place] = True
+                for f in range(F):
+                    own = f32(1.0) if s_now[base + f] else f32(0.0)
+                    cur[base + f] += (-inh) * (f32(loc_count[place]) - own)
+                loc_count[place] = 0
+        # 2a. Input spikes and traces: a trace is its value `age` steps after a spike,
+        # which is the same sequence of float32 multiplications whenever it starts.
+        lo = ptr[t]
+        hi = ptr[t + 1]
+        for e in range(lo, hi):
+            last[idx[e]] = t
+        # 2b. The maps: integrate, at most `winners` per place, fire.
+        for q in range(nprev):
+            s_now[prev[q]] = False
+        nfire = 0
+        for place in range(hw):
+            base = place * F
+            if quiet[place] and not hot[place]:
+                idle[place] += 1  # a step that would change nothing here
+                continue
+            if idle[place] > 0:
+                for j in range(base, base + F):
+                    neuron_idle(pn, st, theta, j, idle[place], learning)
+                idle[place] = 0
+            was_hot = hot[place]
+            hot[place] = False
+            nover = 0
+            for f in range(F):
+                margin = neuron_integrate(pn, st, theta, base + f, cur[base + f], learning)
+                cur[base + f] = f32(0.0)
+                if margin >= f32(0.0):
+                    over_f[nover] = f
+                    over_m[nover] = margin
+                    nover += 1
+            if nover > winners:
+                # Keep the `winners` largest margins (ties: the lower map), in map order.
+                for a in range(winners):
+                    best = a
+                    for b in range(a + 1, nover):
+                        if over_m[b] > over_m[best] or (over_m[b] == over_m[best]
+                                                        and over_f[b] < over_f[best]):
+                            best = b
+                    over_f[a], over_f[best] = over_f[best], over_f[a]
+                    over_m[a], over_m[best] = over_m[best], over_m[a]
+                nover = winners
+                over_f[:nover].sort()
+            for q in range(nover):
+                j = base + over_f[q]
+                neuron_fire(pn, st, theta, j, learning)
+                s_now[j] = True
+                fired[nfire] = j
+                nfire += 1
+            # A place that got current has (nearly always) moved: check it when it next
+            # gets none.
+            quiet[place] = not was_hot and _all_still(pn, st, theta, base, F)
+        # Counts and events in map-major order.
+        for q in range(nfire):
+            j = fired[q]
+            order[q] = (j % F) * hw + j // F
+        order[:nfire].sort()
+        for q in range(nfire):
+            counts[order[q]] += 1
+            if n_ev[0] < cap:
+                ev_buf[n_ev[0], 0] = t
+                ev_buf[n_ev[0], 1] = order[q]
+            n_ev[0] += 1
+        total += nfire
+        # 3. Learning.
+        if plastic and (every_spike or nfire > 0):
+            _traces(last, trace_at, t, xin)
+        if plastic and first_spike and nfire > 0:
+            nc = 0
+            for q in range(nfire):
+                j = fired[q]
+                place = j // F
+                f = j % F
+                if claimed[place] or (shared and learned[f]):
+                    continue
+                _field(xin, place // w, place % w, geo, pre)
+                acc = f32(0.0)
+                m = 0 if shared else place
+                for p in range(nf):
+                    acc += L[m, p, f] * pre[p]
+                cand[nc] = f * hw + place  # map-major: BindsNET's candidate order
+                match[nc] = acc
+                nc += 1
+            # Best match first; equal matches in map-major order (a stable sort).
+            for a in range(1, nc):
+                cj = cand[a]
+                cm = match[a]
+                b = a - 1
+                while b >= 0 and match[b] < cm:
+                    cand[b + 1] = cand[b]
+                    match[b + 1] = match[b]
+                    b -= 1
+                cand[b + 1] = cj
+                match[b + 1] = cm
+            for a in range(nc):
+                f = cand[a] // hw
+                place = cand[a] % hw
+                if claimed[place] or (shared and learned[f]):
+                    continue
+                oy = place // w
+                ox = place % w
+                r = claim_r if shared else 0
+                for yy in range(max(0, oy - r), min(h, oy + r + 1)):
+                    for xx in range(max(0, ox - r), min(w, ox + r + 1)):
+                        claimed[yy * w + xx] = True
+                learned[f] = True
+                _field(xin, oy, ox, geo, pre)
+                m = 0 if shared else place
+                one[0] = f
+                # The rule's update for one post spike (map f) and no pre spike.
+                rule_update(pr, L[m], pre, no_trace, aux, spiked, pidx, 0, 0, one, 1,
+                            one, 1, -1, F, scratch)
+                for p in range(nf):
+                    L[m, p, f] = _clamp(L[m, p, f], wmin, wmax)
+                if n_claims < claims.shape[0]:
+                    claims[n_claims, 0] = f
+                    claims[n_claims, 1] = oy
+                    claims[n_claims, 2] = ox
+                    n_claims += 1
+                    if n_claims < claims.shape[0]:
+                        claims[n_claims, 0] = -1
+        if every_spike:
+            _every_spike(L, xin, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr, wmin,
+                         wmax, tr_decay, full_clamp, active, spiked, fired_here, pidx,
+                         scratch, pre, pre_on, touched, no_spike)
+        for q in range(nfire):
+            prev[q] = fired[q]
+        nprev = nfire
+        prev_lo = lo
+        prev_hi = hi
+    for place in range(hw):
+        if idle[place] > 0:
+            for j in range(place * F, place * F + F):
+                neuron_idle(pn, st, theta, j, idle[place], learning)
+    return total
+
+
+@nb.njit(cache=True, nogil=True)
+def _all_still(pn, st, theta, base, F):
+    for j in range(base, base + F):
+        if not neuron_still(pn, st, theta, j):
+            return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def _traces(last, trace_at, t, xin):
+    """Input traces at step t (1 at a spike, times the decay each step after)."""
+    for i in range(xin.shape[0]):
+        xin[i] = trace_at[t - last[i]] if last[i] >= 0 else np.float32(0.0)
+
+
+@nb.njit(cache=True, nogil=True)
+def _every_spike(L, xin, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr, wmin, wmax,
+                 tr_decay, full_clamp, active, spiked, fired_here, pidx, scratch, pre,
+                 pre_on, touched, no_spike):
+    """Every-spike learning of a local layer: at each place with an input spike in its
+    field or a map spike, the rule's update on that place's matrix (its inputs the field,
+    its neurons the maps there), then the clamp of the rows of fired inputs and the
+    columns of fired maps."""
+    C, H, W, k, s = geo[G_C], geo[G_H], geo[G_W], geo[G_K], geo[G_S]
+    F, h, w = geo[G_F], geo[G_h], geo[G_w]
+    kk = k * k
+    nf = C * kk
+    n = h * w * F
+    if full_clamp[0]:
+        for m in range(L.shape[0]):
+            for p in range(nf):
+                for f in range(F):
+                    L[m, p, f] = _clamp(L[m, p, f], wmin, wmax)
+        full_clamp[0] = False
+    # Post traces (Nodes.forward: decay, then 1 where the map fired).
+    for j in range(n):
+        xe[j] *= tr_decay
+    for q in range(nfire):
+        xe[fired[q]] = np.float32(1.0)
+    for e in range(lo, hi):
+        pre_on[idx[e]] = True
+    for e in range(lo, hi):
+        i = idx[e]
+        y = (i // W) % H
+        x = i % W
+        for oy in range(0 if y < k else (y - k) // s + 1, min(h - 1, y // s) + 1):
+            for ox in range(0 if x < k else (x - k) // s + 1, min(w - 1, x // s) + 1):
+                touched[oy * w + ox] = True
+    for q in range(nfire):
+        touched[fired[q] // F] = True
+    for place in range(h * w):
+        if not touched[place]:
+            continue
+        touched[place] = False
+        oy = place // w
+        ox = place % w
+        base = place * F
+        _field(xin, oy, ox, geo, pre)
+        npre = 0
+        p = 0
+        for c in range(C):
+            for dy in range(k):
+                row = c * H * W + (oy * s + dy) * W + ox * s
+                for dx in range(k):
+                    if pre_on[row + dx]:
+                        pidx[npre] = p
+                        npre += 1
+                    p += 1
+        nfh = 0
+        for f in range(F):
+            spiked[f] = s_now[base + f]
+            if spiked[f]:
+                fired_here[nfh] = f
+                nfh += 1
+        Lp = L[place]
+        rule_update(pr, Lp, pre, xe[base:base + F], aux, spiked, pidx, 0, npre,
+                    fired_here, nfh, active, F, -1, F, scratch)
+        for a in range(npre):
+            p = pidx[a]
+            for f in range(F):
+                Lp[p, f] = _clamp(Lp[p, f], wmin, wmax)
+        for a in range(nfh):
+            f = fired_here[a]
+            for p in range(nf):
+                Lp[p, f] = _clamp(Lp[p, f], wmin, wmax)
+        for f in range(F):
+            spiked[f] = False
+    for e in range(lo, hi):
+        pre_on[idx[e]] = False
+
+
+@nb.njit(cache=True, nogil=True)
+def normalize_maps(L, geo, norm):
+    """BindsNET's normalisation of the layer, in place; False when a sum is not finite.
+
+    Conv (``Conv2dConnection.normalize``): every channel of every filter to a plain sum
+    of ``norm``. Local (``LocalConnection.normalize``): every neuron's field, all
+    channels together, to a plain sum of ``norm``. Sums in float64, scales in float32.
+    """
+    C, k, F = geo[G_C], geo[G_K], geo[G_F]
+    kk = k * k
+    ok = True
+    for m in range(L.shape[0]):
+        for f in range(F):
+            parts = C if geo[G_SHARED] != 0 else 1
+            size = (C * kk) // parts
+            for c in range(parts):
+                acc = 0.0
+                for p in range(c * size, (c + 1) * size):
+                    acc += L[m, p, f]
+                scale = norm / np.float32(acc)
+                if not np.isfinite(scale):
+                    ok = False
+                for p in range(c * size, (c + 1) * size):
+                    L[m, p, f] = L[m, p, f] * scale
+    return ok
+
+
+@nb.njit(cache=True, nogil=True)
+def train_maps(X, order, start, L, theta, geo, fp, net, pn, pr, T, phase, exc_spikes,
+               in_spikes, diverged, full_clamp):
+    """Train on ``X[order[k]]`` (global positions start + k), normalising after each
+    presentation; ``diverged[0]`` becomes the 1-based position of the first non-finite
+    weight sum or threshold."""
+    n_in = X.shape[1]
+    K = order.shape[0]
+    if diverged[0] > 0:
+        return
+    ev_t = np.empty(n_in * T + 1, dtype=np.int32)
+    ev_i = np.empty(n_in * T + 1, dtype=np.int32)
+    idx = np.empty(n_in * T + 1, dtype=np.int32)
+    ptr = np.empty(T + 1, dtype=np.int64)
+    counts = np.zeros(theta.shape[0], dtype=np.int64)
+    ev_buf = np.zeros((0, 2), dtype=np.int32)
+    n_ev = np.zeros(1, dtype=np.int64)
+    claims = np.zeros((0, 3), dtype=np.int64)
+    state = np.zeros(1, dtype=np.uint64)
+    for k in range(K):
+        state[0] = random.stream_seed(net.seed, phase, start + k, 0)
+        in_spikes[k] = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i,
+                                  ptr, idx)
+        exc_spikes[k] = present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, True, counts,
+                                     ev_buf, n_ev, full_clamp, claims)
+        ok = normalize_maps(L, geo, fp[P_NORM])
+        full_clamp[0] = True
+        for j in range(theta.shape[0]):
+            if not np.isfinite(theta[j]):
+                ok = False
+        if not ok:
+            diverged[0] = start + k + 1
+            return
+
+
+@nb.njit(cache=True, nogil=True)
+def respond_maps(X, order, start, L, theta, geo, fp, net, pn, pr, T, phase, counts,
+                 ev_out, n_ev_out, in_spikes):
+    """Frozen responses to ``X[order[k]]``, each keyed by its position ``start + k``."""
+    n_in = X.shape[1]
+    K = order.shape[0]
+    ev_t = np.empty(n_in * T + 1, dtype=np.int32)
+    ev_i = np.empty(n_in * T + 1, dtype=np.int32)
+    idx = np.empty(n_in * T + 1, dtype=np.int32)
+    ptr = np.empty(T + 1, dtype=np.int64)
+    n_ev = np.zeros(1, dtype=np.int64)
+    full_clamp = np.zeros(1, dtype=np.bool_)
+    claims = np.zeros((0, 3), dtype=np.int64)
+    state = np.zeros(1, dtype=np.uint64)
+    for k in range(K):
+        state[0] = random.stream_seed(net.seed, phase, start + k, 0)
+        in_spikes[k] = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i,
+                                  ptr, idx)
+        n_ev[0] = 0
+        present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, False, counts[k], ev_out[k],
+                     n_ev, full_clamp, claims)
+        n_ev_out[k] = n_ev[0]
