@@ -51,9 +51,12 @@ def _timed(fn) -> float:
 
 
 def run_map_bench(architecture: str, *, samples: int = 1000, eval_samples: int = 2000,
-                  stock_samples: int = 30, data_dir=None, dataset: str = "mnist"
-                  ) -> dict[str, Any]:
+                  stock_samples: int = 30, stock_eval_samples: int | None = None,
+                  data_dir=None, dataset: str = "mnist") -> dict[str, Any]:
     """Time the BindsNET layer and the map kernel on the same images.
+
+    BindsNET trains on ``stock_samples`` and evaluates ``stock_eval_samples`` in one
+    batched run (default: ``stock_samples``, at least its usual batch of 200).
 
     Returns ``stock_train_sps``, ``stock_eval_sps``, ``train_sps_r1``, ``eval_sps_r1``
     (one network, one thread), ``train_sps_rN``, ``eval_sps_rN`` (``replicas`` networks,
@@ -67,7 +70,8 @@ def run_map_bench(architecture: str, *, samples: int = 1000, eval_samples: int =
     from stdp_bench.engine.map_engine import MapReplicaSet
 
     for name, value in dict(samples=samples, eval_samples=eval_samples,
-                            stock_samples=stock_samples).items():
+                            stock_samples=stock_samples,
+                            stock_eval_samples=stock_eval_samples or 1).items():
         if value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} {value} must be at least 1")
     cfg = bench_cell(architecture, dataset)
@@ -80,10 +84,10 @@ def run_map_bench(architecture: str, *, samples: int = 1000, eval_samples: int =
     stock.train(X, Y, first)
     stock_train = stock_samples / _timed(lambda: stock.train(
         X, Y, (WARMUP + np.arange(stock_samples))[None], start=WARMUP))
-    n_eval = max(stock_samples, STOCK_EVAL_CHUNK)
+    n_eval = stock_eval_samples or max(stock_samples, STOCK_EVAL_CHUNK)
     stock.respond(Xt, first, phase=2)
-    stock_eval = n_eval / _timed(lambda: stock.respond(Xt, np.arange(n_eval)[None],
-                                                       phase=2))
+    stock_eval = n_eval / _timed(lambda: stock.respond(
+        Xt, np.arange(n_eval)[None] % len(Xt), phase=2, chunk=n_eval))
 
     threads = worker_threads()
     out: dict[str, Any] = {}

@@ -188,18 +188,23 @@ class FeatureTrainer(Trainer):
         needs what only BindsNET's classes have (then ``bindsnet``, or an error when the
         kernel was pinned).
 
-        >>> cfg = CellConfig(architecture="conv")
+        >>> cfg = CellConfig(architecture="conv", conv_learning="first_spike")
         >>> (FeatureTrainer.engine_name([cfg], Execution()),
-        ...  FeatureTrainer.engine_name([cfg], Execution(engine="torch")))
-        ('kernel', 'bindsnet')
+        ...  FeatureTrainer.engine_name([cfg], Execution(engine="torch")),
+        ...  FeatureTrainer.engine_name([cfg.with_settings(conv_learning="every_spike")],
+        ...                             Execution()))
+        ('kernel', 'bindsnet', 'bindsnet')
         """
-        if execution.engine != "kernel":
-            return "bindsnet"
         gaps = [g for c in cfgs for g in map_kernel_gaps(c)]
-        if not gaps:
+        if execution.engine == "kernel" and not gaps:
             return "kernel"
-        if execution.pinned:
+        if execution.engine == "kernel" and execution.pinned:
             raise ConfigError(f"{gaps[0]}; run it with --engine torch (BindsNET's layers)")
+        gained = [c.encoder for c in cfgs
+                  if hasattr(registry.module(registry.get("encoder", c.encoder)), "input_gain")]
+        if gained:
+            raise ConfigError(f"encoder = {gained[0]!r} needs the map kernel (BindsNET's "
+                              "layers take no input gain); run it with --engine kernel")
         return "bindsnet"
 
     @classmethod

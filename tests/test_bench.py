@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from stdp_bench.bench import RESULT_KEYS, bench_cells, run_bench
 from stdp_bench.cli import app
+from stdp_bench.map_bench import format_map_table, run_map_bench
 
 REQUIRED = ("device", "stock_train_sps", "train_sps_r1", "train_sps_rN", "train_ratio_r1",
             "train_ratio_rN", "stock_eval_sps", "eval_sps", "eval_ratio", "peak_rss_mb")
@@ -88,3 +89,25 @@ def test_cli_bench_figure_needs_neurons(tmp_path):
                                    str(tmp_path / "f.png")])
     assert res.exit_code == 1
     assert "--figure needs --neurons" in res.output
+
+
+MAP_KEYS = {"stock_train_sps", "stock_eval_sps", "train_sps_r1", "eval_sps_r1",
+            "train_sps_rN", "eval_sps_rN", "train_ratio_r1", "eval_ratio_r1",
+            "train_ratio_rN", "eval_ratio_rN", "replicas", "neurons"}
+
+
+@pytest.mark.parametrize("arch", ["conv", "local"])
+def test_map_bench_times_bindsnet_and_the_map_kernel(arch):
+    out = run_map_bench(arch, dataset="digits", samples=10, eval_samples=20,
+                        stock_samples=2, stock_eval_samples=10)
+    assert MAP_KEYS <= set(out) and out["architecture"] == arch
+    assert out["neurons"] == 32 * 6 * 6  # 3x3 fields at stride 1 on 8x8 digits
+    assert out["train_ratio_r1"] == pytest.approx(out["train_sps_r1"] / out["stock_train_sps"])
+    assert out["stock_eval_samples"] == 10
+    assert format_map_table(out).startswith(f"{arch}: 1152 neurons, 100 steps per sample")
+
+
+def test_cli_bench_architecture_names_the_allowed_ones():
+    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--architecture", "mlp"])
+    assert res.exit_code == 1
+    assert "--architecture 'mlp' is not allowed here; allowed: dc2015, conv, local" in res.output

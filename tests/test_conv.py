@@ -147,6 +147,26 @@ def test_conv_rejects_what_it_cannot_run():
             expand(spec)
 
 
+def test_engine_choice_names_why_a_cell_cannot_run_where_asked():
+    from stdp_bench.execution import Execution
+    from stdp_bench.trainers import FeatureTrainer
+
+    first = CellConfig(architecture="conv", conv_learning="first_spike")
+    torch_path = Execution(engine="torch", pinned=True)
+    assert FeatureTrainer.engine_name([first], Execution()) == "kernel"
+    assert FeatureTrainer.engine_name([first], torch_path) == "bindsnet"
+    with pytest.raises(ConfigError) as err:
+        FeatureTrainer.engine_name([first.with_settings(encoder="rank_order")], torch_path)
+    assert str(err.value) == ("encoder = 'rank_order' needs the map kernel (BindsNET's "
+                              "layers take no input gain); run it with --engine kernel")
+    with pytest.raises(ConfigError) as err:
+        FeatureTrainer.engine_name([CellConfig(architecture="conv")],
+                                   Execution(engine="kernel", pinned=True))
+    assert str(err.value) == ("conv_learning = 'every_spike' on shared conv kernels "
+                              "(BindsNET's batch update); run it with --engine torch "
+                              "(BindsNET's layers)")
+
+
 @pytest.mark.slow
 def test_cli_conv_and_local_cells_with_filter_plots(tmp_path):
     from typer.testing import CliRunner

@@ -22,12 +22,15 @@ CASES = {
     "bindsnet-local": ([CellConfig(**SMALL, architecture="local", kernel_size=4, stride=2,
                                    n_filters=3, neuron="lif")],
                        Execution(engine="torch", pinned=True)),
-    # The map kernel: replicas of two neuron models, first-spike and every-spike.
+    # The map kernel: replicas of different levels, first-spike and every-spike (the
+    # combinations tests/test_map_parity.py compiles).
     "kernel-conv": ([CellConfig(**SMALL, architecture="conv", kernel_size=4, stride=2,
-                                n_filters=3, neuron=n, conv_learning="first_spike")
-                     for n in ("lif", "adaptive")], Execution()),
+                                n_filters=3, neuron="adaptive", rule=r,
+                                conv_learning="first_spike") for r in ("stdp", "none")],
+                    Execution()),
     "kernel-local": ([CellConfig(**SMALL, architecture="local", kernel_size=4, stride=2,
-                                 n_filters=3, neuron=n) for n in ("if", "adaptive")],
+                                 n_filters=3, neuron=n, rule=r)
+                      for n, r in (("if", "hebbian"), ("lif", "weight_dependent"))],
                      Execution()),
 }
 
