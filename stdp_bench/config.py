@@ -153,6 +153,12 @@ class CellConfig:
     # are) or "first_spike" (Kheradpisheh et al. 2018: each filter once per image, at its
     # first spike, claiming that place; see networks/first_spike.py). dc2015 ignores it.
     conv_learning: str = setting("every_spike", choices=("every_spike", "first_spike"))
+    # First-spike learning's competition (Kheradpisheh et al.'s k winners and inhibition
+    # radius): at most conv_kwta maps learn per image (0: every map may, once), and a
+    # learning spike claims the places within conv_radius of it in every map (-1: conv,
+    # the places whose fields overlap its field by more than half; local, its own).
+    conv_kwta: int = setting(0, low=0)
+    conv_radius: int = setting(-1, low=-1)
     # Gradient-trained baselines (family ann, surrogate).
     batch_size: int = setting(128, low=1)
     lr: float = setting(1e-3, **POS)
@@ -248,7 +254,8 @@ _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # Settings added after the first published results (see CellConfig.cell_id). Append new
 # settings here; never remove one.
 LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning", "level_settings",
-                                 "curve_every", "color", "preprocess")
+                                 "curve_every", "color", "preprocess", "conv_kwta",
+                                 "conv_radius")
 
 
 def _level_param(name: str) -> Param | None:

@@ -180,7 +180,8 @@ class FeatureTrainer(Trainer):
         """On the map kernel, layers of one geometry train together."""
         if engine != "kernel" or map_kernel_gaps(cfg):
             return None
-        return (cfg.kernel_size, cfg.stride, cfg.n_filters, cfg.winners, cfg.conv_learning)
+        return (cfg.kernel_size, cfg.stride, cfg.n_filters, cfg.winners, cfg.conv_learning,
+                cfg.conv_kwta, cfg.conv_radius)
 
     @classmethod
     def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:

@@ -29,7 +29,7 @@ from stdp_bench.config import make_cell
 from stdp_bench.engine.feature_engine import FeatureCell
 from stdp_bench.engine.map_engine import MapReplicaSet, bindsnet_weights
 
-CASES = [  # architecture, neuron, rule, conv_learning, channels
+CASES = [  # architecture, neuron, rule, conv_learning, channels[, other settings]
     ("conv", "if", "hebbian", "first_spike", 1),
     ("conv", "lif", "weight_dependent", "first_spike", 1),
     ("conv", "adaptive", "stdp", "first_spike", 1),
@@ -38,6 +38,9 @@ CASES = [  # architecture, neuron, rule, conv_learning, channels
     ("local", "adaptive", "stdp", "first_spike", 1),
     ("local", "lif", "weight_dependent", "every_spike", 1),
     ("local", "if", "hebbian", "every_spike", 2),
+    # Kheradpisheh's competition: k winners an image, an inhibition radius.
+    ("conv", "adaptive", "stdp", "first_spike", 1, (("conv_kwta", 2), ("conv_radius", 2))),
+    ("local", "if", "hebbian", "first_spike", 1, (("conv_kwta", 3), ("conv_radius", 1))),
 ]
 N_TRAIN = 12
 N_TEST = 40
@@ -50,18 +53,20 @@ def images() -> np.ndarray:
     return np.concatenate([x, 1 - x], axis=1)
 
 
-def _pair(arch: str, neuron: str, rule: str, learning: str, channels: int):
+def _pair(arch: str, neuron: str, rule: str, learning: str, channels: int,
+          settings: tuple = ()):
     cfg = make_cell(dict(dataset="digits", architecture=arch, kernel_size=3, stride=1,
                          n_filters=4, time=60, neuron=neuron, rule=rule,
                          conv_learning=learning, winners=2, intensity_hz=128.0,
-                         conv_norm=3.0 * channels, nu_post=0.05))
+                         conv_norm=3.0 * channels, nu_post=0.05, **dict(settings)))
     shape = (channels, 8, 8)
     return FeatureCell(cfg, shape, 1.0, 10), MapReplicaSet([cfg], shape, [1.0])
 
 
-@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c)) for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=["-".join(map(str, c[:5])) + "-kwta" * (len(c) > 5)
+                                             for c in CASES])
 def test_map_kernel_matches_bindsnet_layers(case, images):
-    channels = case[-1]
+    channels = case[4]
     X = images[:, :64 * channels]
     Y = np.zeros(len(X), np.int64)
     stock, maps = _pair(*case)

@@ -29,7 +29,7 @@ def map_geometry(cfg: CellConfig, input_shape: tuple[int, int, int]) -> np.ndarr
 
     >>> map_geometry(CellConfig(architecture="conv", kernel_size=5, stride=2,
     ...                         n_filters=32, winners=3), (1, 28, 28)).tolist()
-    [1, 28, 28, 5, 2, 32, 12, 12, 1, 1, 3, 1]
+    [1, 28, 28, 5, 2, 32, 12, 12, 1, 0, 3, 1, 0]
     """
     from stdp_bench.networks.conv import feature_shape
 
@@ -37,9 +37,12 @@ def map_geometry(cfg: CellConfig, input_shape: tuple[int, int, int]) -> np.ndarr
     F, h, w = feature_shape(cfg, input_shape)
     shared = cfg.architecture == "conv"
     first = cfg.conv_learning == "first_spike"
+    if cfg.conv_radius >= 0:
+        radius = cfg.conv_radius
+    else:
+        radius = claim_radius(cfg.kernel_size, cfg.stride) if shared else 0
     return np.array([C, H, W, cfg.kernel_size, cfg.stride, F, h, w, int(shared),
-                     int(first), min(cfg.winners, F),
-                     claim_radius(cfg.kernel_size, cfg.stride)], np.int64)
+                     int(first), min(cfg.winners, F), radius, cfg.conv_kwta], np.int64)
 
 
 def field_weights(cfg: CellConfig, input_shape: tuple[int, int, int], w) -> np.ndarray:

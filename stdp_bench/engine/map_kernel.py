@@ -22,9 +22,9 @@ One step follows ``Network.run`` on :func:`stdp_bench.networks.conv.build_featur
    (``kernel_integrate``: its margin over threshold), at most ``winners`` maps per place
    fire (largest margin first, ties to the lower map), and fire (``kernel_fire``);
 3. learning. First-spike (``first_spike``): the step's spikes whose map has not learned
-   this image (conv) and whose place is free, best-matching first, each claims the
-   places within ``claim_r`` and applies the rule's update for one post spike on its
-   field's traces; every-spike (local only): the rule's update at every place with
+   this image (conv) and whose place is free, best-matching first, at most ``kwta`` an
+   image (when above 0), each claims the places within ``claim_r`` and applies the
+   rule's update for one post spike on its field's traces; every-spike (local only): the rule's update at every place with
    activity, on that place's matrix. Each updated entry is clamped to [wmin, wmax].
 Weights are normalised per presentation by :func:`normalize_maps`.
 """
@@ -51,7 +51,7 @@ RULE_TRACES = 0  # rows of extra per-neuron traces the rule keeps
 # --- levels: end ---
 
 # geo: the layer's integers.
-G_C, G_H, G_W, G_K, G_S, G_F, G_h, G_w, G_SHARED, G_FIRST, G_WIN, G_CLAIM = range(12)
+G_C, G_H, G_W, G_K, G_S, G_F, G_h, G_w, G_SHARED, G_FIRST, G_WIN, G_CLAIM, G_KWTA = range(13)
 # fp: its numbers (float32).
 P_TRACE, P_WMIN, P_WMAX, P_INH, P_NORM, P_GAIN = range(6)
 
@@ -93,6 +93,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     first_spike = geo[G_FIRST] != 0
     winners = geo[G_WIN]
     claim_r = geo[G_CLAIM]
+    kwta = geo[G_KWTA]
     tr_decay = fp[P_TRACE]
     wmin = fp[P_WMIN]
     wmax = fp[P_WMAX]
@@ -149,6 +150,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     pre_on = np.zeros(n_in, dtype=np.bool_)
     touched = np.zeros(hw, dtype=np.bool_)
     n_claims = 0
+    n_learned = 0  # first-spike updates this image (at most kwta when kwta > 0)
     if claims.shape[0] > 0:
         claims[0, 0] = -1
     cap = ev_buf.shape[0]
@@ -287,13 +289,16 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                 cand[b + 1] = cj
                 match[b + 1] = cm
             for a in range(nc):
+                if kwta > 0 and n_learned >= kwta:
+                    break
                 f = cand[a] // hw
                 place = cand[a] % hw
                 if claimed[place] or (shared and learned[f]):
                     continue
                 oy = place // w
                 ox = place % w
-                r = claim_r if shared else 0
+                r = claim_r
+                n_learned += 1
                 for yy in range(max(0, oy - r), min(h, oy + r + 1)):
                     for xx in range(max(0, ox - r), min(w, ox + r + 1)):
                         claimed[yy * w + xx] = True

@@ -260,7 +260,8 @@ def _build_feature_network(cfg: CellConfig, input_shape: tuple[int, int, int],
                 rule_params=module.kernel_params(cfg))
     first_spike = cfg.conv_learning == "first_spike" and level.plastic
     if first_spike:
-        common.update(update_rule=FirstSpikePostPre, **ours)
+        common.update(update_rule=FirstSpikePostPre, kwta=cfg.conv_kwta,
+                      radius=cfg.conv_radius, **ours)
     # Every-spike learning on local layers: the rule level's twin, event-driven.
     event_rule = (dict(update_rule=EventLocalPostPre, **ours)
                   if level.plastic and not first_spike else {})

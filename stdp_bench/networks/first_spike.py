@@ -40,8 +40,8 @@ class FirstSpikePostPre(LearningRule):
 
     def __init__(self, connection: AbstractConnection, nu=None, reduction=None,
                  weight_decay: float = 0.0, rule_update: Callable | None = None,
-                 rule_params: dict[str, float] | None = None,
-                 **connection_kwargs) -> None:
+                 rule_params: dict[str, float] | None = None, kwta: int = 0,
+                 radius: int = -1, **connection_kwargs) -> None:
         # BindsNET hands every keyword of the connection's constructor to its rule
         # (wmin, norm, ...); this rule reads those from the connection, not from here.
         super().__init__(connection=connection, nu=nu, reduction=reduction,
@@ -52,6 +52,8 @@ class FirstSpikePostPre(LearningRule):
         self.rule_update = rule_update
         self.params = {k: torch.tensor([float(v)]) for k, v in rule_params.items()}
         self.shared = isinstance(connection, Conv2dConnection)
+        self.kwta = kwta  # at most this many learn per image (0: no limit)
+        self.radius = radius  # claim radius (-1: claim_radius for conv, 0 for local)
         self.learned: torch.Tensor | None = None  # [F]: filter has learned this image
         self.claimed: torch.Tensor | None = None  # [H, W]: location claimed this image
         # (filter, y, x) of each update this image, in order; n_updates over all images.
@@ -103,8 +105,11 @@ class FirstSpikePostPre(LearningRule):
         else:
             wl = conn.w.view(conn.source.n, -1)
             match = (wl[:, f * h * w + loc] * self.source.x.view(-1, 1)).sum(0)
-        r = claim_radius(*self._geometry()) if self.shared else 0
+        r = self.radius if self.radius >= 0 else (
+            claim_radius(*self._geometry()) if self.shared else 0)
         for c in torch.argsort(match, descending=True, stable=True).tolist():
+            if self.kwta and len(self.claims) >= self.kwta:
+                break
             fc, yc, xc = int(f[c]), int(y[c]), int(x[c])
             if bool(self.claimed[yc, xc]) or (self.shared and bool(self.learned[fc])):
                 continue

@@ -1,0 +1,83 @@
+"""The map kernel's competition, written out by hand on a layer small enough to follow.
+
+A conv or local layer of 2 maps with 1x1 fields over a 1x5 input row (5 places), IF
+neurons (reset -65 mV, threshold -52 mV, 5 ms refractory), every input spiking at step 0:
+at step 1 each place gets its maps' weights as current. Map 0's weight is 20 (margin
+-65 + 20 - (-52) = 7 mV), map 1's 18 (margin 5 mV), so both fire everywhere unless
+``winners`` says otherwise, and map 0 matches its field better (20 x trace > 18 x trace).
+First-spike learning then goes through the candidates best match first, map-major.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stdp_bench.config import make_cell
+from stdp_bench.engine.map_engine import MapReplicaSet
+
+
+def _present(arch: str, weights: tuple[float, float], **settings
+             ) -> tuple[np.ndarray, list, list]:
+    """Spike counts [map, place], first-spike updates (map, row, column) in order, and
+    the spike events (step, map-major neuron)."""
+    cfg = make_cell({"dataset": "digits", "architecture": arch, "kernel_size": 1,
+                     "stride": 1, "n_filters": 2, "time": 3, "neuron": "if", "rule": "stdp",
+                     "winners": 2, "conv_learning": "first_spike", "reset_mv": -65.0,
+                     "thresh_mv": -52.0, **settings})
+    rs = MapReplicaSet([cfg], (1, 1, 5), [1.0])
+    L = np.empty_like(rs.L[0])
+    L[...] = np.asarray(weights, np.float32)  # every place's field: [map 0, map 1]
+    ptr = np.array([0, 5, 5, 5], np.int64)  # all 5 inputs spike at step 0, then none
+    idx = np.arange(5, dtype=np.int32)
+    counts = np.zeros(10, np.int64)
+    events = np.zeros((20, 2), np.int32)
+    n_ev = np.zeros(1, np.int64)
+    claims = np.zeros((10, 3), np.int64)
+    net, pn, pr = rs._records(0)
+    rs.kernels[0].present_maps(L, rs.theta[0], rs.geo, rs.fp[0], pn, pr, ptr, idx, 3, True,
+                               counts, events, n_ev, np.zeros(1, np.bool_), claims)
+    end = int(np.flatnonzero(claims[:, 0] < 0)[0]) if (claims[:, 0] < 0).any() else 10
+    return (counts.reshape(2, 5), [tuple(c) for c in claims[:end].tolist()],
+            [tuple(e) for e in events[:n_ev[0]].tolist()])
+
+
+def test_both_maps_fire_everywhere_and_each_map_learns_once():
+    counts, claims, _ = _present("conv", (20.0, 18.0))
+    np.testing.assert_array_equal(counts, np.ones((2, 5)))
+    # Map 0 at place 0 first (best match, then map-major order) claims place 0 (fields
+    # of 1x1 at stride 1 overlap nothing: radius 0); map 0 has learned, so map 1 learns
+    # at the first free place, 1.
+    assert claims == [(0, 0, 0), (1, 0, 1)]
+
+
+def test_winners_keeps_the_largest_margin_and_ties_go_to_the_lower_map():
+    # winners = 1: map 0 (margin 7) fires at step 1 everywhere; map 1 (margin 5) keeps its
+    # -47 mV. At step 2 map 0's spike inhibits it by conv_inh: -47 - 5 = -52 mV, exactly
+    # the threshold, so it fires then; with conv_inh = 6 it falls below and never does.
+    counts, _, events = _present("conv", (20.0, 18.0), winners=1, conv_inh=5.0)
+    np.testing.assert_array_equal(counts, np.ones((2, 5)))
+    assert events == [(1, p) for p in range(5)] + [(2, 5 + p) for p in range(5)]
+    counts, _, events = _present("conv", (20.0, 18.0), winners=1, conv_inh=6.0)
+    assert events == [(1, p) for p in range(5)]
+    # Equal margins (7 mV): the lower map wins; map 1's -45 mV less 8 stays below.
+    _, _, events = _present("conv", (20.0, 20.0), winners=1, conv_inh=8.0)
+    assert events == [(1, p) for p in range(5)]
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"conv_kwta": 1}, [(0, 0, 0)]),
+    # Map 0's spike at place 0 claims places 0-2 in every map: map 1 learns at 3.
+    ({"conv_radius": 2}, [(0, 0, 0), (1, 0, 3)]),
+    ({"conv_radius": 4}, [(0, 0, 0)]),
+])
+def test_k_winners_and_inhibition_radius(settings, expected):
+    assert _present("conv", (20.0, 18.0), **settings)[1] == expected
+
+
+def test_local_places_learn_separately():
+    # Local weights are per place: the better map learns at every place, once each.
+    assert _present("local", (20.0, 18.0))[1] == [(0, 0, p) for p in range(5)]
+    assert _present("local", (20.0, 18.0), conv_kwta=2)[1] == [(0, 0, 0), (0, 0, 1)]
+    assert _present("local", (20.0, 18.0), conv_radius=1)[1] == [(0, 0, 0), (0, 0, 2),
+                                                                  (0, 0, 4)]
