@@ -25,7 +25,10 @@ a job's :class:`JobContext` carries the commit the driver pinned and the grid's 
 modules, which the worker imports before it runs the job.
 
 Grid jobs and tuning rungs are both tasks of a :class:`TaskKind`, which says how to run
-one, how much progress it counts for, and what stands for it when it is lost.
+one, how much progress it counts for, and what stands for it when it is lost. A command
+runs its batches of tasks (one for ``run``; one per rung, then the final runs, for
+``tune``) on one :class:`Backend`, which keeps what is slow to start (the Ray
+connection and its workers) from one batch to the next.
 """
 
 from __future__ import annotations
@@ -256,33 +259,13 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
             num_cpus: int | None = None, cpus_per_job: float = 1.0, max_retries: int = 3,
             gpus_per_job: int = 0, on_progress: Progress | None = None
             ) -> Iterator[tuple[T, R]]:
-    """Yield ``(task, result)`` as each Ray task finishes (see the module docstring)."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'") from None
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            check_reachable(address)
-        # ray.init replaces this process's SIGTERM handler with one that exits at once;
-        # the caller's (the CLI stops the run's tasks and says how to resume) is kept.
-        sigterm = _sigterm_handler()
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                # "local": a new instance, as --address's help says; without it ray.init
-                # would join the cluster RAY_ADDRESS or an earlier `ray start` names (and
-                # hang on a stale one).
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                         log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--backend ray: cannot reach a Ray cluster at "
-                              f"{address or 'a new local instance'}: {exc}") from None
-        finally:
-            _restore_sigterm_handler(sigterm)
-        started_here = True
+    """Yield ``(task, result)`` as each Ray task finishes (see the module docstring).
+
+    Ray is initialized here if it is not yet, and then shut down when the tasks end;
+    :class:`Backend` initializes it once for all of a run's batches instead.
+    """
+    ray = _import_ray()
+    started_here = _init_ray(address, num_cpus)
     remote = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
                         max_retries=max_retries, retry_exceptions=False)(_ray_job)
     refs = {remote.remote(kind.run, task): task for task in tasks}
@@ -304,6 +287,43 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
             ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'") from None
+    return ray
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join the cluster at ``address``, or start a new local instance with ``num_cpus``
+    CPUs when there is none; True if this call did (and its caller shuts Ray down),
+    False if Ray was already initialized in this process."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    if address:
+        check_reachable(address)
+    # ray.init replaces this process's SIGTERM handler with one that exits at once;
+    # the caller's (the CLI stops the run's tasks and says how to resume) is kept.
+    sigterm = _sigterm_handler()
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            # "local": a new instance, as --address's help says; without it ray.init
+            # would join the cluster RAY_ADDRESS or an earlier `ray start` names (and
+            # hang on a stale one).
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"--backend ray: cannot reach a Ray cluster at "
+                          f"{address or 'a new local instance'}: {exc}") from None
+    finally:
+        _restore_sigterm_handler(sigterm)
+    return True
 
 
 def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any) -> Any:
@@ -383,25 +403,54 @@ def check_backend(backend: str, address: str | None) -> None:
         raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'")
 
 
-def run_tasks(tasks: list[T], kind: TaskKind[T, R], *, backend: str = "local",
-              workers: int = 1, address: str | None = None, gpus_per_job: int = 0,
-              on_progress: Progress | None = None) -> Iterator[tuple[T, R]]:
-    """Dispatch to a backend by name; yields ``(task, result)`` as each task finishes."""
-    check_backend(backend, address)
-    if backend == "local":
-        return run_local(tasks, kind, workers=workers, on_progress=on_progress)
-    return run_ray(tasks, kind, address=address, num_cpus=workers if workers > 1 else None,
-                   gpus_per_job=gpus_per_job, on_progress=on_progress)
+class Backend:
+    """One run's backend, held for all of its batches of tasks (a grid's jobs; tune's
+    rungs, round after round, then its final runs).
+
+    With ``ray``, the first batch joins the cluster at ``address`` (or starts a local
+    instance with ``workers`` CPUs) and the connection stays until :meth:`close`: Ray
+    starts a driver's workers per connection, so connecting per batch would start and
+    import them again for every rung. A batch stopped early still cancels its own tasks.
+    """
+
+    def __init__(self, name: str = "local", *, workers: int = 1,
+                 address: str | None = None) -> None:
+        check_backend(name, address)
+        self.name, self.workers, self.address = name, workers, address
+        self._owns_ray = False
+
+    def run(self, tasks: list[T], kind: TaskKind[T, R], *, gpus_per_job: int = 0,
+            on_progress: Progress | None = None) -> Iterator[tuple[T, R]]:
+        """Yield ``(task, result)`` as each task of this batch finishes."""
+        if self.name == "local":
+            return run_local(tasks, kind, workers=self.workers, on_progress=on_progress)
+        # Before the generator starts: Ray is up (or refused) when this returns.
+        self._owns_ray = _init_ray(self.address, self._ray_cpus()) or self._owns_ray
+        return run_ray(tasks, kind, address=self.address, num_cpus=self._ray_cpus(),
+                       gpus_per_job=gpus_per_job, on_progress=on_progress)
+
+    def _ray_cpus(self) -> int | None:
+        return self.workers if self.workers > 1 else None
+
+    def close(self) -> None:
+        """Shut down the Ray connection (and the local instance) this backend started."""
+        if self._owns_ray:
+            self._owns_ray = False
+            _import_ray().shutdown()
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", workers: int = 1,
-             address: str | None = None, on_progress: Progress | None = None
-             ) -> Iterator[list[CellRecord]]:
+def run_jobs(jobs: list[Job], ctx: JobContext, backend: Backend, *,
+             on_progress: Progress | None = None) -> Iterator[list[CellRecord]]:
     """Grid jobs on a backend; yields each job's records as it finishes."""
     gpus = 1 if ctx.execution.device == "cuda" else 0
     # closing: when this generator is closed early, the backend's stops its workers now.
-    with closing(run_tasks(jobs, grid_jobs(ctx), backend=backend, workers=workers,
-                           address=address, gpus_per_job=gpus,
-                           on_progress=on_progress)) as finished:
+    with closing(backend.run(jobs, grid_jobs(ctx), gpus_per_job=gpus,
+                             on_progress=on_progress)) as finished:
         for _, records in finished:
             yield records
