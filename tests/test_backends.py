@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stdp_bench import results
-from stdp_bench.backends import JobContext, grid_jobs, run_local
+from stdp_bench.backends import JobContext, WorkerPool, grid_jobs, run_local
 from stdp_bench.cli import app
 from stdp_bench.execution import Execution
 from stdp_bench.grid import expand, group_jobs
@@ -195,6 +195,12 @@ CHUNKS = {"name": "chunks", "settings": {
     "n_test": 100, "intensity_hz": 256.0, "norm": 10.0}, "factors": {"seed": [0, 1]}}
 
 
+def _spawned_workers() -> set[psutil.Process]:
+    """This process's live multiprocessing workers (children started with spawn)."""
+    return {p for p in psutil.Process().children()
+            if "spawn_main" in " ".join(_cmdline(p)) and p.is_running()}
+
+
 @pytest.mark.slow
 def test_workers_report_progress_a_chunk_of_samples_at_a_time():
     grid = parse_grid(CHUNKS)
@@ -202,14 +208,38 @@ def test_workers_report_progress_a_chunk_of_samples_at_a_time():
     assert len(jobs) == 2
     ctx = JobContext(grid=grid.name, factors=tuple(grid.factors), data_dir=None,
                      execution=Execution(), commit=None, plugins=())
-    events: list[int | None] = []  # samples counted, or None where a job ended
-    for _, records in run_local(jobs, grid_jobs(ctx), workers=2, on_progress=events.append):
-        assert [r.status for r in records] == [Status.OK]
-        events.append(None)
-    counts = [n for n in events if n is not None]
-    # 300 training samples in chunks of 100, then labelling and test: 5 counts a job.
-    assert len(counts) > len(jobs) and events.index(None) > 1
-    assert sum(counts) == sum(job_samples(j) for j in jobs) == 2 * 500
+    before = _spawned_workers()
+    pool = WorkerPool(2)  # kept across batches, as tune keeps it across rungs
+
+    def batch() -> list[int | None]:
+        events: list[int | None] = []  # samples counted, or None where a job ended
+        for _, records in run_local(jobs, grid_jobs(ctx), on_progress=events.append,
+                                    pool=pool):
+            assert [r.status for r in records] == [Status.OK]
+            events.append(None)
+        return events
+
+    try:
+        events = batch()
+        counts = [n for n in events if n is not None]
+        # 300 training samples in chunks of 100, then labelling and test: 5 counts a job.
+        assert len(counts) > len(jobs) and events.index(None) > 1
+        assert sum(counts) == sum(job_samples(j) for j in jobs) == 2 * 500
+        workers = _spawned_workers() - before
+        assert len(workers) == 2
+        # The next batch runs on the same worker processes: none started, none ended.
+        assert sum(n for n in batch() if n is not None) == 2 * 500
+        assert _spawned_workers() - before == workers
+        # A worker killed while idle between batches (the processes this test's pool
+        # started, nothing else): the next batch gets a new pool and all its results.
+        victim = next(iter(workers))
+        victim.kill()
+        victim.wait(10)
+        assert sum(n for n in batch() if n is not None) == 2 * 500
+        assert len(_spawned_workers() - before - workers) == 2
+    finally:
+        pool.close()
+    assert not _spawned_workers() - before  # closing the pool ends its workers
 
 
 def test_unreachable_ray_address_fails_within_seconds_with_one_line(grid_file, tmp_path):
