@@ -48,14 +48,18 @@ def kill_descendant(root: subprocess.Popen, pattern: str, watch: subprocess.Pope
     raise AssertionError(f"no descendant matching {pattern!r} appeared; output:\n{output}")
 
 
-def stop_tree(root: subprocess.Popen, grace: float = 30) -> None:
-    """Terminate ``root`` and everything it started; kill what outlives ``grace``."""
+def stop_tree(root: subprocess.Popen, grace: float = 30, root_first: bool = False) -> None:
+    """Terminate ``root`` and everything it started; kill what outlives ``grace``.
+
+    ``root_first``: SIGTERM goes to ``root`` alone, which stops its own children, and
+    only what is still alive after ``grace`` is killed. The tree is listed before the
+    signal: children whose parent exited are no longer its descendants."""
     procs = [*descendants(root)]
     try:
         procs.insert(0, psutil.Process(root.pid))
     except psutil.NoSuchProcess:
         pass
-    for proc in procs:
+    for proc in procs[:1] if root_first else procs:
         try:
             proc.terminate()
         except psutil.NoSuchProcess:
@@ -99,4 +103,7 @@ def private_ray_head(base_env: dict[str, str] | None = None
             time.sleep(0.2)
         yield f"127.0.0.1:{port}", env, head
     finally:
-        stop_tree(head)
+        # `ray start --block` stops its servers and workers itself on SIGTERM, in about
+        # 2 s. SIGTERM to all of them at once left the raylet, GCS and monitors alive
+        # for stop_tree's whole 30 s grace (then killed), in every test with a head.
+        stop_tree(head, root_first=True)
