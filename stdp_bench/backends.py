@@ -51,6 +51,7 @@ from typing import Any, Callable, Generic, TypeVar
 from stdp_bench.config import ConfigError
 from stdp_bench.grid import Job
 from stdp_bench.execution import Execution
+from stdp_bench.exiting import freeze_at_exit
 from stdp_bench.levels import registry
 from stdp_bench.records import CellRecord
 from stdp_bench.train import error_records, job_samples, run_job
@@ -134,6 +135,8 @@ def _worker_init(threads: int, progress_queue: SimpleQueue | None = None) -> Non
     # N workers share the machine's cores: each gets its share of the threads.
     global _progress_queue
     _set_threads(threads)
+    # The pool's shutdown waits for its workers to exit: without a last collection.
+    freeze_at_exit()
     _progress_queue = progress_queue
 
 
