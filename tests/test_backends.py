@@ -201,10 +201,11 @@ def _spawned_workers() -> set[psutil.Process]:
             if "spawn_main" in " ".join(_cmdline(p)) and p.is_running()}
 
 
-def _alive(proc: psutil.Process) -> bool:
-    """Running and not a zombie, without reaping it."""
+def _exists(proc: psutil.Process) -> bool:
+    """Still in the process table (running, or a zombie not reaped yet)."""
     try:
-        return proc.status() != psutil.STATUS_ZOMBIE
+        proc.status()
+        return True
     except psutil.NoSuchProcess:
         return False
 
@@ -242,11 +243,14 @@ def test_workers_report_progress_a_chunk_of_samples_at_a_time():
         # started, nothing else): the next batch gets a new pool and all its results.
         victim = next(iter(workers))
         victim.kill()
-        # Not victim.wait(): that would reap the pool's own child, whose handle would
-        # then never see it end (the pool's shutdown spins waiting for it).
-        end = time.time() + 10
-        while _alive(victim) and time.time() < end:
+        # Until the pool has seen the death (it reaps the worker then, and refuses new
+        # jobs): a batch sent earlier could still run on the other worker alone, the
+        # death seen only after it. Not victim.wait(): reaping the pool's own child
+        # here would hide its end from the pool (its shutdown then spins).
+        end = time.time() + 30
+        while _exists(victim) and time.time() < end:
             time.sleep(0.05)
+        assert not _exists(victim), "the pool did not reap its killed worker in 30 s"
         assert sum(n for n in batch() if n is not None) == 2 * 500
         assert len(_spawned_workers() - before - workers) == 2
     finally:
