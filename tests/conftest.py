@@ -65,6 +65,32 @@ def kill_descendant(root: subprocess.Popen, pattern: str, watch: subprocess.Pope
     raise AssertionError(f"no descendant matching {pattern!r} appeared; output:\n{output}")
 
 
+def run_watched(cmd: list[str], roots: list[subprocess.Popen], log: Path,
+                env: dict[str, str] | None = None, timeout: float = 600
+                ) -> tuple[int, str, dict[int, str]]:
+    """Run ``cmd`` to its end (output to ``log``), noting every process seen below it
+    or below ``roots`` on the way: returns its exit status, its output and the command
+    line of each pid seen. Processes that live a few tenths of a second may be missed."""
+    seen: dict[int, str] = {}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    end = time.time() + timeout
+    try:
+        while proc.poll() is None and time.time() < end:
+            for root in (proc, *roots):
+                for child in descendants(root):
+                    if child.pid not in seen:
+                        try:
+                            seen[child.pid] = " ".join(child.cmdline())
+                        except (psutil.NoSuchProcess, psutil.AccessDenied):
+                            continue
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:  # past the timeout: nothing this test started lives on
+            stop_tree(proc)
+    return proc.returncode, log.read_text(), seen
+
+
 def stop_tree(root: subprocess.Popen, grace: float = 30, root_first: bool = False) -> None:
     """Terminate ``root`` and everything it started; kill what outlives ``grace``.
 
