@@ -159,8 +159,15 @@ conv_inh = {low = 1.0, high = 20.0}
 @pytest.mark.parametrize("text, engine", [(CONV_TUNED, "auto"), (GRID, "torch")],
                          ids=["conv", "torch"])
 def test_tune_runs_on_every_resumable_engine(tmp_path, text, engine):
-    if engine == "torch":  # fewer trials: the torch engine is the slow path on a CPU
+    if engine == "torch":
+        # Fewer trials and samples: the torch engine is the slow path on a CPU, and
+        # what is checked here (trials complete, both final stages ok, on this engine)
+        # does not depend on how many samples label and score them.
         text = text.replace("trials = 6", "trials = 2").replace("batch = 3", "batch = 2")
+        for key, n in (("n_label = 200", "n_label = 50"), ("n_test = 150", "n_test = 50"),
+                       ("n_label = 150", "n_label = 50"), ("n_val = 150", "n_val = 50")):
+            assert key in text
+            text = text.replace(key, n)
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["tune", str(_grid(tmp_path, text)), "--out", str(out),
                                    "--engine", engine, "--quiet"])
