@@ -27,6 +27,7 @@ def main() -> None:
     freeze_at_exit()
     app()
 
+
 DEFAULT_GRID = "smoke"
 
 

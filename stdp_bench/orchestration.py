@@ -79,8 +79,9 @@ class Session:
     data_dir: str | None
     commit: str | None  # pinned as the run started (provenance.checkout_commit)
     dispatch: Dispatch
-    # Where the work's batches of tasks run: one Ray connection (or local instance) for
-    # the whole command, however many batches (tune's rungs) it runs.
+    # Where the work's batches of tasks run: one set of worker processes, or one Ray
+    # connection (or local instance), for the whole command, however many batches
+    # (tune's rungs) it runs.
     backend: Backend
 
     def job_context(self, factors: tuple[str, ...], execution: Execution) -> JobContext:
