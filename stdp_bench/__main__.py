@@ -1,5 +1,5 @@
 """``python -m stdp_bench`` is the ``stdp-bench`` command."""
 
-from stdp_bench.cli import app
+from stdp_bench.cli import main
 
-app()
+main()

@@ -25,7 +25,10 @@ a job's :class:`JobContext` carries the commit the driver pinned and the grid's 
 modules, which the worker imports before it runs the job.
 
 Grid jobs and tuning rungs are both tasks of a :class:`TaskKind`, which says how to run
-one, how much progress it counts for, and what stands for it when it is lost.
+one, how much progress it counts for, and what stands for it when it is lost. A command
+runs its batches of tasks (one for ``run``; one per rung, then the final runs, for
+``tune``) on one :class:`Backend`, which keeps what is slow to start (local worker
+processes, the Ray connection and its workers) from one batch to the next.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from typing import Any, Callable, Generic, TypeVar
 from stdp_bench.config import ConfigError
 from stdp_bench.grid import Job
 from stdp_bench.execution import Execution
+from stdp_bench.exiting import freeze_at_exit
 from stdp_bench.levels import registry
 from stdp_bench.records import CellRecord
 from stdp_bench.train import error_records, job_samples, run_job
@@ -131,6 +135,8 @@ def _worker_init(threads: int, progress_queue: SimpleQueue | None = None) -> Non
     # N workers share the machine's cores: each gets its share of the threads.
     global _progress_queue
     _set_threads(threads)
+    # The pool's shutdown waits for its workers to exit: without a last collection.
+    freeze_at_exit()
     _progress_queue = progress_queue
 
 
@@ -181,108 +187,154 @@ def _stop_workers(pool: ProcessPoolExecutor, grace: float = 10.0) -> None:
             proc.join()
 
 
+class WorkerPool:
+    """``workers`` spawned worker processes kept from one :func:`run_local` batch to the
+    next (tune's rungs, then its final runs): each worker imports torch and stdp_bench
+    and loads its kernels once per command, not once per rung.
+
+    A pool that lost a worker, or whose batch was stopped early, is discarded (its
+    workers terminated) and the next batch starts a new one. Workers send progress
+    through the pool's queue tagged with their batch, so a count a finished batch left
+    in the queue is never credited to the next.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._queue: SimpleQueue | None = None
+        self.batches = 0  # batches begun, the tag of the current one's progress
+
+    def executor(self) -> tuple[ProcessPoolExecutor, SimpleQueue, bool]:
+        """The pool's executor and progress queue (started if there is none), and
+        whether they were started by this call."""
+        if self._executor is not None and self._queue is not None:
+            return self._executor, self._queue, False
+        ctx = get_context("spawn")
+        # N workers share the machine's cores: each gets its share of the threads.
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        # A queue per executor: a worker killed while writing to it may leave its lock
+        # held, and the executor it belonged to is broken and replaced anyway.
+        self._queue = ctx.SimpleQueue()
+        self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                             initializer=_worker_init,
+                                             initargs=(threads, self._queue))
+        return self._executor, self._queue, True
+
+    def discard(self, terminate: bool = False) -> None:
+        """Shut the workers down (``terminate``: at once, mid-job); the next batch starts
+        new ones."""
+        executor, queue = self._executor, self._queue
+        self._executor = self._queue = None
+        if executor is not None:
+            if terminate:
+                _stop_workers(executor)
+            executor.shutdown(wait=True, cancel_futures=True)
+        if queue is not None:
+            queue.close()
+
+    close = discard
+
+
 def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
               max_retries: int = 2, on_progress: Progress | None = None,
-              poll_seconds: float = 0.2) -> Iterator[tuple[T, R]]:
+              poll_seconds: float = 0.2, pool: WorkerPool | None = None
+              ) -> Iterator[tuple[T, R]]:
     """Yield ``(task, result)`` as each task finishes, running ``workers`` at a time.
 
     With ``workers > 1`` the workers send their progress to this process as they go,
     which forwards it to ``on_progress`` every ``poll_seconds`` at most. When the caller
     stops early (Ctrl-C, SIGTERM, an error, or closing this generator), the running
-    workers are terminated before this returns.
+    workers are terminated before this returns. ``pool`` keeps the worker processes for
+    the caller's next batch (its size is the worker count); without one they are started
+    for this batch and shut down at its end.
     """
+    if pool is not None:
+        workers = pool.workers
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be at least 1")
     if workers == 1:
         for task in tasks:
             yield task, kind.run(task, on_progress)
         return
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    own = pool is None
+    pool = WorkerPool(workers) if pool is None else pool
+    pool.batches += 1
+    batch = pool.batches
     tokens = {id(task): i for i, task in enumerate(tasks)}
     attempts = {id(task): 0 for task in tasks}
     counted = None if on_progress is None else _Counted(on_progress, kind.size)
-    ctx = get_context("spawn")
     pending = list(tasks)
-    while pending:
-        # A queue per pool: a worker killed while writing to it may leave its lock held,
-        # and the pool it belonged to is broken and replaced anyway.
-        queue = None if counted is None else ctx.SimpleQueue()
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                   initializer=_worker_init, initargs=(threads, queue))
-        futures: dict[Future, Any] = {}
-        try:
-            for task in pending:  # (inside the try: submitting starts the workers)
-                futures[pool.submit(_run_reporting, kind.run, task, tokens[id(task)])] = task
-            pending = []
-            while futures:
-                done, _ = wait(futures, timeout=None if queue is None else poll_seconds,
-                               return_when=FIRST_COMPLETED)
-                _drain(queue, counted, tasks)
-                for fut in done:
-                    task = futures.pop(fut)
-                    try:
-                        result = fut.result()
-                    except BrokenProcessPool:
-                        # A worker died; every task still in this pool is lost with it.
-                        attempts[id(task)] += 1
-                        if attempts[id(task)] > max_retries:
-                            yield task, kind.lost(task, f"worker process died "
-                                                        f"{attempts[id(task)]} times "
-                                                        "running this job")
-                        else:
-                            pending.append(task)
-                        continue
-                    if counted is not None:
-                        counted.finish(tokens[id(task)], task)
-                    yield task, result
-        finally:
-            if futures:  # stopped early: the running jobs' results would go nowhere
-                _stop_workers(pool)
-            pool.shutdown(wait=True, cancel_futures=True)
-            if queue is not None:
-                queue.close()
+    try:
+        while pending:
+            executor, queue, started = pool.executor()
+            futures: dict[Future, Any] = {}
+            broken = False
+            try:
+                try:  # (inside the try: submitting starts the workers)
+                    for task in pending:
+                        futures[executor.submit(_run_reporting, kind.run, task,
+                                                (batch, tokens[id(task)]))] = task
+                except BrokenProcessPool:
+                    if started:
+                        raise
+                    # A worker of the kept pool died while it was idle between batches
+                    # (nothing of this batch had run): a new pool takes the whole batch.
+                    broken = True
+                    continue
+                pending = []
+                while futures:
+                    done, _ = wait(futures, timeout=poll_seconds,
+                                   return_when=FIRST_COMPLETED)
+                    _drain(queue, counted, tasks, batch)
+                    for fut in done:
+                        task = futures.pop(fut)
+                        try:
+                            result = fut.result()
+                        except BrokenProcessPool:
+                            # A worker died; every task still in this pool is lost with it.
+                            broken = True
+                            attempts[id(task)] += 1
+                            if attempts[id(task)] > max_retries:
+                                yield task, kind.lost(task, f"worker process died "
+                                                            f"{attempts[id(task)]} times "
+                                                            "running this job")
+                            else:
+                                pending.append(task)
+                            continue
+                        if counted is not None:
+                            counted.finish(tokens[id(task)], task)
+                        yield task, result
+            finally:
+                if futures:  # stopped early: the running jobs' results would go nowhere
+                    pool.discard(terminate=True)
+                elif broken:
+                    pool.discard()
+    finally:
+        if own:
+            pool.close()
 
 
-def _drain(queue: SimpleQueue | None, counted: _Counted | None, tasks: list[Any]) -> None:
-    """Forward the progress workers have sent so far."""
-    if queue is None or counted is None:
-        return
+def _drain(queue: SimpleQueue, counted: _Counted | None, tasks: list[Any],
+           batch: int) -> None:
+    """Forward the progress this batch's workers have sent so far (and drop what an
+    earlier batch of the pool left)."""
     while not queue.empty():
-        token, n = queue.get()
-        counted.add(token, tasks[token], n)
+        (sent_in, token), n = queue.get()
+        if counted is not None and sent_in == batch:
+            counted.add(token, tasks[token], n)
 
 
 def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
             num_cpus: int | None = None, cpus_per_job: float = 1.0, max_retries: int = 3,
             gpus_per_job: int = 0, on_progress: Progress | None = None
             ) -> Iterator[tuple[T, R]]:
-    """Yield ``(task, result)`` as each Ray task finishes (see the module docstring)."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'") from None
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            check_reachable(address)
-        # ray.init replaces this process's SIGTERM handler with one that exits at once;
-        # the caller's (the CLI stops the run's tasks and says how to resume) is kept.
-        sigterm = _sigterm_handler()
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                # "local": a new instance, as --address's help says; without it ray.init
-                # would join the cluster RAY_ADDRESS or an earlier `ray start` names (and
-                # hang on a stale one).
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                         log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigError(f"--backend ray: cannot reach a Ray cluster at "
-                              f"{address or 'a new local instance'}: {exc}") from None
-        finally:
-            _restore_sigterm_handler(sigterm)
-        started_here = True
+    """Yield ``(task, result)`` as each Ray task finishes (see the module docstring).
+
+    Ray is initialized here if it is not yet, and then shut down when the tasks end;
+    :class:`Backend` initializes it once for all of a run's batches instead.
+    """
+    ray = _import_ray()
+    started_here = _init_ray(address, num_cpus)
     remote = ray.remote(num_cpus=cpus_per_job, num_gpus=gpus_per_job,
                         max_retries=max_retries, retry_exceptions=False)(_ray_job)
     refs = {remote.remote(kind.run, task): task for task in tasks}
@@ -304,6 +356,43 @@ def run_ray(tasks: list[T], kind: TaskKind[T, R], *, address: str | None = None,
             ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'") from None
+    return ray
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join the cluster at ``address``, or start a new local instance with ``num_cpus``
+    CPUs when there is none; True if this call did (and its caller shuts Ray down),
+    False if Ray was already initialized in this process."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    if address:
+        check_reachable(address)
+    # ray.init replaces this process's SIGTERM handler with one that exits at once;
+    # the caller's (the CLI stops the run's tasks and says how to resume) is kept.
+    sigterm = _sigterm_handler()
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            # "local": a new instance, as --address's help says; without it ray.init
+            # would join the cluster RAY_ADDRESS or an earlier `ray start` names (and
+            # hang on a stale one).
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"--backend ray: cannot reach a Ray cluster at "
+                          f"{address or 'a new local instance'}: {exc}") from None
+    finally:
+        _restore_sigterm_handler(sigterm)
+    return True
 
 
 def _ray_job(run: Callable[[Any, Progress | None], Any], task: Any) -> Any:
@@ -383,25 +472,61 @@ def check_backend(backend: str, address: str | None) -> None:
         raise ConfigError("--backend ray needs Ray: pip install 'stdp_bench[ray]'")
 
 
-def run_tasks(tasks: list[T], kind: TaskKind[T, R], *, backend: str = "local",
-              workers: int = 1, address: str | None = None, gpus_per_job: int = 0,
-              on_progress: Progress | None = None) -> Iterator[tuple[T, R]]:
-    """Dispatch to a backend by name; yields ``(task, result)`` as each task finishes."""
-    check_backend(backend, address)
-    if backend == "local":
-        return run_local(tasks, kind, workers=workers, on_progress=on_progress)
-    return run_ray(tasks, kind, address=address, num_cpus=workers if workers > 1 else None,
-                   gpus_per_job=gpus_per_job, on_progress=on_progress)
+class Backend:
+    """One run's backend, held for all of its batches of tasks (a grid's jobs; tune's
+    rungs, round after round, then its final runs).
+
+    With ``local`` and ``workers > 1``, the worker processes (a :class:`WorkerPool`)
+    stay from one batch to the next. With ``ray``, the first batch joins the cluster at
+    ``address`` (or starts a local instance with ``workers`` CPUs) and the connection
+    stays until :meth:`close`: Ray starts a driver's workers per connection, so
+    connecting per batch would start and import them again for every rung. A batch
+    stopped early still terminates its workers or cancels its tasks.
+    """
+
+    def __init__(self, name: str = "local", *, workers: int = 1,
+                 address: str | None = None) -> None:
+        check_backend(name, address)
+        self.name, self.workers, self.address = name, workers, address
+        self._pool = WorkerPool(workers) if name == "local" and workers > 1 else None
+        self._owns_ray = False
+
+    def run(self, tasks: list[T], kind: TaskKind[T, R], *, gpus_per_job: int = 0,
+            on_progress: Progress | None = None) -> Iterator[tuple[T, R]]:
+        """Yield ``(task, result)`` as each task of this batch finishes."""
+        if self.name == "local":
+            return run_local(tasks, kind, workers=self.workers, on_progress=on_progress,
+                             pool=self._pool)
+        # Before the generator starts: Ray is up (or refused) when this returns.
+        self._owns_ray = _init_ray(self.address, self._ray_cpus()) or self._owns_ray
+        return run_ray(tasks, kind, address=self.address, num_cpus=self._ray_cpus(),
+                       gpus_per_job=gpus_per_job, on_progress=on_progress)
+
+    def _ray_cpus(self) -> int | None:
+        return self.workers if self.workers > 1 else None
+
+    def close(self) -> None:
+        """Shut down the worker processes, or the Ray connection (and the local
+        instance) this backend started."""
+        if self._pool is not None:
+            self._pool.close()
+        if self._owns_ray:
+            self._owns_ray = False
+            _import_ray().shutdown()
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def run_jobs(jobs: list[Job], ctx: JobContext, *, backend: str = "local", workers: int = 1,
-             address: str | None = None, on_progress: Progress | None = None
-             ) -> Iterator[list[CellRecord]]:
+def run_jobs(jobs: list[Job], ctx: JobContext, backend: Backend, *,
+             on_progress: Progress | None = None) -> Iterator[list[CellRecord]]:
     """Grid jobs on a backend; yields each job's records as it finishes."""
     gpus = 1 if ctx.execution.device == "cuda" else 0
     # closing: when this generator is closed early, the backend's stops its workers now.
-    with closing(run_tasks(jobs, grid_jobs(ctx), backend=backend, workers=workers,
-                           address=address, gpus_per_job=gpus,
-                           on_progress=on_progress)) as finished:
+    with closing(backend.run(jobs, grid_jobs(ctx), gpus_per_job=gpus,
+                             on_progress=on_progress)) as finished:
         for _, records in finished:
             yield records

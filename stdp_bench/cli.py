@@ -10,6 +10,7 @@ import typer
 
 from stdp_bench.config import ConfigError
 from stdp_bench.errors import OutputError
+from stdp_bench.exiting import freeze_at_exit
 from stdp_bench.grid_file import grids_dir, load_grid, resolve_grid_path
 from stdp_bench.interrupts import Terminated, exit_code, sigterm_as_interrupt
 from stdp_bench.overrides import apply_overrides
@@ -18,6 +19,14 @@ from stdp_bench.table_views import filter_rows, group_columns
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Factorial STDP grids on BindsNET networks.")
+
+
+def main() -> None:
+    """The ``stdp-bench`` command (and ``python -m stdp_bench``): the app, in a process
+    that exits without a last garbage collection (:func:`freeze_at_exit`)."""
+    freeze_at_exit()
+    app()
+
 
 DEFAULT_GRID = "smoke"
 

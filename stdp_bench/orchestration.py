@@ -10,7 +10,8 @@
 5. the lock taken (a second run on the folder is refused), stale temp files removed;
 6. the command's check of the folder (``admit``: tune's studies agree with ``[search]``),
    then ``grid.toml`` written;
-7. the command's work (``execute``), then the tidy table rebuilt, even after a failure.
+7. the command's work (``execute``) on one :class:`~stdp_bench.backends.Backend` for
+   all its batches, then the tidy table rebuilt, even after a failure.
 
 Nothing is written before step 4, and nothing but the folder itself before step 6.
 """
@@ -28,7 +29,7 @@ import pandas as pd
 import tomli_w
 from filelock import FileLock, Timeout
 
-from stdp_bench.backends import JobContext, check_backend, check_reachable
+from stdp_bench.backends import Backend, JobContext, check_backend, check_reachable
 from stdp_bench.config import ConfigError
 from stdp_bench.grid_file import GridSpec
 from stdp_bench.data import check_subset_sizes, split_sizes
@@ -78,6 +79,10 @@ class Session:
     data_dir: str | None
     commit: str | None  # pinned as the run started (provenance.checkout_commit)
     dispatch: Dispatch
+    # Where the work's batches of tasks run: one set of worker processes, or one Ray
+    # connection (or local instance), for the whole command, however many batches
+    # (tune's rungs) it runs.
+    backend: Backend
 
     def job_context(self, factors: tuple[str, ...], execution: Execution) -> JobContext:
         """The context every job of this run carries to its worker."""
@@ -109,11 +114,13 @@ def run_in_folder(grid: GridSpec, out_dir: Path, *, check_cells: Sequence[Cell],
         if admit is not None:
             admit(out_dir)
         write_grid_file(grid, out_dir)
-        session = Session(grid=grid, out_dir=out_dir,
-                          data_dir=None if data_dir is None else str(data_dir),
-                          commit=commit, dispatch=dispatch)
         try:
-            execute(session)
+            # Closed before the table is rebuilt, as the batches' own workers are.
+            with Backend(dispatch.backend, workers=dispatch.workers,
+                         address=dispatch.address) as backend:
+                execute(Session(grid=grid, out_dir=out_dir,
+                                data_dir=None if data_dir is None else str(data_dir),
+                                commit=commit, dispatch=dispatch, backend=backend))
         finally:
             try:
                 table = rebuild_tables(out_dir)

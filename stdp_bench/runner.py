@@ -85,8 +85,8 @@ def execute_jobs(jobs: list[Job], n_cells: int, session: Session, ctx: JobContex
     # closing: an interrupt stops the backend's workers here, not when the generator is
     # collected (which a traceback holding this frame would delay).
     try:
-        with closing(run_jobs(jobs, ctx, backend=d.backend, workers=d.workers,
-                              address=d.address, on_progress=bar.update)) as finished:
+        with closing(run_jobs(jobs, ctx, session.backend,
+                              on_progress=bar.update)) as finished:
             for records in finished:
                 for record in records:
                     _write(session.out_dir, record)

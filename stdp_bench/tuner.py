@@ -36,7 +36,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from stdp_bench.backends import Progress, TaskKind, run_tasks
+from stdp_bench.backends import Progress, TaskKind
 from stdp_bench.config import ConfigError
 from stdp_bench.execution import Execution
 from stdp_bench.grid import SHAPE_KEYS, Cell, expand
@@ -144,14 +144,13 @@ def run_round(live: list[LiveTrial], spec: SearchSpec, session: Session, bar: Pr
               counts: dict[str, int], execution: Execution) -> int:
     """Train the round's trials rung by rung, report, prune, tell; return samples run."""
     samples = 0
-    d = session.dispatch
     for i, rung in enumerate(spec.rungs):
         lo = spec.rungs[i - 1] if i else 0
         tasks = _tasks(live, lo, rung, spec, session, execution)
         # closing: an interrupt stops the backend's workers here, not when the generator
         # is collected (which a traceback holding this frame would delay).
-        with closing(run_tasks(tasks, TRIAL_TASKS, backend=d.backend, workers=d.workers,
-                               address=d.address, on_progress=bar.update)) as finished:
+        with closing(session.backend.run(tasks, TRIAL_TASKS,
+                                         on_progress=bar.update)) as finished:
             for task, res in finished:
                 samples += task.samples()
                 share = res.seconds / len(task.cfgs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+
+# tmp_path folders in memory where the machine has a large enough tmpfs (Linux's
+# /dev/shm; not Docker's default 64 MB one): every tune commits its study to SQLite a
+# few hundred times, each commit a few fsyncs (~11 ms on this project's disk), and
+# results are fsynced as they are written: nine of test_tune.py's in-process tests took
+# 61 s with their folders on disk and 19 s on tmpfs, where fsync returns at once (the
+# code paths are the same). pytest reads PYTEST_DEBUG_TEMPROOT (its documented
+# temp root) when the first tmp_path is made, after this; --basetemp or a root set by
+# the caller still wins.
+_SHM = Path("/dev/shm")
+if "PYTEST_DEBUG_TEMPROOT" not in os.environ and _SHM.is_dir() and os.access(_SHM, os.W_OK):
+    try:
+        if shutil.disk_usage(_SHM).free >= 2 * 2**30:
+            os.environ["PYTEST_DEBUG_TEMPROOT"] = str(_SHM)
+    except OSError:
+        pass
 
 
 def free_port() -> int:
@@ -48,14 +65,44 @@ def kill_descendant(root: subprocess.Popen, pattern: str, watch: subprocess.Pope
     raise AssertionError(f"no descendant matching {pattern!r} appeared; output:\n{output}")
 
 
-def stop_tree(root: subprocess.Popen, grace: float = 30) -> None:
-    """Terminate ``root`` and everything it started; kill what outlives ``grace``."""
+def run_watched(cmd: list[str], roots: list[subprocess.Popen], log: Path,
+                env: dict[str, str] | None = None, timeout: float = 600
+                ) -> tuple[int, str, dict[int, str]]:
+    """Run ``cmd`` to its end (output to ``log``), noting every process seen below it
+    or below ``roots`` on the way: returns its exit status, its output and the command
+    line of each pid seen. Processes that live a few tenths of a second may be missed."""
+    seen: dict[int, str] = {}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    end = time.time() + timeout
+    try:
+        while proc.poll() is None and time.time() < end:
+            for root in (proc, *roots):
+                for child in descendants(root):
+                    if child.pid not in seen:
+                        try:
+                            seen[child.pid] = " ".join(child.cmdline())
+                        except (psutil.NoSuchProcess, psutil.AccessDenied):
+                            continue
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:  # past the timeout: nothing this test started lives on
+            stop_tree(proc)
+    return proc.returncode, log.read_text(), seen
+
+
+def stop_tree(root: subprocess.Popen, grace: float = 30, root_first: bool = False) -> None:
+    """Terminate ``root`` and everything it started; kill what outlives ``grace``.
+
+    ``root_first``: SIGTERM goes to ``root`` alone, which stops its own children, and
+    only what is still alive after ``grace`` is killed. The tree is listed before the
+    signal: children whose parent exited are no longer its descendants."""
     procs = [*descendants(root)]
     try:
         procs.insert(0, psutil.Process(root.pid))
     except psutil.NoSuchProcess:
         pass
-    for proc in procs:
+    for proc in procs[:1] if root_first else procs:
         try:
             proc.terminate()
         except psutil.NoSuchProcess:
@@ -99,4 +146,7 @@ def private_ray_head(base_env: dict[str, str] | None = None
             time.sleep(0.2)
         yield f"127.0.0.1:{port}", env, head
     finally:
-        stop_tree(head)
+        # `ray start --block` stops its servers and workers itself on SIGTERM, in about
+        # 2 s. SIGTERM to all of them at once left the raylet, GCS and monitors alive
+        # for stop_tree's whole 30 s grace (then killed), in every test with a head.
+        stop_tree(head, root_first=True)

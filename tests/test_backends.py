@@ -26,10 +26,10 @@ import pytest
 from typer.testing import CliRunner
 
 from stdp_bench import results
-from stdp_bench.backends import JobContext, grid_jobs, run_local
+from stdp_bench.backends import JobContext, WorkerPool, grid_jobs, run_local
 from stdp_bench.cli import app
 from stdp_bench.execution import Execution
-from stdp_bench.grid import expand, group_jobs
+from stdp_bench.grid import Job, expand, group_jobs
 from stdp_bench.grid_file import parse_grid
 from stdp_bench.records import Status
 from stdp_bench.train import job_samples
@@ -178,8 +178,10 @@ def test_sigterm_stops_the_workers_and_a_rerun_resumes(grid_file, reference, tmp
     assert not alive, [p.pid for p in alive]
     kept = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert 1 <= len(kept) < 8
+    # The rerun in this process: which cells are left is the driver's decision, whatever
+    # runs them, and a second pool would only add its workers' start (~5 s).
     res = CliRunner().invoke(app, ["run", str(grid_file), "--out", str(out), "--quiet",
-                                   "--replicas", "1", "--workers", "2"])
+                                   "--replicas", "1"])
     assert res.exit_code == 0, res.output
     after = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert all(after[name] == stamp for name, stamp in kept.items())  # nothing redone
@@ -195,6 +197,21 @@ CHUNKS = {"name": "chunks", "settings": {
     "n_test": 100, "intensity_hz": 256.0, "norm": 10.0}, "factors": {"seed": [0, 1]}}
 
 
+def _spawned_workers() -> set[psutil.Process]:
+    """This process's live multiprocessing workers (children started with spawn)."""
+    return {p for p in psutil.Process().children()
+            if "spawn_main" in " ".join(_cmdline(p)) and p.is_running()}
+
+
+def _exists(proc: psutil.Process) -> bool:
+    """Still in the process table (running, or a zombie not reaped yet)."""
+    try:
+        proc.status()
+        return True
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.mark.slow
 def test_workers_report_progress_a_chunk_of_samples_at_a_time():
     grid = parse_grid(CHUNKS)
@@ -202,14 +219,47 @@ def test_workers_report_progress_a_chunk_of_samples_at_a_time():
     assert len(jobs) == 2
     ctx = JobContext(grid=grid.name, factors=tuple(grid.factors), data_dir=None,
                      execution=Execution(), commit=None, plugins=())
-    events: list[int | None] = []  # samples counted, or None where a job ended
-    for _, records in run_local(jobs, grid_jobs(ctx), workers=2, on_progress=events.append):
-        assert [r.status for r in records] == [Status.OK]
-        events.append(None)
-    counts = [n for n in events if n is not None]
-    # 300 training samples in chunks of 100, then labelling and test: 5 counts a job.
-    assert len(counts) > len(jobs) and events.index(None) > 1
-    assert sum(counts) == sum(job_samples(j) for j in jobs) == 2 * 500
+    before = _spawned_workers()
+    pool = WorkerPool(2)  # kept across batches, as tune keeps it across rungs
+
+    def batch(these: list[Job] = jobs) -> list[int | None]:
+        events: list[int | None] = []  # samples counted, or None where a job ended
+        for _, records in run_local(these, grid_jobs(ctx), on_progress=events.append,
+                                    pool=pool):
+            assert [r.status for r in records] == [Status.OK]
+            events.append(None)
+        return events
+
+    try:
+        events = batch()
+        counts = [n for n in events if n is not None]
+        # 300 training samples in chunks of 100, then labelling and test: 5 counts a job.
+        assert len(counts) > len(jobs) and events.index(None) > 1
+        assert sum(counts) == sum(job_samples(j) for j in jobs) == 2 * 500
+        workers = _spawned_workers() - before
+        assert len(workers) == 2
+        # The next batch runs on the same worker processes: none started, none ended.
+        assert sum(n for n in batch() if n is not None) == 2 * 500
+        assert _spawned_workers() - before == workers
+        # A worker killed while idle between batches (the processes this test's pool
+        # started, nothing else): the next batch gets a new pool and all its results.
+        victim = next(iter(workers))
+        victim.kill()
+        # Until the pool has seen the death (it reaps the worker then, and refuses new
+        # jobs): a batch sent earlier could still run on the other worker alone, the
+        # death seen only after it. Not victim.wait(): reaping the pool's own child
+        # here would hide its end from the pool (its shutdown then spins).
+        end = time.time() + 30
+        while _exists(victim) and time.time() < end:
+            time.sleep(0.05)
+        assert not _exists(victim), "the pool did not reap its killed worker in 30 s"
+        # One job: one new worker to start is enough to show the new pool.
+        assert sum(n for n in batch(jobs[:1]) if n is not None) == 500
+        assert len(_spawned_workers() - before - workers) == 1
+        assert not _spawned_workers() & workers  # the broken pool's survivor was stopped
+    finally:
+        pool.close()
+    assert not _spawned_workers() - before  # closing the pool ends its workers
 
 
 def test_unreachable_ray_address_fails_within_seconds_with_one_line(grid_file, tmp_path):

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from stdp_bench.checkpoints import Checkpoints
+from stdp_bench.cli import app
 from stdp_bench.config import CellConfig
 from stdp_bench.data import load_dataset
 from stdp_bench.execution import Execution
@@ -104,9 +106,15 @@ def _digest(out: Path) -> dict[str, tuple]:
     return found
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "stdp_bench", "run", *args, "--quiet",
-            "--checkpoint-every", "500"]
+def _args(*args: str) -> list[str]:
+    return ["run", *args, "--quiet", "--checkpoint-every", "500"]
+
+
+def _run_here(*args: str) -> None:
+    # In this process: only the run that is killed needs a process of its own (and a
+    # second interpreter start costs more than this run's training).
+    res = CliRunner().invoke(app, _args(*args))
+    assert res.exit_code == 0, res.output
 
 
 @pytest.mark.slow
@@ -114,10 +122,11 @@ def test_a_killed_run_resumes_from_its_checkpoint_bit_identically(tmp_path):
     grid = tmp_path / "g.toml"
     grid.write_text(GRID)
     whole = tmp_path / "whole"
-    subprocess.run(_cli(str(grid), "--out", str(whole)), check=True, capture_output=True)
+    _run_here(str(grid), "--out", str(whole))
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(str(grid), "--out", str(out)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "stdp_bench",
+                             *_args(str(grid), "--out", str(out))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not list((out / "checkpoints").glob("*.npz")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -126,7 +135,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_bit_identically(tmp_path):
     proc.wait()
     saved = list((out / "checkpoints").glob("*.npz"))
     assert saved and not list((out / "cells").glob("*.json"))
-    subprocess.run(_cli(str(grid), "--out", str(out)), check=True, capture_output=True)
+    _run_here(str(grid), "--out", str(out))
     resumed = [json.loads(p.read_text())["metrics"].get("resumed_at_sample")
                for p in (out / "cells").glob("*.json")]
     assert resumed[0] and resumed[0] % 500 == 0 and len(set(resumed)) == 1, resumed
