@@ -81,3 +81,14 @@ def test_local_places_learn_separately():
     assert _present("local", (20.0, 18.0), conv_kwta=2)[1] == [(0, 0, 0), (0, 0, 1)]
     assert _present("local", (20.0, 18.0), conv_radius=1)[1] == [(0, 0, 0), (0, 0, 2),
                                                                   (0, 0, 4)]
+
+
+def test_the_map_kernel_refuses_every_spike_learning_on_shared_kernels():
+    # One matrix for all places: every-spike updates per place would write past it.
+    cfg = make_cell({"dataset": "digits", "architecture": "conv", "kernel_size": 3,
+                     "stride": 1, "n_filters": 2})
+    with pytest.raises(ValueError) as err:
+        MapReplicaSet([cfg], (1, 8, 8), [1.0])
+    assert str(err.value) == ("the map kernel cannot run this cell: conv_learning = "
+                              "'every_spike' on shared conv kernels (BindsNET's batch "
+                              "update)")

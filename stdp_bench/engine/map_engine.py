@@ -22,6 +22,7 @@ from stdp_bench.engine.kernel_engine import run_tasks, worker_threads
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats
 from stdp_bench.networks.first_spike import claim_radius
 from stdp_bench.replica_params import replica_params, replica_seed
+from stdp_bench.trainers import map_kernel_gaps
 
 
 def map_geometry(cfg: CellConfig, input_shape: tuple[int, int, int]) -> np.ndarray:
@@ -96,7 +97,8 @@ class MapReplicaSet:
 
     >>> import numpy as np
     >>> cfgs = [CellConfig(dataset="digits", architecture="conv", kernel_size=3, stride=1,
-    ...                    n_filters=4, time=20, neuron=nm) for nm in ("lif", "adaptive")]
+    ...                    n_filters=4, time=20, neuron=nm, conv_learning="first_spike")
+    ...         for nm in ("lif", "adaptive")]
     >>> rs = MapReplicaSet(cfgs, (1, 8, 8), gains=[1.0, 1.0])
     >>> X = np.random.default_rng(0).random((3, 64), dtype=np.float32)
     >>> stats = rs.train(X, np.zeros(3, np.int64), np.tile(np.arange(3), (2, 1)))
@@ -114,6 +116,9 @@ class MapReplicaSet:
     device: str = field(default="cpu", init=False)
 
     def __post_init__(self) -> None:
+        gaps = [g for c in self.cfgs for g in map_kernel_gaps(c)]
+        if gaps:
+            raise ValueError(f"the map kernel cannot run this cell: {gaps[0]}")
         geos = {tuple(map_geometry(c, self.input_shape)) for c in self.cfgs}
         times = {(c.time, c.dt) for c in self.cfgs}
         if len(geos) != 1 or len(times) != 1:

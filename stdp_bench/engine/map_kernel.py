@@ -105,7 +105,9 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     kk = k * k
     nf = C * kk
     plastic = RULE_PLASTIC and learning
-    every_spike = plastic and not first_spike
+    # Every-spike learning updates each place's own matrix: local layers only (a conv
+    # layer has one matrix; MapReplicaSet refuses that combination before this runs).
+    every_spike = plastic and not first_spike and not shared
 
     st = np.zeros((NEURON_STATE, n), dtype=np.float32)
     neuron_reset(pn, st)
