@@ -29,7 +29,8 @@ import pandas as pd
 import tomli_w
 from filelock import FileLock, Timeout
 
-from stdp_bench.backends import Backend, JobContext, check_backend, check_reachable
+from stdp_bench.backends import Backend, JobContext, check_backend
+from stdp_bench.ray_tasks import check_reachable
 from stdp_bench.config import ConfigError
 from stdp_bench.grid_file import GridSpec
 from stdp_bench.data import check_subset_sizes, split_sizes
