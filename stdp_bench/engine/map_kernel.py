@@ -143,7 +143,6 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     aux = np.zeros((max(RULE_TRACES, 1), F), dtype=np.float32)
     active = np.arange(F)
     one = np.zeros(1, dtype=np.int64)
-    no_spike = np.zeros(F, dtype=np.bool_)
     no_trace = np.zeros(F, dtype=np.float32)
     spiked = np.zeros(F, dtype=np.bool_)
     fired_here = np.zeros(F, dtype=np.int64)
@@ -323,7 +322,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         if every_spike:
             _every_spike(L, xin, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr, wmin,
                          wmax, tr_decay, full_clamp, active, spiked, fired_here, pidx,
-                         scratch, pre, pre_on, touched, no_spike)
+                         scratch, pre, pre_on, touched)
         for q in range(nfire):
             prev[q] = fired[q]
         nprev = nfire
@@ -354,7 +353,7 @@ def _traces(last, trace_at, t, xin):
 @nb.njit(cache=True, nogil=True)
 def _every_spike(L, xin, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr, wmin, wmax,
                  tr_decay, full_clamp, active, spiked, fired_here, pidx, scratch, pre,
-                 pre_on, touched, no_spike):
+                 pre_on, touched):
     """Every-spike learning of a local layer: at each place with an input spike in its
     field or a map spike, the rule's update on that place's matrix (its inputs the field,
     its neurons the maps there), then the clamp of the rows of fired inputs and the
