@@ -62,15 +62,18 @@ def _clamp(w, lo, hi):
 
 
 @nb.njit(cache=True, nogil=True)
-def _field(xin, oy, ox, geo, out):
-    """The input traces under place (oy, ox), in field order (channel, row, column)."""
+def _field(last, trace_at, t, oy, ox, geo, out):
+    """The input traces at step t under place (oy, ox), in field order (channel, row,
+    column): 1 at a spike, times the decay each step after (``trace_at[age]``), 0 for an
+    input that has not fired. Only the fields learning reads are computed."""
     H, W, k, s = geo[G_H], geo[G_W], geo[G_K], geo[G_S]
     p = 0
     for c in range(geo[G_C]):
         for dy in range(k):
             row = c * H * W + (oy * s + dy) * W + ox * s
             for dx in range(k):
-                out[p] = xin[row + dx]
+                i = last[row + dx]
+                out[p] = trace_at[t - i] if i >= 0 else np.float32(0.0)
                 p += 1
 
 
@@ -124,13 +127,13 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         trace_at[a] = trace_at[a - 1] * tr_decay
     s_now = np.zeros(n, dtype=np.bool_)
     cur = np.zeros(n, dtype=np.float32)
-    xin = np.zeros(n_in, dtype=np.float32)  # the traces, filled where learning reads them
     fired = np.zeros(n, dtype=np.int64)
     prev = np.zeros(n, dtype=np.int64)
     nprev = 0
     loc_count = np.zeros(hw, dtype=np.int64)
     over_f = np.zeros(F, dtype=np.int64)
     over_m = np.zeros(F, dtype=np.float32)
+    marg = np.zeros(F, dtype=np.float32)
     order = np.zeros(n, dtype=np.int64)
     # First-spike learning: maps that learned and places claimed this image.
     learned = np.zeros(F, dtype=np.bool_)
@@ -177,10 +180,13 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                     place = oy * w + ox
                     p = c * kk + (y - oy * s) * k + (x - ox * s)
                     m = 0 if shared else place
-                    base = place * F
                     hot[place] = True
+                    # Unit-stride views of one place: LLVM vectorises these loops, which
+                    # it left scalar when they indexed the whole arrays.
+                    column = L[m, p]
+                    here = cur[place * F:place * F + F]
                     for f in range(F):
-                        cur[base + f] += L[m, p, f]
+                        here[f] += column[f]
         if gain != f32(1.0):
             for place in range(hw):
                 if hot[place]:
@@ -191,11 +197,12 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         for q in range(nprev):
             place = prev[q] // F
             if loc_count[place] > 0:
-                base = place * F
                 hot[place] = True
+                here = cur[place * F:place * F + F]
+                fired_now = s_now[place * F:place * F + F]
                 for f in range(F):
-                    own = f32(1.0) if s_now[base + f] else f32(0.0)
-                    cur[base + f] += (-inh) * (f32(loc_count[place]) - own)
+                    own = f32(1.0) if fired_now[f] else f32(0.0)
+                    here[f] += (-inh) * (f32(loc_count[place]) - own)
                 loc_count[place] = 0
         # 2a. Input spikes and traces: a trace is its value `age` steps after a spike,
         # which is the same sequence of float32 multiplications whenever it starts.
@@ -218,13 +225,19 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                 idle[place] = 0
             was_hot = hot[place]
             hot[place] = False
+            # The place's neurons as views (see the fan-out), integrated in one loop
+            # and compared with their thresholds in another: LLVM vectorises the first.
+            st_here = st[:, base:base + F]
+            theta_here = theta[base:base + F]
+            here = cur[base:base + F]
+            for f in range(F):
+                marg[f] = neuron_integrate(pn, st_here, theta_here, f, here[f], learning)
+                here[f] = f32(0.0)
             nover = 0
             for f in range(F):
-                margin = neuron_integrate(pn, st, theta, base + f, cur[base + f], learning)
-                cur[base + f] = f32(0.0)
-                if margin >= f32(0.0):
+                if marg[f] >= f32(0.0):
                     over_f[nover] = f
-                    over_m[nover] = margin
+                    over_m[nover] = marg[f]
                     nover += 1
             if nover > winners:
                 # Keep the `winners` largest margins (ties: the lower map), in map order.
@@ -260,8 +273,6 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
             n_ev[0] += 1
         total += nfire
         # 3. Learning.
-        if plastic and (every_spike or nfire > 0):
-            _traces(last, trace_at, t, xin)
         if plastic and first_spike and nfire > 0:
             nc = 0
             for q in range(nfire):
@@ -270,7 +281,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                 f = j % F
                 if claimed[place] or (shared and learned[f]):
                     continue
-                _field(xin, place // w, place % w, geo, pre)
+                _field(last, trace_at, t, place // w, place % w, geo, pre)
                 acc = f32(0.0)
                 m = 0 if shared else place
                 for p in range(nf):
@@ -304,7 +315,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                     for xx in range(max(0, ox - r), min(w, ox + r + 1)):
                         claimed[yy * w + xx] = True
                 learned[f] = True
-                _field(xin, oy, ox, geo, pre)
+                _field(last, trace_at, t, oy, ox, geo, pre)
                 m = 0 if shared else place
                 one[0] = f
                 # The rule's update for one post spike (map f) and no pre spike.
@@ -320,9 +331,9 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                     if n_claims < claims.shape[0]:
                         claims[n_claims, 0] = -1
         if every_spike:
-            _every_spike(L, xin, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr, wmin,
-                         wmax, tr_decay, full_clamp, active, spiked, fired_here, pidx,
-                         scratch, pre, pre_on, touched)
+            _every_spike(L, last, trace_at, t, xe, aux, s_now, fired, nfire, idx, lo, hi,
+                         geo, pr, wmin, wmax, tr_decay, full_clamp, active, spiked,
+                         fired_here, pidx, scratch, pre, pre_on, touched)
         for q in range(nfire):
             prev[q] = fired[q]
         nprev = nfire
@@ -344,16 +355,9 @@ def _all_still(pn, st, theta, base, F):
 
 
 @nb.njit(cache=True, nogil=True)
-def _traces(last, trace_at, t, xin):
-    """Input traces at step t (1 at a spike, times the decay each step after)."""
-    for i in range(xin.shape[0]):
-        xin[i] = trace_at[t - last[i]] if last[i] >= 0 else np.float32(0.0)
-
-
-@nb.njit(cache=True, nogil=True)
-def _every_spike(L, xin, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr, wmin, wmax,
-                 tr_decay, full_clamp, active, spiked, fired_here, pidx, scratch, pre,
-                 pre_on, touched):
+def _every_spike(L, last, trace_at, t, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr,
+                 wmin, wmax, tr_decay, full_clamp, active, spiked, fired_here, pidx,
+                 scratch, pre, pre_on, touched):
     """Every-spike learning of a local layer: at each place with an input spike in its
     field or a map spike, the rule's update on that place's matrix (its inputs the field,
     its neurons the maps there), then the clamp of the rows of fired inputs and the
@@ -392,7 +396,7 @@ def _every_spike(L, xin, xe, aux, s_now, fired, nfire, idx, lo, hi, geo, pr, wmi
         oy = place // w
         ox = place % w
         base = place * F
-        _field(xin, oy, ox, geo, pre)
+        _field(last, trace_at, t, oy, ox, geo, pre)
         npre = 0
         p = 0
         for c in range(C):
