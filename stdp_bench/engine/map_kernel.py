@@ -18,7 +18,8 @@ One step follows ``Network.run`` on :func:`stdp_bench.networks.conv.build_featur
 1. currents from the previous step's spikes: each input spike adds its column of the
    field matrix at every place whose field holds it (its fan-out, nothing else); then
    each map spike inhibits the other maps at its place by ``inh``;
-2. input traces; every neuron's level step up to the threshold test
+2. the step of each input's last spike (learning reads a field's traces from it by
+   age, where it needs them); every neuron's level step up to the threshold test
    (``kernel_integrate``: its margin over threshold), at most ``winners`` maps per place
    fire (largest margin first, ties to the lower map), and fire (``kernel_fire``);
 3. learning. First-spike (``first_spike``): the step's spikes whose map has not learned
