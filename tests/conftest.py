@@ -32,6 +32,23 @@ if "PYTEST_DEBUG_TEMPROOT" not in os.environ and _SHM.is_dir() and os.access(_SH
         pass
 
 
+# Kernels compile at LLVM -O1 in tests (numba's default is -O3), into caches of their
+# own. A fresh run compiles about 47 kernels, one per combination of levels the tests
+# touch, and compiling was about half of the suite's wall time; on this project's 2-core
+# machine the parity tests (tests/test_parity.py, tests/test_map_parity.py) took 117 s
+# with fresh caches at -O3 and 98 s at -O1. stdp_bench never asks numba for fastmath, so
+# LLVM keeps IEEE float semantics at every level: the numbers are bit-identical and each
+# parity and golden test pins what -O3 computes; only speed differs. The caches of their
+# own keep -O1 code away from the ones `stdp-bench` uses. Set NUMBA_OPT (and the two cache
+# variables) before pytest to test another level.
+_OPT = os.environ.setdefault("NUMBA_OPT", "1")
+_TEST_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / f"numba-O{_OPT}"
+os.environ.setdefault("NUMBA_CACHE_DIR", str(_TEST_CACHE / "numba"))
+os.environ.setdefault("STDP_BENCH_CACHE", str(_TEST_CACHE / "stdp_bench"))
+if "numba" in sys.modules:  # read at numba's import; later imports see the above
+    sys.modules["numba"].config.reload_config()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
