@@ -20,7 +20,8 @@ One step follows ``Network.run`` on :func:`stdp_bench.networks.conv.build_featur
    each map spike inhibits the other maps at its place by ``inh``;
 2. the step of each input's last spike (learning reads a field's traces from it by
    age, where it needs them); every neuron's level step up to the threshold test
-   (``kernel_integrate``: its margin over threshold), at most ``winners`` maps per place
+   (``kernel_integrate_all``, else ``kernel_integrate`` neuron by neuron: its margin
+   over threshold), at most ``winners`` maps per place
    fire (largest margin first, ties to the lower map), and fire (``kernel_fire``);
 3. learning. First-spike (``first_spike``): the step's spikes whose map has not learned
    this image (conv) and whose place is free, best-matching first, at most ``kwta`` an
@@ -42,11 +43,11 @@ from stdp_bench.engine.kernel import gen_events
 from stdp_bench.levels.neurons.adaptive import kernel_reset as neuron_reset
 from stdp_bench.levels.neurons.adaptive import kernel_integrate as neuron_integrate
 from stdp_bench.levels.neurons.adaptive import kernel_fire as neuron_fire
-from stdp_bench.levels.neurons.adaptive import kernel_still as neuron_still
-from stdp_bench.levels.neurons.adaptive import kernel_idle as neuron_idle
+from stdp_bench.levels.neurons.adaptive import kernel_integrate_all as neuron_integrate_all
 from stdp_bench.levels.rules.stdp import kernel_update as rule_update
 
 NEURON_STATE = 2  # rows of per-neuron state (row 0 is the membrane potential)
+NEURON_ALL = True  # the level has kernel_integrate_all (every neuron in one call)
 RULE_PLASTIC = True
 RULE_TRACES = 0  # rows of extra per-neuron traces the rule keeps
 # --- levels: end ---
@@ -115,13 +116,6 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
 
     st = np.zeros((NEURON_STATE, n), dtype=np.float32)
     neuron_reset(pn, st)
-    # Places whose neurons are still (kernel_still) and got no current skip the step;
-    # `idle` counts the steps skipped, applied (kernel_idle) before the next real one.
-    quiet = np.zeros(hw, dtype=np.bool_)
-    for place in range(hw):
-        quiet[place] = _all_still(pn, st, theta, place * F, F)
-    idle = np.zeros(hw, dtype=np.int64)
-    hot = np.zeros(hw, dtype=np.bool_)
     last = np.full(n_in, -1, dtype=np.int64)
     trace_at = np.ones(T + 1, dtype=np.float32)
     for a in range(1, T + 1):
@@ -134,7 +128,12 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     loc_count = np.zeros(hw, dtype=np.int64)
     over_f = np.zeros(F, dtype=np.int64)
     over_m = np.zeros(F, dtype=np.float32)
-    marg = np.zeros(F, dtype=np.float32)
+    marg = np.zeros(n, dtype=np.float32)
+    # Neurons over threshold, as bytes read 8 at a time: a step's few spikes are found
+    # without a branch per neuron.
+    over = np.zeros((n + 7) // 8 * 8, dtype=np.bool_)
+    over_words = over.view(np.uint64)
+    over_j = np.zeros(n, dtype=np.int64)
     order = np.zeros(n, dtype=np.int64)
     # First-spike learning: maps that learned and places claimed this image.
     learned = np.zeros(F, dtype=np.bool_)
@@ -166,7 +165,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     for t in range(T):
         # 1. Currents: the fan-out of last step's input spikes, then the inhibition of
         # last step's map spikes (BindsNET adds X->Ae, then Ae->Ae). `cur` is zero here:
-        # only places marked hot receive current, and their step zeroes it.
+        # the neurons' step zeroes it.
         for e in range(prev_lo, prev_hi):
             i = idx[e]
             c = i // (H * W)
@@ -181,7 +180,6 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                     place = oy * w + ox
                     p = c * kk + (y - oy * s) * k + (x - ox * s)
                     m = 0 if shared else place
-                    hot[place] = True
                     # Unit-stride views of one place: with them these loops measured
                     # 23% faster than indexing the whole arrays (room for SIMD).
                     column = L[m, p]
@@ -189,16 +187,13 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                     for f in range(F):
                         here[f] += column[f]
         if gain != f32(1.0):
-            for place in range(hw):
-                if hot[place]:
-                    for j in range(place * F, place * F + F):
-                        cur[j] = cur[j] * gain
+            for j in range(n):
+                cur[j] = cur[j] * gain
         for q in range(nprev):
             loc_count[prev[q] // F] += 1
         for q in range(nprev):
             place = prev[q] // F
             if loc_count[place] > 0:
-                hot[place] = True
                 here = cur[place * F:place * F + F]
                 fired_now = s_now[place * F:place * F + F]
                 for f in range(F):
@@ -214,43 +209,46 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         # 2b. The maps: integrate, at most `winners` per place, fire.
         for q in range(nprev):
             s_now[prev[q]] = False
+        # Every neuron steps (as BindsNET's do), in one loop over all of them: on SIMD
+        # lanes that measured faster than skipping the places with no current.
+        if NEURON_ALL:
+            neuron_integrate_all(pn, st, theta, cur, marg, learning)
+        else:
+            for j in range(n):
+                marg[j] = neuron_integrate(pn, st, theta, j, cur[j], learning)
+        for j in range(n):
+            cur[j] = f32(0.0)
+            over[j] = marg[j] >= f32(0.0)
+        n_over = 0
+        for word in range(over_words.shape[0]):
+            if over_words[word] != 0:
+                for j in range(word * 8, min(n, word * 8 + 8)):
+                    if over[j]:
+                        over_j[n_over] = j
+                        n_over += 1
+        # At most `winners` maps per place fire: the neurons over threshold come in
+        # place-major order, a place's together.
         nfire = 0
-        for place in range(hw):
+        a = 0
+        while a < n_over:
+            place = over_j[a] // F
             base = place * F
-            if quiet[place] and not hot[place]:
-                idle[place] += 1  # a step that would change nothing here
-                continue
-            if idle[place] > 0:
-                for j in range(base, base + F):
-                    neuron_idle(pn, st, theta, j, idle[place], learning)
-                idle[place] = 0
-            was_hot = hot[place]
-            hot[place] = False
-            # The place's neurons as views (see the fan-out), integrated in one loop
-            # and compared with their thresholds in another: a branch-free first loop
-            # (the split alone, without views, measured slower).
-            st_here = st[:, base:base + F]
-            theta_here = theta[base:base + F]
-            here = cur[base:base + F]
-            for f in range(F):
-                marg[f] = neuron_integrate(pn, st_here, theta_here, f, here[f], learning)
-                here[f] = f32(0.0)
             nover = 0
-            for f in range(F):
-                if marg[f] >= f32(0.0):
-                    over_f[nover] = f
-                    over_m[nover] = marg[f]
-                    nover += 1
+            while a < n_over and over_j[a] < base + F:
+                over_f[nover] = over_j[a] - base
+                over_m[nover] = marg[over_j[a]]
+                nover += 1
+                a += 1
             if nover > winners:
                 # Keep the `winners` largest margins (ties: the lower map), in map order.
-                for a in range(winners):
-                    best = a
-                    for b in range(a + 1, nover):
+                for a2 in range(winners):
+                    best = a2
+                    for b in range(a2 + 1, nover):
                         if over_m[b] > over_m[best] or (over_m[b] == over_m[best]
                                                         and over_f[b] < over_f[best]):
                             best = b
-                    over_f[a], over_f[best] = over_f[best], over_f[a]
-                    over_m[a], over_m[best] = over_m[best], over_m[a]
+                    over_f[a2], over_f[best] = over_f[best], over_f[a2]
+                    over_m[a2], over_m[best] = over_m[best], over_m[a2]
                 nover = winners
                 over_f[:nover].sort()
             for q in range(nover):
@@ -259,9 +257,6 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                 s_now[j] = True
                 fired[nfire] = j
                 nfire += 1
-            # A place that got current has (nearly always) moved: check it when it next
-            # gets none.
-            quiet[place] = not was_hot and _all_still(pn, st, theta, base, F)
         # Counts and events in map-major order.
         for q in range(nfire):
             j = fired[q]
@@ -341,19 +336,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         nprev = nfire
         prev_lo = lo
         prev_hi = hi
-    for place in range(hw):
-        if idle[place] > 0:
-            for j in range(place * F, place * F + F):
-                neuron_idle(pn, st, theta, j, idle[place], learning)
     return total
-
-
-@nb.njit(cache=True, nogil=True)
-def _all_still(pn, st, theta, base, F):
-    for j in range(base, base + F):
-        if not neuron_still(pn, st, theta, j):
-            return False
-    return True
 
 
 @nb.njit(cache=True, nogil=True)

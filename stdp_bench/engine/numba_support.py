@@ -32,14 +32,9 @@ def no_drive(p, j, label, n_classes):
 
 
 @kernel_function
-def never_still(p, st, theta, j):
-    """A neuron level without ``kernel_still``: feature maps step every place."""
-    return False
-
-
-@kernel_function
-def never_idle(p, st, theta, j, steps, learning):
-    """Never called (see :func:`never_still`)."""
+def no_integrate_all(p, st, theta, current, margin, learning):
+    """A neuron level without ``kernel_integrate_all``: never called (feature maps call
+    its ``kernel_integrate`` neuron by neuron, see ``NEURON_ALL``)."""
     return
 
 

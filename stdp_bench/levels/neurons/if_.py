@@ -59,14 +59,37 @@ def kernel_step(p, st, theta, j, current, learning):
 
 
 @kernel_function
+def _integrate(p, v, refrac, current):
+    """One neuron's step up to the threshold test on its values: (v, refrac, margin)
+    after it."""
+    if refrac <= np.float32(0.0):
+        v += current
+    return v, refrac - p.dt, v - p.thresh
+
+
+@kernel_function
 def kernel_integrate(p, st, theta, j, current, learning):
     """Neuron j's step up to the threshold test; returns its margin over threshold
     (``v - threshold``, at least 0 when it would fire). With :func:`kernel_fire` it is
     :func:`kernel_step` split where feature maps' winners-take-all decides who fires."""
-    if st[1, j] <= np.float32(0.0):
-        st[0, j] += current
-    st[1, j] -= p.dt
-    return st[0, j] - p.thresh
+    st[0, j], st[1, j], margin = _integrate(p, st[0, j], st[1, j], current)
+    return margin
+
+
+@kernel_function
+def kernel_integrate_all(p, st, theta, current, margin, learning):
+    """:func:`kernel_integrate` of every neuron at once (neuron j gets ``current[j]``, its
+    margin goes to ``margin[j]``), the same float32 operations in the same order. The
+    state's rows go to the loop as separate arrays: indexing the 2-D ``st`` inside it
+    kept numba's loop scalar (about 2-3 ns a neuron-step on this project's machine),
+    separate rows let it run on SIMD lanes (about 0.3 ns)."""
+    _integrate_rows(p, st[0], st[1], current, margin)
+
+
+@kernel_function
+def _integrate_rows(p, v, refrac, current, margin):
+    for j in range(v.shape[0]):
+        v[j], refrac[j], margin[j] = _integrate(p, v[j], refrac[j], current[j])
 
 
 @kernel_function
@@ -74,20 +97,6 @@ def kernel_fire(p, st, theta, j, learning):
     """Neuron j fires: refractory, reset."""
     st[1, j] = p.refrac
     st[0, j] = p.reset
-
-
-@kernel_function
-def kernel_still(p, st, theta, j):
-    """True when steps with no input current leave neuron j as it is (up to
-    :func:`kernel_idle`): it cannot fire and its potential does not move. Feature maps
-    skip the places whose neurons are still and get no current."""
-    return st[1, j] <= np.float32(0.0) and st[0, j] < p.thresh
-
-
-@kernel_function
-def kernel_idle(p, st, theta, j, steps, learning):
-    """What ``steps`` skipped still steps would have done to neuron j: nothing (a refractory count below zero has no effect, so it is not counted down)."""
-    return
 
 
 def stock_layer(cfg, n: int):
