@@ -234,7 +234,7 @@ def map_kernel_gaps(cfg: CellConfig) -> list[str]:
         if not registry.get(axis, getattr(cfg, axis)).kernel:
             gaps.append(f"{axis} {getattr(cfg, axis)!r} has no kernel steps")
     if not registry.has_steps(cfg.neuron, "maps"):
-        gaps.append(f"neuron {cfg.neuron!r} has no kernel_integrate / kernel_fire steps")
+        gaps.append(f"neuron {cfg.neuron!r} has no kernel_integrate_all / kernel_fire steps")
     if registry.get("rule", cfg.rule).traces:
         gaps.append(f"rule {cfg.rule!r} keeps per-neuron traces the map kernel does not")
     if cfg.architecture == "conv" and cfg.conv_learning != "first_spike":

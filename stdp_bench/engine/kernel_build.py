@@ -76,19 +76,14 @@ def _require_kernel(level: Level, template: str) -> Level:
 def _map_bindings(encoder: Level, neuron: Level, rule: Level) -> str:
     # The encoder's events come from the dense kernel composed for it (the same code).
     events = kernel_for(encoder.name, "if", "none").__name__
-    all_steps = hasattr(registry.module(neuron), "kernel_integrate_all")
     return "\n".join([
         f"from {events} import gen_events",
         f"from {neuron.module} import kernel_reset as neuron_reset",
-        f"from {neuron.module} import kernel_integrate as neuron_integrate",
+        f"from {neuron.module} import kernel_integrate_all as neuron_integrate_all",
         f"from {neuron.module} import kernel_fire as neuron_fire",
-        (f"from {neuron.module} import kernel_integrate_all as neuron_integrate_all"
-         if all_steps else "from stdp_bench.engine.numba_support import no_integrate_all "
-                           "as neuron_integrate_all"),
         f"from {rule.module} import kernel_update as rule_update",
         "",
         f"NEURON_STATE = {len(neuron.state)}",
-        f"NEURON_ALL = {all_steps}",
         f"RULE_PLASTIC = {rule.plastic}",
         f"RULE_TRACES = {len(rule.traces)}",
         "",

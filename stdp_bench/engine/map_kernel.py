@@ -20,8 +20,8 @@ One step follows ``Network.run`` on :func:`stdp_bench.networks.conv.build_featur
    each map spike inhibits the other maps at its place by ``inh``;
 2. the step of each input's last spike (learning reads a field's traces from it by
    age, where it needs them); every neuron's level step up to the threshold test
-   (``kernel_integrate_all``, else ``kernel_integrate`` neuron by neuron: its margin
-   over threshold), at most ``winners`` maps per place
+   (``kernel_integrate_all``: its margin over threshold), at most ``winners`` maps per
+   place
    fire (largest margin first, ties to the lower map), and fire (``kernel_fire``);
 3. learning. First-spike (``first_spike``): the step's spikes whose map has not learned
    this image (conv) and whose place is free, best-matching first, at most ``kwta`` an
@@ -41,13 +41,11 @@ from stdp_bench.levels import random
 # --- levels: begin (kernel_build replaces this block) ---
 from stdp_bench.engine.kernel import gen_events
 from stdp_bench.levels.neurons.adaptive import kernel_reset as neuron_reset
-from stdp_bench.levels.neurons.adaptive import kernel_integrate as neuron_integrate
-from stdp_bench.levels.neurons.adaptive import kernel_fire as neuron_fire
 from stdp_bench.levels.neurons.adaptive import kernel_integrate_all as neuron_integrate_all
+from stdp_bench.levels.neurons.adaptive import kernel_fire as neuron_fire
 from stdp_bench.levels.rules.stdp import kernel_update as rule_update
 
 NEURON_STATE = 2  # rows of per-neuron state (row 0 is the membrane potential)
-NEURON_ALL = True  # the level has kernel_integrate_all (every neuron in one call)
 RULE_PLASTIC = True
 RULE_TRACES = 0  # rows of extra per-neuron traces the rule keeps
 # --- levels: end ---
@@ -211,11 +209,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
             s_now[prev[q]] = False
         # Every neuron steps (as BindsNET's do), in one loop over all of them: on SIMD
         # lanes that measured faster than skipping the places with no current.
-        if NEURON_ALL:
-            neuron_integrate_all(pn, st, theta, cur, marg, learning)
-        else:
-            for j in range(n):
-                marg[j] = neuron_integrate(pn, st, theta, j, cur[j], learning)
+        neuron_integrate_all(pn, st, theta, cur, marg, learning)
         for j in range(n):
             cur[j] = f32(0.0)
             over[j] = marg[j] >= f32(0.0)

@@ -31,13 +31,6 @@ def no_drive(p, j, label, n_classes):
     return np.float32(0.0)
 
 
-@kernel_function
-def no_integrate_all(p, st, theta, current, margin, learning):
-    """A neuron level without ``kernel_integrate_all``: never called (feature maps call
-    its ``kernel_integrate`` neuron by neuron, see ``NEURON_ALL``)."""
-    return
-
-
 # Phases of the random streams: tie-break draws of the torch engines use their own, so
 # they never reuse an encoder's numbers (phases of presentations are small integers).
 TIE_PHASE_BIT = 1 << 32

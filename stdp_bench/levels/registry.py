@@ -168,7 +168,7 @@ def level_params() -> dict[str, tuple[Param, Level]]:
 # winners-take-all decides which neurons over threshold fire, so it needs the step split
 # at the threshold test.
 NEURON_STEPS = {"dense": ("kernel_reset", "kernel_step"),
-                "maps": ("kernel_reset", "kernel_integrate", "kernel_fire")}
+                "maps": ("kernel_reset", "kernel_integrate_all", "kernel_fire")}
 
 
 def has_steps(neuron: str, template: str) -> bool:

@@ -28,7 +28,7 @@ from stdp_bench.levels.spec import Level, kernel_function
 from stdp_bench.levels.units import decay
 
 __all__ = ["LEVEL", "RECORD", "kernel_params", "kernel_reset", "kernel_step",
-           "kernel_integrate", "kernel_integrate_all", "kernel_fire", "torch_reset",
+           "kernel_integrate_all", "kernel_fire", "torch_reset",
            "torch_step", "stock_layer"]
 
 LEVEL = Level(axis="neuron", name="adaptive", module=__name__,
@@ -82,22 +82,14 @@ def _integrate(p, v, refrac, th, current, learning):
 
 
 @kernel_function
-def kernel_integrate(p, st, theta, j, current, learning):
-    """Neuron j's step up to the threshold test; returns its margin over threshold
-    (``v - threshold``, at least 0 when it would fire). With :func:`kernel_fire` it is
-    :func:`kernel_step` split where feature maps' winners-take-all decides who fires."""
-    st[0, j], st[1, j], theta[j], margin = _integrate(p, st[0, j], st[1, j], theta[j],
-                                                      current, learning)
-    return margin
-
-
-@kernel_function
 def kernel_integrate_all(p, st, theta, current, margin, learning):
-    """:func:`kernel_integrate` of every neuron at once (neuron j gets ``current[j]``, its
-    margin goes to ``margin[j]``), the same float32 operations in the same order. The
-    state's rows go to the loop as separate arrays: indexing the 2-D ``st`` inside it
-    kept numba's loop scalar (about 2-3 ns a neuron-step on this project's machine),
-    separate rows let it run on SIMD lanes (about 0.3 ns)."""
+    """Every neuron's step up to the threshold test (neuron j gets ``current[j]``); its
+    margin over threshold (``v - threshold``, at least 0 when it would fire) goes to
+    ``margin[j]``. With :func:`kernel_fire` it is :func:`kernel_step` split where
+    feature maps' winners-take-all decides who fires. The state's rows go to the loop
+    as separate arrays: indexing the 2-D ``st`` inside it kept numba's loop scalar
+    (about 2-3 ns a neuron-step on this project's machine), separate rows let it run
+    on SIMD lanes (about 0.3 ns)."""
     _integrate_rows(p, st[0], st[1], theta, current, margin, learning)
 
 

@@ -70,21 +70,14 @@ def _integrate(p, v, refrac, current):
 
 
 @kernel_function
-def kernel_integrate(p, st, theta, j, current, learning):
-    """Neuron j's step up to the threshold test; returns its margin over threshold
-    (``v - threshold``, at least 0 when it would fire). With :func:`kernel_fire` it is
-    :func:`kernel_step` split where feature maps' winners-take-all decides who fires."""
-    st[0, j], st[1, j], margin = _integrate(p, st[0, j], st[1, j], current)
-    return margin
-
-
-@kernel_function
 def kernel_integrate_all(p, st, theta, current, margin, learning):
-    """:func:`kernel_integrate` of every neuron at once (neuron j gets ``current[j]``, its
-    margin goes to ``margin[j]``), the same float32 operations in the same order. The
-    state's rows go to the loop as separate arrays: indexing the 2-D ``st`` inside it
-    kept numba's loop scalar (about 2-3 ns a neuron-step on this project's machine),
-    separate rows let it run on SIMD lanes (about 0.3 ns)."""
+    """Every neuron's step up to the threshold test (neuron j gets ``current[j]``); its
+    margin over threshold (``v - threshold``, at least 0 when it would fire) goes to
+    ``margin[j]``. With :func:`kernel_fire` it is :func:`kernel_step` split where
+    feature maps' winners-take-all decides who fires. The state's rows go to the loop
+    as separate arrays: indexing the 2-D ``st`` inside it kept numba's loop scalar
+    (about 2-3 ns a neuron-step on this project's machine), separate rows let it run
+    on SIMD lanes (about 0.3 ns)."""
     _integrate_rows(p, st[0], st[1], current, margin)
 
 
