@@ -21,8 +21,7 @@ One step follows ``Network.run`` on :func:`stdp_bench.networks.conv.build_featur
 2. the step of each input's last spike (learning reads a field's traces from it by
    age, where it needs them); every neuron's level step up to the threshold test
    (``kernel_integrate_all``: its margin over threshold), at most ``winners`` maps per
-   place
-   fire (largest margin first, ties to the lower map), and fire (``kernel_fire``);
+   place fire (largest margin first, ties to the lower map), and fire (``kernel_fire``);
 3. learning. First-spike (``first_spike``): the step's spikes whose map has not learned
    this image (conv) and whose place is free, best-matching first, at most ``kwta`` an
    image (when above 0), each claims the places within ``claim_r`` and applies the
@@ -163,7 +162,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     for t in range(T):
         # 1. Currents: the fan-out of last step's input spikes, then the inhibition of
         # last step's map spikes (BindsNET adds X->Ae, then Ae->Ae). `cur` is zero here:
-        # the neurons' step zeroes it.
+        # it is zeroed after the neurons' step.
         for e in range(prev_lo, prev_hi):
             i = idx[e]
             c = i // (H * W)

@@ -96,8 +96,12 @@ def kernel_integrate_all(p, st, theta, current, margin, learning):
 @kernel_function
 def _integrate_rows(p, v, refrac, theta, current, margin, learning):
     for j in range(v.shape[0]):
-        v[j], refrac[j], theta[j], margin[j] = _integrate(p, v[j], refrac[j], theta[j],
-                                                          current[j], learning)
+        v[j], refrac[j], th, margin[j] = _integrate(p, v[j], refrac[j], theta[j],
+                                                    current[j], learning)
+        # Frozen thresholds are never written: evaluation runs blocks of one network's
+        # samples on several threads, all reading the same theta.
+        if learning:
+            theta[j] = th
 
 
 @kernel_function
