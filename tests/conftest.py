@@ -34,9 +34,11 @@ if "PYTEST_DEBUG_TEMPROOT" not in os.environ and _SHM.is_dir() and os.access(_SH
 
 # Kernels compile at LLVM -O1 in tests (numba's default is -O3), into caches of their
 # own. A fresh run compiles about 47 kernels, one per combination of levels the tests
-# touch, and compiling was about half of the suite's wall time; on this project's 2-core
-# machine the parity tests (tests/test_parity.py, tests/test_map_parity.py) took 117 s
-# with fresh caches at -O3 and 98 s at -O1. stdp_bench never asks numba for fastmath, so
+# touch, at 4-8 s each: roughly half of the suite's wall time (estimated from the cache
+# files' timestamps). On this project's 2-core machine, with fresh caches and run
+# alternately, 55 compile-heavy tests (test_parity, test_map_parity, test_conv,
+# test_kernel) took 159 s and 160 s at -O3, 140 s and 151 s at -O1. stdp_bench never
+# asks numba for fastmath, so
 # LLVM keeps IEEE float semantics at every level: the numbers are bit-identical and each
 # parity and golden test pins what -O3 computes; only speed differs. The caches of their
 # own keep -O1 code away from the ones `stdp-bench` uses. Set NUMBA_OPT (and the two cache
