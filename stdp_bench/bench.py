@@ -402,3 +402,18 @@ def format_table(result: dict[str, Any], *, samples_r1: int | None = None,
     lines.append(f"peak RSS: {result['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
+
+def parse_sizes(text: str) -> list[int]:
+    """``--neurons`` as sizes; a bad entry is a ConfigError naming it.
+
+    >>> parse_sizes("100, 400")
+    [100, 400]
+    """
+    sizes = []
+    for part in text.split(","):
+        try:
+            sizes.append(int(part.strip()))
+        except ValueError:
+            raise ConfigError(f"--neurons: {part.strip()!r} is not a whole number; give "
+                              f"sizes such as 100,400,1600,6400") from None
+    return sizes

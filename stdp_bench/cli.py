@@ -347,10 +347,9 @@ def levels(
     for ax in AXES if axis is None else (axis,):
         typer.echo(f"{ax}:")
         for level in registry.levels(ax):
-            engines = [e for e, ok in (("kernel", level.kernel and ax in ("encoder", "neuron",
-                                                                            "rule")),
-                                       ("torch", level.torch and ax in ("encoder", "neuron",
-                                                                        "rule"))) if ok]
+            steps = ax in ("encoder", "neuron", "rule")  # the axes engines compose
+            engines = [e for e, ok in (("kernel", level.kernel), ("torch", level.torch))
+                       if ok and steps]
             where = f"[{', '.join(engines)}]" if engines else ""
             typer.echo(f"  {level.name:<22}{where:<17}{level.doc}")
             if level.module.split(".")[:2] != ["stdp_bench", "levels"]:
@@ -376,8 +375,10 @@ def bench(
         help="Evaluation samples per replica.")] = 2000,
     stock_samples: Annotated[int, typer.Option(
         help="Timed samples of stock BindsNET (train and eval each).")] = 30,
-    data_dir: Annotated[Optional[Path], typer.Option(
-        help="Data root (else $STDP_BENCH_DATA, else ./data).")] = None,
+    stock_eval_samples: Annotated[Optional[int], typer.Option(
+        help="conv / local: BindsNET's timed evaluation samples, one batched run "
+             "(default: --stock-samples, at least 200).")] = None,
+    data_dir: DataDirOption = None,
     device: Annotated[str, typer.Option(
         help="auto, cpu or cuda (cuda: stock BindsNET and our torch replica engine on the "
              "GPU; cpu: ours is the fused kernel).")] = "auto",
@@ -398,16 +399,20 @@ def bench(
     """Throughput of stock BindsNET vs the fused kernel; the last line is JSON."""
     import json
 
-    from stdp_bench.bench import format_scaling, format_table, run_bench, run_scaling
+    from stdp_bench.bench import (format_scaling, format_table, parse_sizes, run_bench,
+                                    run_scaling)
 
     try:
         if architecture != "dc2015":
             from stdp_bench.map_bench import format_map_table, run_map_bench
 
             result = run_map_bench(architecture, samples=samples, eval_samples=eval_samples,
-                                   stock_samples=stock_samples, data_dir=data_dir,
-                                   dataset=dataset)
+                                   stock_samples=stock_samples,
+                                   stock_eval_samples=stock_eval_samples,
+                                   data_dir=data_dir, dataset=dataset)
             table = format_map_table(result)
+        elif stock_eval_samples is not None:
+            raise ConfigError("--stock-eval-samples needs --architecture conv or local")
         elif neurons is None:
             if figure is not None:
                 raise ConfigError("--figure needs --neurons (it plots the scaling run)")
@@ -416,7 +421,7 @@ def bench(
                                data_dir=data_dir, device=device, dataset=dataset)
             table = format_table(result, samples_r1=samples_r1, eval_samples=eval_samples)
         else:
-            result = run_scaling(_parse_sizes(neurons), samples_r1=samples_r1,
+            result = run_scaling(parse_sizes(neurons), samples_r1=samples_r1,
                                  eval_samples=eval_samples, stock_samples=stock_samples,
                                  stock_max_neurons=stock_max_neurons, data_dir=data_dir,
                                  device=device, dataset=dataset)
@@ -430,18 +435,6 @@ def bench(
 
         typer.echo(f"figure: {scaling_figure(result, figure)}")
     typer.echo(json.dumps(result))
-
-
-def _parse_sizes(text: str) -> list[int]:
-    """``"100,400"`` -> ``[100, 400]``; a bad entry is a ConfigError naming it."""
-    sizes = []
-    for part in text.split(","):
-        try:
-            sizes.append(int(part.strip()))
-        except ValueError:
-            raise ConfigError(f"--neurons: {part.strip()!r} is not a whole number; give "
-                              f"sizes such as 100,400,1600,6400") from None
-    return sizes
 
 
 if __name__ == "__main__":

@@ -111,3 +111,14 @@ def test_cli_bench_architecture_names_the_allowed_ones():
     res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--architecture", "mlp"])
     assert res.exit_code == 1
     assert "--architecture 'mlp' is not allowed here; allowed: dc2015, conv, local" in res.output
+
+
+def test_cli_bench_stock_eval_samples_reach_the_map_bench_only():
+    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--stock-eval-samples", "5"])
+    assert res.exit_code == 1
+    assert "--stock-eval-samples needs --architecture conv or local" in res.output
+    res = CliRunner().invoke(app, [
+        "bench", "--dataset", "digits", "--architecture", "local", "--samples", "4",
+        "--eval-samples", "4", "--stock-samples", "1", "--stock-eval-samples", "3"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output.splitlines()[-1])["stock_eval_samples"] == 3

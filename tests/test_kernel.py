@@ -20,6 +20,7 @@ from stdp_bench.config import CellConfig
 from stdp_bench.encoders import rank_order_fixed
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.kernel_engine import ReplicaSet
+from stdp_bench.levels import random
 from stdp_bench.replica_params import auto_gain, replica_params
 
 
@@ -193,6 +194,29 @@ def test_rate_encoders_hit_the_requested_rate_and_leave_x_alone(enc):
     for level in levels:
         measured = rates[x == level].mean()
         assert measured == pytest.approx(level * rate, rel=0.03), (level, measured)
+
+
+@pytest.mark.parametrize("lam", [1e-3, 0.5, 1.0, 3.90625, 9.999, 10.0, 15.6862745, 255.0,
+                                 1e5])
+def test_prepared_poisson_draws_are_the_draws_of_poisson(lam):
+    """The Poisson encoder prepares a pixel's lam once (poisson_prepare) and then draws
+    with poisson_walk / poisson_ptrs: the same numbers as poisson, from the same stream."""
+    table = np.zeros(random.POISSON_TABLE)
+    n = random.poisson_prepare(lam, table)
+    assert (n == 0) == (lam >= 10.0)
+    ours, ref = np.array([7], np.uint64), np.array([7], np.uint64)
+    with np.errstate(over="ignore"):
+        for _ in range(300):
+            k = (random.poisson_walk(ours, table, n) if n else
+                 random.poisson_ptrs(ours, *table[:6]))
+            assert k == random.poisson(ref, lam)
+    assert ours[0] == ref[0]
+
+
+def test_poisson_walk_gives_up_where_poisson_does():
+    # Above every entry of the CDF, poisson's walk stops after k = 1000.
+    with np.errstate(over="ignore"):
+        assert random.poisson_walk(np.array([1], np.uint64), np.zeros(4), 4) == 1001
 
 
 def test_bernoulli_saturates_at_one_spike_per_step():

@@ -207,11 +207,9 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         for q in range(nprev):
             s_now[prev[q]] = False
         # Every neuron steps (as BindsNET's do), in one loop over all of them: on SIMD
-        # lanes that measured faster than skipping the places with no current.
-        neuron_integrate_all(pn, st, theta, cur, marg, learning)
-        for j in range(n):
-            cur[j] = f32(0.0)
-            over[j] = marg[j] >= f32(0.0)
+        # lanes that measured faster than skipping the places with no current. It
+        # leaves `cur` zero and marks `over`.
+        neuron_integrate_all(pn, st, theta, cur, marg, over, learning)
         n_over = 0
         for word in range(over_words.shape[0]):
             if over_words[word] != 0:

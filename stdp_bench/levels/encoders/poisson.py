@@ -14,6 +14,8 @@ intervals raised to one, as BindsNET draws them.
 
 from __future__ import annotations
 
+import numpy as np
+
 from stdp_bench.levels import random
 from stdp_bench.levels.spec import Level, kernel_function
 
@@ -26,14 +28,21 @@ LEVEL = Level(axis="encoder", name="poisson", module=__name__,
 def kernel_encode(x, rate_hz, T, dt, state, ev_t, ev_i):
     """Spike events (step ``ev_t``, input ``ev_i``) of image ``x`` in [0, 1]; returns their count."""
     m = 0
+    # A pixel's intervals are all drawn at its lam: what a draw needs is prepared once.
+    table = np.empty(random.POISSON_TABLE)
     for i in range(x.shape[0]):
         r = x[i] * rate_hz
         if r <= 0.0:
             continue
         lam = 1000.0 / (r * dt)
+        n = random.poisson_prepare(lam, table)
         cum = 0
         while True:
-            k = random.poisson(state, lam)
+            if n > 0:
+                k = random.poisson_walk(state, table, n)
+            else:
+                k = random.poisson_ptrs(state, table[0], table[1], table[2], table[3],
+                                        table[4], table[5])
             if k == 0:
                 k = 1
             cum += k

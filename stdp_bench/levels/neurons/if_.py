@@ -68,21 +68,26 @@ def _integrate(p, v, refrac, current):
 
 
 @kernel_function
-def kernel_integrate_all(p, st, theta, current, margin, learning):
-    """Every neuron's step up to the threshold test (neuron j gets ``current[j]``); its
-    margin over threshold (``v - threshold``, at least 0 when it would fire) goes to
-    ``margin[j]``. With :func:`kernel_fire` it is :func:`kernel_step` split where
-    feature maps' winners-take-all decides who fires. The state's rows go to the loop
-    as separate arrays: indexing the 2-D ``st`` inside it kept numba's loop scalar
-    (about 2-3 ns a neuron-step on this project's machine), separate rows let it run
-    on SIMD lanes (about 0.3 ns)."""
-    _integrate_rows(p, st[0], st[1], current, margin)
+def kernel_integrate_all(p, st, theta, current, margin, over, learning):
+    """Every neuron's step up to the threshold test: neuron j takes ``current[j]`` and
+    leaves it 0 for the next step's input; its margin over threshold (``v -
+    threshold``, at least 0 when it would fire) goes to ``margin[j]`` and whether it is
+    at least 0 to ``over[j]``. With :func:`kernel_fire` it is :func:`kernel_step` split
+    where feature maps' winners-take-all decides who fires. The state's rows go to the
+    loop as separate arrays: indexing the 2-D ``st`` inside it kept numba's loop scalar
+    (about 2-3 ns a neuron-step on this project's machine), separate rows let it run on
+    SIMD lanes (about 0.3 ns). Clearing the current and marking ``over`` here, not in a
+    pass of the caller's, saves reading every margin again."""
+    _integrate_rows(p, st[0], st[1], current, margin, over)
 
 
 @kernel_function
-def _integrate_rows(p, v, refrac, current, margin):
+def _integrate_rows(p, v, refrac, current, margin, over):
     for j in range(v.shape[0]):
-        v[j], refrac[j], margin[j] = _integrate(p, v[j], refrac[j], current[j])
+        v[j], refrac[j], m = _integrate(p, v[j], refrac[j], current[j])
+        current[j] = np.float32(0.0)
+        margin[j] = m
+        over[j] = m >= np.float32(0.0)
 
 
 @kernel_function
