@@ -1,5 +1,5 @@
-"""The ``stdp-bench`` command line (Typer): run, tune, show, plot, grids, datasets, levels,
-bench."""
+"""The ``stdp-bench`` command line (Typer): run, tune, show, report, predict, plot, grids,
+datasets, levels, bench."""
 
 from __future__ import annotations
 
@@ -225,6 +225,25 @@ def show(
 
 
 @app.command()
+def report(
+    results_dirs: Annotated[list[Path], typer.Argument(
+        help="Results folder(s) of run or tune; one section each.")],
+    out: Annotated[Optional[Path], typer.Option(
+        help="The HTML file (default: report.html in the first folder).")] = None,
+    readout: Annotated[str, typer.Option(help="The headline readout.")] = "proportion_weighting",
+) -> None:
+    """One self-contained HTML page: provenance, summary, figures and every cell."""
+    from stdp_bench.report import build_report
+
+    try:
+        path = build_report(results_dirs, out or results_dirs[0] / "report.html", readout)
+    except (ConfigError, ValueError) as exc:
+        _fail(exc)
+        return
+    typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
 def predict(
     results_dir: Annotated[Path, typer.Argument(help="A results folder (run or tune).")],
     cell: Annotated[Optional[str], typer.Option(
@@ -301,25 +320,9 @@ def grids() -> None:
 def datasets(data_dir: DataDirOption = None) -> None:
     """Every dataset: input shape, classes, and whether its files are under the data root."""
     from stdp_bench.data import data_root
-    from stdp_bench.data_sources import download_requested, source
-    from stdp_bench.levels import registry
+    from stdp_bench.data_sources import dataset_lines
 
-    root = data_root(data_dir)
-    typer.echo(f"data root: {root.resolve()}"
-               f"{' (downloads on: STDP_BENCH_DOWNLOAD=1)' if download_requested() else ''}")
-    typer.echo(f"{'dataset':<16}{'input':<10}{'classes':>7}  files")
-    for level in registry.levels("dataset"):
-        shape = "x".join(map(str, level.shape))
-        src = source(level.name)
-        if src is None:
-            state = "bundled (scikit-learn)"
-        else:
-            missing = src.missing(root)
-            state = (f"present in {src.folder}/" if not missing else
-                     f"missing in {src.folder}/: {', '.join(missing)}")
-        typer.echo(f"{level.name:<16}{shape:<10}{level.n_classes:>7}  {state}")
-    typer.echo("cifar10 is 1x32x32 with color = gray (the default), 3x32x32 with rgb; "
-               "preprocess = dog doubles the channels.")
+    typer.echo("\n".join(dataset_lines(data_root(data_dir))))
 
 
 @app.command()

@@ -96,3 +96,24 @@ def read(name: str, root: Path) -> tuple[Images | Recordings, Images | Recording
         # Files present but unreadable (truncated, wrong format) or a failed download.
         raise ConfigError(f"dataset '{name}': cannot read {root / src.folder} "
                           f"({exc.__class__.__name__}: {exc})") from None
+
+
+def dataset_lines(root: Path) -> list[str]:
+    """``stdp-bench datasets``: each dataset's input shape, classes and whether its files
+    are under ``root``."""
+    lines = [f"data root: {root.resolve()}"
+             f"{' (downloads on: STDP_BENCH_DOWNLOAD=1)' if download_requested() else ''}",
+             f"{'dataset':<16}{'input':<10}{'classes':>7}  files"]
+    for level in registry.levels("dataset"):
+        shape = "x".join(map(str, level.shape))
+        src = source(level.name)
+        if src is None:
+            state = "bundled (scikit-learn)"
+        else:
+            missing = src.missing(root)
+            state = (f"present in {src.folder}/" if not missing else
+                     f"missing in {src.folder}/: {', '.join(missing)}")
+        lines.append(f"{level.name:<16}{shape:<10}{level.n_classes:>7}  {state}")
+    lines.append("cifar10 is 1x32x32 with color = gray (the default), 3x32x32 with rgb; "
+                 "preprocess = dog doubles the channels.")
+    return lines

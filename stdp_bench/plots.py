@@ -327,10 +327,11 @@ def training_curves(records: list[CellRecord], path: Path,
 
 def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",
                  metric: str = "accuracy", readout: str = "proportion_weighting",
-                 fields: str = "all", curve: str | None = None) -> list[Path]:
+                 fields: str = "all", curve: str | None = None,
+                 fig_dir: Path | None = None) -> list[Path]:
     """Write the heatmap, receptive fields / filters and the best cell's confusion matrix.
 
-    Figures go to ``out_dir/figures``. If x or y is not a column, the records' first
+    Figures go to ``fig_dir``, by default ``out_dir/figures``. If x or y is not a column, the records' first
     factors (other than seed) with more than one level are used instead. ``fields``:
     ``all`` draws every stored cell's receptive fields (or filters), ``best`` only the
     best cell's (by ``readout``) and the best of each architecture, ``none`` none.
@@ -340,7 +341,7 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
     if fields not in ("all", "best", "none"):
         raise ValueError(f"fields = {fields!r}; allowed: all, best, none")
     out_dir = Path(out_dir)
-    fig_dir = out_dir / FIGURES_DIR
+    fig_dir = out_dir / FIGURES_DIR if fig_dir is None else Path(fig_dir)
     df = results.read_table(out_dir)
     records = results.load_records(out_dir)
     if not records:

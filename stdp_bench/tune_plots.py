@@ -121,11 +121,12 @@ def param_importances(storage_url: str, study_names: list[str], path: Path) -> P
 
 
 def plot_tuning(out_dir: Path, *, x: str = "encoder", y: str = "rule",
-                facet: str | None = "neuron", readout: str = "proportion_weighting"
-                ) -> list[Path]:
-    """The figures of a tuned grid's folder (``stdp-bench tune``'s output)."""
+                facet: str | None = "neuron", readout: str = "proportion_weighting",
+                fig_dir: Path | None = None) -> list[Path]:
+    """The figures of a tuned grid's folder (``stdp-bench tune``'s output), in ``fig_dir``
+    (by default ``out_dir/figures``)."""
     out_dir = Path(out_dir)
-    fig_dir = out_dir / FIGURES_DIR
+    fig_dir = out_dir / FIGURES_DIR if fig_dir is None else Path(fig_dir)
     written = []
     df = results.read_table(out_dir)
     if "stage" in df.columns:
