@@ -46,6 +46,8 @@ QuietOption = Annotated[bool, typer.Option(
     help="No progress (a bar on a terminal, else a line every 5%).")]
 ReplicasOption = Annotated[int, typer.Option(
     help="Most cells trained together as replicas in one job.")]
+TensorBoardOption = Annotated[Optional[Path], typer.Option(
+    help="Write TensorBoard event files of every cell's curve points here.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -88,6 +90,7 @@ def run(
     workers: WorkersOption = 1,
     address: AddressOption = None,
     quiet: QuietOption = False,
+    tensorboard: TensorBoardOption = None,
 ) -> None:
     """Run a grid (default: the shipped smoke grid); finished cells are skipped."""
     from stdp_bench.runner import run_grid
@@ -96,7 +99,8 @@ def run(
         from stdp_bench.execution import Execution
 
         execution = Execution.resolve(device, engine, checkpoint_every=checkpoint_every,
-                                      checkpoint_minutes=checkpoint_minutes)
+                                      checkpoint_minutes=checkpoint_minutes,
+                                      tensorboard=tensorboard)
         spec = apply_overrides(load_grid(resolve_grid_path(grid)), set_ or [])
         out_dir = out or Path("results") / spec.name
         with sigterm_as_interrupt():
@@ -131,6 +135,7 @@ def tune(
     device: DeviceOption = "auto",
     engine: EngineOption = "auto",
     quiet: QuietOption = False,
+    tensorboard: TensorBoardOption = None,
 ) -> None:
     """Tune every cell on a validation split (Optuna), then run default and tuned cells
     on the test split. Rerun the same command to resume."""
@@ -140,7 +145,7 @@ def tune(
     try:
         from stdp_bench.execution import Execution
 
-        execution = Execution.resolve(device, engine)
+        execution = Execution.resolve(device, engine, tensorboard=tensorboard)
         spec = load_grid(resolve_grid_path(grid))
         out_dir = out or Path("results") / spec.name
         with sigterm_as_interrupt():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from stdp_bench.levels.spec import ConfigError
 
@@ -31,11 +32,13 @@ class Execution:
     # training positions, or, when 0, after checkpoint_minutes of wall time.
     checkpoint_every: int = 0
     checkpoint_minutes: float = 5.0
+    # Event files of every job's curve points (stdp_bench.tensorboard_log); None: none.
+    tensorboard: str | None = None
 
     @classmethod
     def resolve(cls, device: str = "auto", engine: str = "auto", *,
-                checkpoint_every: int = 0, checkpoint_minutes: float = 5.0
-                ) -> "Execution":
+                checkpoint_every: int = 0, checkpoint_minutes: float = 5.0,
+                tensorboard: str | None = None) -> "Execution":
         """Pick concrete values; ``auto`` means CUDA when present, else the CPU kernel."""
         import torch
 
@@ -62,4 +65,5 @@ class Execution:
         if engine == "kernel" and device != "cpu":
             raise ConfigError("--engine kernel runs on the CPU only; use --engine torch on cuda")
         return cls(device=device, engine=engine, pinned=pinned,
-                   checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes)
+                   checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+                   tensorboard=None if tensorboard is None else str(Path(tensorboard).resolve()))

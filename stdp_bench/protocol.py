@@ -37,6 +37,7 @@ from stdp_bench.readout import (Params, apply_readouts, confusion, fit_readouts,
                                 readout_levels)
 from stdp_bench.records import CurvePoint, ModelParts, ReadoutScore, Status
 from stdp_bench.replica_params import auto_gain
+from stdp_bench.tensorboard_log import TensorBoardLog
 from stdp_bench.trainers import Trainer, trainer_of
 
 Progress = Callable[[int], None]
@@ -259,6 +260,8 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
     every = cfgs[0].curve_every if plan.trainer.curve else 0
     start = 0 if checkpoints is None else _resume(checkpoints, engine, stats, curves, t)
     t.resumed_at = start
+    log = (None if execution.tensorboard is None else
+           TensorBoardLog(execution.tensorboard, cfgs, ds.image_shape))
     if start and on_progress is not None:
         on_progress(start * len(cfgs))  # what the checkpoint already trained
     for lo, hi in curve_segments(K, every):
@@ -281,6 +284,9 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
                     y = plan.test_labels(r)
                     curves[r].append(CurvePoint(hi, {n: accuracy(p, y)
                                                      for n, p in preds.items()}))
+                    if log is not None:
+                        log.point(r, hi, curves[r][-1].accuracy, engine.activity(r, tested),
+                                  engine.state(), engine.arrays(r))
             t.curve += time.perf_counter() - t0
             if checkpoints is not None and checkpoints.due(hi):
                 _save(checkpoints, engine, hi, stats, curves, t)
@@ -290,9 +296,15 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
     t0 = time.perf_counter()
     labelled, tested = plan.respond(engine, on_progress)
     t.eval = time.perf_counter() - t0
-    return [_outcome(plan, engine, r, stats, labelled, tested, curves[r], t,
-                     {k: v[r:r + 1] for k, v in state.items()})
-            for r in range(len(cfgs))]
+    outcomes = [_outcome(plan, engine, r, stats, labelled, tested, curves[r], t,
+                         {k: v[r:r + 1] for k, v in state.items()})
+                for r in range(len(cfgs))]
+    if log is not None:
+        for r, out in enumerate(outcomes):
+            log.point(r, K, {n: s.accuracy for n, s in out.readouts.items()}, out.metrics,
+                      state, out.arrays or {})
+        log.close()
+    return outcomes
 
 
 def _outcome(plan: Plan, engine: Engine, r: int, stats: TrainStats,

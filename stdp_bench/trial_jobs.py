@@ -24,6 +24,7 @@ from stdp_bench.data import cell_dataset
 from stdp_bench.execution import Execution
 from stdp_bench.protocol import Plan, accuracy, status_of
 from stdp_bench.records import Status
+from stdp_bench.tensorboard_log import TensorBoardLog
 
 Progress = Callable[[int], None]
 
@@ -95,9 +96,16 @@ def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
             pred = plan.predictions(r, labelled, tested, readouts=(task.metric,))
             if task.metric in pred:
                 scores[r] = accuracy(pred[task.metric], plan.test_labels(r))
+        state = engine.state()
+        if task.execution.tensorboard is not None:  # each trial's rungs, as curve points
+            log = TensorBoardLog(task.execution.tensorboard, task.cfgs, plan.ds.image_shape)
+            for r in range(R):
+                log.point(r, task.hi, {task.metric: float(scores[r])},
+                          engine.activity(r, tested), state, engine.arrays(r))
+            log.close()
         return RungResult(accuracy=scores, status=tuple(status),
                           exc_spikes_per_sample=tested.counts.sum(2).mean(1).astype(float),
-                          seconds=time.perf_counter() - t0, state=engine.state())
+                          seconds=time.perf_counter() - t0, state=state)
     except Exception:  # noqa: BLE001 - any failure becomes a visible trial state
         return lost_rung(task, traceback.format_exc(), time.perf_counter() - t0)
 
