@@ -64,6 +64,7 @@ class CellView:
 class FolderView:
     path: str
     grid: str
+    grid_text: str
     statuses: list[tuple[str, int]]
     provenance: list[tuple[str, str]]
     summary: Table
@@ -216,7 +217,9 @@ def folder_view(out_dir: Path, fig_dir: Path, readout: str = "proportion_weighti
             view.figures = _cell_figures(out_dir, rec, fig_dir)
         cells.append(view)
     counts = pd.Series([r.status.value for r in records]).value_counts()
+    grid_file = out_dir / "grid.toml"
     return FolderView(path=str(out_dir), grid=records[0].grid,
+                      grid_text=grid_file.read_text() if grid_file.is_file() else "",
                       statuses=[(s.value, int(counts.get(s.value, 0))) for s in Status
                                 if counts.get(s.value, 0)],
                       provenance=_provenance(records),

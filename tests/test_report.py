@@ -73,7 +73,7 @@ def test_report_is_one_page_with_every_cell_and_embedded_figures(run_dir, tmp_pa
     page = _Page()
     text = out.read_text()
     page.feed(text)
-    assert page.cells == 4  # 2 neurons x 2 seeds
+    assert page.cells == 1 + 4  # the grid file; 2 neurons x 2 seeds
     # Heatmap and confusion matrix of the folder, and per cell its receptive fields and,
     # for the adaptive cells, their thresholds: all inside the file.
     assert len(page.images) >= 2 + 4 and all(
