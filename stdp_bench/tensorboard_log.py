@@ -10,8 +10,8 @@ engine's state and arrays), so the training loop itself is untouched; with no
 so it adds nothing to install).
 
 >>> import numpy as np
->>> tiles(np.arange(8.0).reshape(2, 4), (2, 1)).shape  # 4 neurons of 2x1 fields
-(5, 5)
+>>> tiles(np.arange(8.0).reshape(2, 4), (2, 1)).shape  # 4 fields of 2x1, 2 by 2
+(7, 5)
 """
 
 from __future__ import annotations
