@@ -263,11 +263,23 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
                         futures[executor.submit(_run_reporting, kind.run, task,
                                                 (batch, tokens[id(task)]))] = task
                 except BrokenProcessPool:
-                    if started:
-                        raise
-                    # A worker of the kept pool died while it was idle between batches
-                    # (nothing of this batch had run): a new pool takes the whole batch.
+                    # The pool broke while the batch was being handed to it: a worker of
+                    # the kept pool died idle between batches (not `started`: nothing of
+                    # this batch ran), or a worker of a new pool died while the rest was
+                    # still being submitted (a pool starts its workers as tasks arrive,
+                    # so on a busy machine a worker can run, and die, by then). The tasks
+                    # handed over are lost with the pool; a new pool takes them and the
+                    # rest, and a task that keeps killing its worker is given up.
                     broken = True
+                    handed = list(futures.values()) if started else []
+                    futures.clear()
+                    for task in handed:
+                        attempts[id(task)] += 1
+                        if attempts[id(task)] > max_retries:
+                            pending.remove(task)
+                            yield task, kind.lost(task, f"worker process died "
+                                                        f"{attempts[id(task)]} times "
+                                                        "running this job")
                     continue
                 pending = []
                 while futures:

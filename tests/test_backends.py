@@ -438,3 +438,53 @@ def test_workers_name_the_commit_pinned_when_the_run_started(grid_file, tmp_path
     commits = {json.loads(p.read_text())["provenance"]["commit"]
                for p in (res_dir / "cells").glob("*.json")}
     assert commits == {"pinned-by-the-driver"}
+
+
+class _BreaksWhileSubmitting(WorkerPool):
+    """A pool whose first executor breaks at its second submit, as a new process pool
+    does when a worker it started for the first task dies before the batch is handed
+    over; later executors run tasks in this process."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.executors = 0
+
+    def executor(self):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+        from queue import SimpleQueue
+
+        self.executors += 1
+        broken = self.executors == 1
+        submits = []
+
+        class Executor:
+            def submit(self, fn, *args):
+                submits.append(args)
+                if broken and len(submits) == 2:
+                    raise BrokenProcessPool("a child process terminated abruptly")
+                fut = Future()
+                fut.set_result(fn(*args))
+                return fut
+
+            def shutdown(self, wait=True, cancel_futures=False):
+                pass
+
+        return Executor(), SimpleQueue(), True
+
+    def discard(self, terminate: bool = False) -> None:
+        pass
+
+    close = discard
+
+
+def test_a_pool_that_breaks_while_its_batch_is_submitted_is_replaced():
+    from stdp_bench.backends import TaskKind
+
+    kind = TaskKind(run=lambda task, _: task * 10, size=lambda task: 1,
+                    lost=lambda task, msg: msg)
+    pool = _BreaksWhileSubmitting()
+    results = dict(run_local([1, 2, 3], kind, pool=pool))
+    # The task handed to the broken pool and the two not yet handed over all ran on the
+    # next one, once each.
+    assert results == {1: 10, 2: 20, 3: 30} and pool.executors == 2
