@@ -69,15 +69,10 @@ def _integrate(p, v, refrac, current):
 
 @kernel_function
 def kernel_integrate_all(p, st, theta, current, margin, over, learning):
-    """Every neuron's step up to the threshold test: neuron j takes ``current[j]`` and
-    leaves it 0 for the next step's input; its margin over threshold (``v -
-    threshold``, at least 0 when it would fire) goes to ``margin[j]`` and whether it is
-    at least 0 to ``over[j]``. With :func:`kernel_fire` it is :func:`kernel_step` split
-    where feature maps' winners-take-all decides who fires. The state's rows go to the
-    loop as separate arrays: indexing the 2-D ``st`` inside it kept numba's loop scalar
-    (about 2-3 ns a neuron-step on this project's machine), separate rows let it run on
-    SIMD lanes (about 0.3 ns). Clearing the current and marking ``over`` here, not in a
-    pass of the caller's, saves reading every margin again."""
+    """Every neuron's step up to the threshold test (:func:`kernel_step` split where maps'
+    winners-take-all decides who fires): takes ``current`` and leaves it 0, writes
+    ``margin`` (``v - threshold``) and ``over`` (margin >= 0). Why the state's rows go to
+    the loop apart: :func:`stdp_bench.levels.neurons.adaptive.kernel_integrate_all`."""
     _integrate_rows(p, st[0], st[1], current, margin, over)
 
 
