@@ -90,8 +90,8 @@ def _table(df: pd.DataFrame) -> Table:
                  [[_fmt(v) for v in row] for row in df.itertuples(index=False)])
 
 
-def _summary(out_dir: Path, records: list[CellRecord], readout: str) -> Table:
-    """``stdp-bench show``'s table: seeds aggregated, mean and 95% interval."""
+def _summary(out_dir: Path, records: list[CellRecord]) -> Table:
+    """``stdp-bench show``'s table, every readout: seeds aggregated, mean and 95% interval."""
     table = results.read_table(out_dir)
     factors = list(records[0].factors) if records else []
     by = group_columns(factors, table) + ["readout"]
@@ -223,7 +223,7 @@ def folder_view(out_dir: Path, fig_dir: Path, readout: str = "proportion_weighti
                       statuses=[(s.value, int(counts.get(s.value, 0))) for s in Status
                                 if counts.get(s.value, 0)],
                       provenance=_provenance(records),
-                      summary=_summary(out_dir, records, readout),
+                      summary=_summary(out_dir, records),
                       figures=figures, cells=cells)
 
 
