@@ -262,14 +262,16 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
                     for task in pending:
                         futures[executor.submit(_run_reporting, kind.run, task,
                                                 (batch, tokens[id(task)]))] = task
-                except BrokenProcessPool:
+                except (BrokenProcessPool, OSError):
                     # The pool broke while the batch was being handed to it: a worker of
                     # the kept pool died idle between batches (not `started`: nothing of
                     # this batch ran), or a worker of a new pool died while the rest was
                     # still being submitted (a pool starts its workers as tasks arrive,
-                    # so on a busy machine a worker can run, and die, by then). The tasks
-                    # handed over are lost with the pool; a new pool takes them and the
-                    # rest, and a task that keeps killing its worker is given up.
+                    # so on a busy machine a worker can run, and die, by then; starting
+                    # the next worker then fails with BrokenProcessPool, or with OSError
+                    # "handle is closed" when the pool has already closed its queues).
+                    # The tasks handed over are lost with the pool; a new pool takes them
+                    # and the rest, and a task that keeps killing its worker is given up.
                     broken = True
                     handed = list(futures.values()) if started else []
                     futures.clear()

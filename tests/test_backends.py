@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pandas as pd
@@ -441,28 +442,29 @@ def test_workers_name_the_commit_pinned_when_the_run_started(grid_file, tmp_path
 
 
 class _BreaksWhileSubmitting(WorkerPool):
-    """A pool whose first executor breaks at its second submit, as a new process pool
-    does when a worker it started for the first task dies before the batch is handed
-    over; later executors run tasks in this process."""
+    """A pool whose first executor breaks at its second submit (raising ``error``), as a
+    new process pool does when a worker it started for the first task dies before the
+    batch is handed over; later executors run tasks in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception) -> None:
         super().__init__(2)
         self.executors = 0
+        self.error = error
 
     def executor(self):
         from concurrent.futures import Future
-        from concurrent.futures.process import BrokenProcessPool
         from queue import SimpleQueue
 
         self.executors += 1
         broken = self.executors == 1
         submits = []
+        error = self.error
 
         class Executor:
             def submit(self, fn, *args):
                 submits.append(args)
                 if broken and len(submits) == 2:
-                    raise BrokenProcessPool("a child process terminated abruptly")
+                    raise error
                 fut = Future()
                 fut.set_result(fn(*args))
                 return fut
@@ -478,12 +480,14 @@ class _BreaksWhileSubmitting(WorkerPool):
     close = discard
 
 
-def test_a_pool_that_breaks_while_its_batch_is_submitted_is_replaced():
+@pytest.mark.parametrize("error", [BrokenProcessPool("a child process terminated abruptly"),
+                                   OSError("handle is closed")], ids=["broken", "closed"])
+def test_a_pool_that_breaks_while_its_batch_is_submitted_is_replaced(error):
     from stdp_bench.backends import TaskKind
 
     kind = TaskKind(run=lambda task, _: task * 10, size=lambda task: 1,
                     lost=lambda task, msg: msg)
-    pool = _BreaksWhileSubmitting()
+    pool = _BreaksWhileSubmitting(error)
     results = dict(run_local([1, 2, 3], kind, pool=pool))
     # The task handed to the broken pool and the two not yet handed over all ran on the
     # next one, once each.
