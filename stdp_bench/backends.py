@@ -272,9 +272,12 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
                     # "handle is closed" when the pool has already closed its queues).
                     # The tasks handed over are lost with the pool; a new pool takes them
                     # and the rest, and a task that keeps killing its worker is given up.
-                    broken = True
+                    # Its workers are stopped, not left to shutdown: one started after the
+                    # break is not among those the pool's own clean-up ends, and joining
+                    # it waited forever (seen in a test run).
                     handed = list(futures.values()) if started else []
                     futures.clear()
+                    pool.discard(terminate=True)
                     for task in handed:
                         attempts[id(task)] += 1
                         if attempts[id(task)] > max_retries:
