@@ -15,7 +15,7 @@ from stdp_bench.grid_file import grids_dir, load_grid, resolve_grid_path
 from stdp_bench.interrupts import Terminated, exit_code, sigterm_as_interrupt
 from stdp_bench.overrides import apply_overrides
 from stdp_bench.records import Status
-from stdp_bench.table_views import filter_rows, group_columns
+from stdp_bench.table_views import filter_rows, group_columns, summary_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Factorial STDP grids on BindsNET networks.")
@@ -201,7 +201,7 @@ def show(
     """Tidy table aggregated over seeds: mean and 95% interval."""
     import pandas as pd
 
-    from stdp_bench.results import compare_stages, load_records, read_table, summarize
+    from stdp_bench.results import load_records, read_table
 
     try:
         tables, factors = [], []
@@ -217,11 +217,7 @@ def show(
         table = filter_rows(table, where or [])
         if not by:
             by = group_columns(factors, table) + ["readout"]
-        if "stage" in table.columns and "stage" not in by:
-            # A tuned grid: default and tuned side by side.
-            summary = compare_stages(table, list(by), metric)
-        else:
-            summary = summarize(table, list(by), metric)
+        summary = summary_table(table, by, metric)
         if top is not None:
             summary = summary.head(top)  # both tables come sorted, best first
         typer.echo(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

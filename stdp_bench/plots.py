@@ -325,6 +325,25 @@ def training_curves(records: list[CellRecord], path: Path,
     return save_figure(fig, path)
 
 
+def cell_fields(out_dir: Path, rec: CellRecord, fig_dir: Path) -> list[tuple[str, Path]]:
+    """The receptive fields (input weights) and learned filters of one cell, from the
+    arrays its run kept under ``out_dir``, drawn in ``fig_dir``: (what, path) pairs."""
+    drawn = []
+    rel = rec.artifacts.get("weights")
+    if rel and (out_dir / rel).is_file():
+        drawn.append(("receptive fields", receptive_fields(
+            np.load(out_dir / rel), tuple(rec.image_shape),
+            fig_dir / f"receptive_fields_{rec.key}.png",
+            title=f"{rec.key}\n{_levels_label(rec)}")))
+    rel = rec.artifacts.get("filters")
+    if rel and (out_dir / rel).is_file():
+        filt = np.load(out_dir / rel)  # [n_filters, (channels,) k, k]
+        drawn.append(("filters", receptive_fields(
+            filt.reshape(len(filt), -1).T, filt.shape[-2:], fig_dir / f"filters_{rec.key}.png",
+            title=f"learned filters, {rec.key}\n{_levels_label(rec)}")))
+    return drawn
+
+
 def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: str | None = "neuron",
                  metric: str = "accuracy", readout: str = "proportion_weighting",
                  fields: str = "all", curve: str | None = None,
@@ -379,20 +398,7 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
                 keep.add(top[0].key)
         chosen = [r for r in records if r.key in keep]
     for rec in chosen:
-        arts = rec.artifacts
-        cell_id = rec.key
-        rel = arts.get("weights")
-        if rel and (out_dir / rel).is_file():
-            written.append(receptive_fields(np.load(out_dir / rel), tuple(rec.image_shape),
-                                            fig_dir / f"receptive_fields_{cell_id}.png",
-                                            title=f"{cell_id}\n{_levels_label(rec)}"))
-        rel = arts.get("filters")
-        if rel and (out_dir / rel).is_file():
-            filt = np.load(out_dir / rel)  # [n_filters, (channels,) k, k]
-            written.append(receptive_fields(
-                filt.reshape(len(filt), -1).T, filt.shape[-2:],
-                fig_dir / f"filters_{cell_id}.png",
-                title=f"learned filters, {cell_id}\n{_levels_label(rec)}"))
+        written.extend(path for _, path in cell_fields(out_dir, rec, fig_dir))
 
     best = _best_record(records, readout)
     if best is not None:

@@ -27,7 +27,7 @@ import pandas as pd
 from stdp_bench import results
 from stdp_bench.config import ConfigError
 from stdp_bench.records import CellRecord, Status
-from stdp_bench.table_views import group_columns
+from stdp_bench.table_views import group_columns, summary_table
 
 # Cells that get figures of their own (the best by the headline readout): a page with a
 # figure for each of a large grid's cells would run to tens of megabytes.
@@ -94,10 +94,7 @@ def _summary(out_dir: Path, records: list[CellRecord]) -> Table:
     """``stdp-bench show``'s table, every readout: seeds aggregated, mean and 95% interval."""
     table = results.read_table(out_dir)
     factors = list(records[0].factors) if records else []
-    by = group_columns(factors, table) + ["readout"]
-    if "stage" in table.columns:
-        return _table(results.compare_stages(table, by))
-    return _table(results.summarize(table, by))
+    return _table(summary_table(table, group_columns(factors, table) + ["readout"]))
 
 
 def _span(records: list[CellRecord]) -> str:
@@ -151,20 +148,10 @@ def _threshold_figure(out_dir: Path, rec: CellRecord, fig_dir: Path) -> Figure |
 
 
 def _cell_figures(out_dir: Path, rec: CellRecord, fig_dir: Path) -> list[Figure]:
-    from stdp_bench.plots import receptive_fields
+    from stdp_bench.plots import cell_fields
 
-    figures = []
-    for name, title in (("weights", "receptive fields"), ("filters", "filters")):
-        rel = rec.artifacts.get(name)
-        if not rel or not (out_dir / rel).is_file():
-            continue
-        arr = np.load(out_dir / rel)
-        if name == "filters":  # [maps, (channels,) k, k] -> one column per map
-            shape, arr = arr.shape[-2:], arr.reshape(len(arr), -1).T
-        else:
-            shape = tuple(rec.image_shape or ())
-        path = receptive_fields(arr, shape, fig_dir / f"{name}_{rec.key}.png", title=rec.key)
-        figures.append(Figure(title, data_uri(path) or ""))
+    figures = [Figure(what, data_uri(path) or "")
+               for what, path in cell_fields(out_dir, rec, fig_dir)]
     theta = _threshold_figure(out_dir, rec, fig_dir)
     return figures + ([theta] if theta else [])
 

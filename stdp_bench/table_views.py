@@ -1,5 +1,5 @@
-"""Views of a tidy results table for the command line: which columns to group by, and
-the rows a ``--where`` keeps.
+"""Views of a tidy results table for the command line and the report page: which
+columns to group by, the rows a ``--where`` keeps, and the summary over seeds.
 
 >>> import pandas as pd
 >>> t = pd.DataFrame({"seed": [0, 1], "rule": ["stdp", "none"], "n_neurons": [100, 400]})
@@ -16,6 +16,7 @@ from typing import Sequence
 import pandas as pd
 
 from stdp_bench.config import ConfigError
+from stdp_bench.results import compare_stages, summarize
 
 
 def group_columns(factors: Sequence[str], table: pd.DataFrame) -> list[str]:
@@ -49,3 +50,13 @@ def filter_rows(table: pd.DataFrame, where: Sequence[str]) -> pd.DataFrame:
     if table.empty:
         raise ConfigError(f"no rows match {' and '.join(where)}")
     return table
+
+
+def summary_table(table: pd.DataFrame, by: Sequence[str], metric: str = "accuracy"
+                  ) -> pd.DataFrame:
+    """``metric`` over seeds per group of ``by``, best first: for a tuned grid's table
+    (a ``stage`` column not grouped by) default and tuned side by side, else the mean
+    and 95% interval."""
+    if "stage" in table.columns and "stage" not in by:
+        return compare_stages(table, list(by), metric)
+    return summarize(table, list(by), metric)
