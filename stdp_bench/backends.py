@@ -250,6 +250,15 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
     batch = pool.batches
     tokens = {id(task): i for i, task in enumerate(tasks)}
     attempts = {id(task): 0 for task in tasks}
+
+    def given_up(task: T) -> R | None:
+        """Count a lost run of ``task``; past ``max_retries``, the result standing for it."""
+        attempts[id(task)] += 1
+        if attempts[id(task)] <= max_retries:
+            return None
+        return kind.lost(task, f"worker process died {attempts[id(task)]} times running "
+                               "this job")
+
     counted = None if on_progress is None else _Counted(on_progress, kind.size)
     pending = list(tasks)
     try:
@@ -279,12 +288,10 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
                     futures.clear()
                     pool.discard(terminate=True)
                     for task in handed:
-                        attempts[id(task)] += 1
-                        if attempts[id(task)] > max_retries:
+                        lost = given_up(task)
+                        if lost is not None:
                             pending.remove(task)
-                            yield task, kind.lost(task, f"worker process died "
-                                                        f"{attempts[id(task)]} times "
-                                                        "running this job")
+                            yield task, lost
                     continue
                 pending = []
                 while futures:
@@ -298,11 +305,9 @@ def run_local(tasks: list[T], kind: TaskKind[T, R], *, workers: int = 1,
                         except BrokenProcessPool:
                             # A worker died; every task still in this pool is lost with it.
                             broken = True
-                            attempts[id(task)] += 1
-                            if attempts[id(task)] > max_retries:
-                                yield task, kind.lost(task, f"worker process died "
-                                                            f"{attempts[id(task)]} times "
-                                                            "running this job")
+                            lost = given_up(task)
+                            if lost is not None:
+                                yield task, lost
                             else:
                                 pending.append(task)
                             continue
