@@ -63,6 +63,16 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
         raise ConfigError(f"{where}: curve_every = {cfg.curve_every} (a learning curve) is "
                           f"not available for architecture = {cfg.architecture!r}; "
                           f"allowed for: {', '.join(allowed)}")
+    if cfg.settle and not trainer.settles:
+        allowed = [a.name for a in registry.levels("architecture")
+                   if registry.load_ref(a.trainer, a.name).settles]
+        raise ConfigError(f"{where}: settle = {cfg.settle} (thresholds settling before the "
+                          f"freeze) is not available for architecture = "
+                          f"{cfg.architecture!r}; allowed for: {', '.join(allowed)}")
+    if cfg.settle > cfg.n_train:
+        raise ConfigError(f"{where}: settle = {cfg.settle} is more than n_train = "
+                          f"{cfg.n_train}; the settling samples are the first of the "
+                          "training order, so settle must be at most n_train")
     encoder = registry.get("encoder", cfg.encoder)
     _check_data(cfg, encoder, where)
     if cfg.family == "stdp" and encoder.gradient_only:

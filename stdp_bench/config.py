@@ -90,6 +90,11 @@ class CellConfig:
     # Learning curve: label and test every this many training presentations (across
     # epochs) as well as at the end; 0 evaluates only at the end.
     curve_every: int = setting(0, low=0, high=_HUGE)
+    # Thresholds settle before the network is frozen: this many training samples (the
+    # first of the training order) are shown with the weights frozen and adaptive
+    # thresholds on, before labelling and testing (at every curve point too, on a copy
+    # that training does not continue from). 0: Diehl & Cook's freeze as it stands.
+    settle: int = setting(0, low=0, high=_HUGE)
     # uint32: scikit-learn's random_state (the linear readouts) takes 0 .. 2**32 - 1,
     # and numpy's global seed is taken modulo 2**32, which would make two seeds one.
     seed: int = setting(0, low=0, dtype="uint32")
@@ -121,6 +126,8 @@ class CellConfig:
     tc_trace_ms: float = setting(20.0, unit="ms", **POS)
     # Teacher: depolarisation added each step to the neurons of the sample's class.
     teacher_drive_mv: float = setting(0.25, unit="mV", low=0.0)
+    # Forcing teachers: hyperpolarisation each step of the neurons of the other classes.
+    teacher_block_mv: float = setting(10.0, unit="mV", low=0.0)
     # Excitatory neurons. Voltages take any value; an order a neuron level needs (if:
     # reset below threshold) is its Level.orderings, checked per cell.
     thresh_mv: float = setting(-52.0, unit="mV")
@@ -231,13 +238,16 @@ class CellConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        """All settings as a plain dict, with the settings its own levels declare."""
+        """All settings as a plain dict, with the settings its own levels declare and
+        any other level's setting it sets (a readout's ``svm_c``: no axis of the cell
+        names that level, and :func:`make_cell` must get it back)."""
         d = dataclasses.asdict(self)
         del d["level_settings"]
         for axis in REGISTRY_AXES:
             level = registry.get(axis, d[axis])
             for p in level.params:
                 d[p.name] = getattr(self, p.name)
+        d.update(dict(self.level_settings))
         return d
 
 
@@ -255,7 +265,7 @@ _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # settings here; never remove one.
 LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning", "level_settings",
                                  "curve_every", "color", "preprocess", "conv_kwta",
-                                 "conv_radius")
+                                 "conv_radius", "teacher_block_mv", "settle")
 
 
 def _level_param(name: str) -> Param | None:

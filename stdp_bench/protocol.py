@@ -4,12 +4,13 @@ readouts -> status. ``run`` (:mod:`stdp_bench.train`), ``tune``'s rungs
 
 1. Train with plasticity on, one sample at a time, on each replica's training order
    (the training subset, reshuffled every later epoch).
-2. Freeze. Run the labelling samples (drawn from the training split) and fit every
+2. Freeze (after letting adaptive thresholds settle with the weights frozen, when the
+   cell asks: ``settle``). Run the labelling samples (drawn from the training split) and fit every
    readout of the cell's family whose response kinds the trainer provides.
 3. Run the evaluation samples (test split, or validation samples carved from the
    training split while tuning) and score the readouts there.
 
->>> from stdp_bench.config import CellConfig
+>>> from stdp_bench.config import CellConfig, ConfigError
 >>> from stdp_bench.data import load_dataset
 >>> ds = load_dataset("digits")
 >>> cfg = CellConfig(dataset="digits", n_neurons=10, time=50, n_train=40, n_label=50,
@@ -28,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from stdp_bench.checkpoints import Checkpoints
-from stdp_bench.config import CellConfig
+from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.data import Dataset, Subsets, cell_subsets
 from stdp_bench.engine.interface import Engine, Metrics
 from stdp_bench.engine.responses import Responses, TrainStats
@@ -124,6 +125,24 @@ class Plan:
         return engine.train(self.ds.x_train, self.ds.y_train,
                             np.ascontiguousarray(self.orders[:, lo:hi]), start=lo,
                             on_progress=scaled_progress(on_progress, len(self.cfgs)))
+
+    @property
+    def settles(self) -> bool:
+        """Whether any replica lets its thresholds settle before the freeze."""
+        return any(c.settle for c in self.cfgs)
+
+    def settle(self, engine: Engine) -> None:
+        """Let each replica's adaptive thresholds settle on the first ``settle`` samples
+        of its training order, weights frozen."""
+        counts = np.array([c.settle for c in self.cfgs])
+        if not counts.any():
+            return
+        if not hasattr(engine, "settle"):
+            raise ConfigError(f"settle = {counts.max()}: the {engine.name} engine cannot "
+                              "settle thresholds with the weights frozen; run it on the "
+                              "kernel engine (--engine kernel) or with settle = 0")
+        engine.settle(self.ds.x_train, np.ascontiguousarray(self.orders[:, :counts.max()]),
+                      counts)
 
     def respond(self, engine: Engine, on_progress: Progress | None = None
                 ) -> tuple[Responses | None, Responses]:
@@ -277,6 +296,10 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
                 _save(checkpoints, engine, stop, stats, curves, t)
         if hi < K:
             t0 = time.perf_counter()
+            # Settled thresholds are measured, not trained on: training goes on from
+            # the state before settling.
+            trained = engine.state() if plan.settles else None
+            plan.settle(engine)
             labelled, tested = plan.respond(engine, on_progress)
             for r in range(len(cfgs)):
                 if stats.diverged_at[r] == 0:
@@ -287,13 +310,16 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
                     if log is not None:
                         log.point(r, hi, curves[r][-1].accuracy, engine.activity(r, tested),
                                   engine.state(), engine.arrays(r))
+            if trained is not None:
+                engine.load_state(trained)
             t.curve += time.perf_counter() - t0
             if checkpoints is not None and checkpoints.due(hi):
                 _save(checkpoints, engine, hi, stats, curves, t)
     # Before the last responses: the baselines' encoders draw from a generator that
     # responding moves on, and a model file must answer as the evaluated network did.
-    state = engine.state()
     t0 = time.perf_counter()
+    plan.settle(engine)
+    state = engine.state()
     labelled, tested = plan.respond(engine, on_progress)
     t.eval = time.perf_counter() - t0
     outcomes = [_outcome(plan, engine, r, stats, labelled, tested, curves[r], t,

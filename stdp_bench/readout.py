@@ -7,7 +7,9 @@ wrong: silent cells score 0, not the frequency of class 0. The n-gram readout fo
 BindsNET's ``update_ngram_scores`` / ``ngram`` on spike-event lists with dense score
 arrays (BindsNET's versions loop over every time step of a dense raster and over the
 product of co-firing neurons, too slow for grids), and abstains likewise.
-The ``linear`` readout is a logistic regression on spike counts.
+The ``linear`` readout is a logistic regression on spike counts; the opt-in ``svm``
+readout a linear SVM on them (pooled per map when the cell pools), as Kheradpisheh et al.
+(2018) classify their last conv layer's pooled features.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 
 from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.engine.responses import ReplicaResponses
 from stdp_bench.levels import registry
 from stdp_bench.levels.spec import Level
 from stdp_bench.seeding import global_rngs_seeded
+
+# liblinear's iteration cap for the SVM readout: its dual solver (chosen when a cell has
+# more neurons than labelling samples) can need thousands of passes on standardised
+# counts; a fit that still stops short keeps its last iterate, as fit_linear's does.
+SVM_MAX_ITER = 10_000
 
 # The dense n-gram score array holds n_neurons ** n x n_classes numbers; above this the
 # readout is skipped (its accuracy is left empty) rather than exhausting memory.
@@ -134,6 +142,50 @@ def linear_probe(train_counts: np.ndarray, train_y: np.ndarray, test_counts: np.
                  seed: int = 0) -> np.ndarray:
     """Logistic regression on standardised spike counts, fitted on the labelling set."""
     return apply_linear(fit_linear(train_counts, train_y, seed), test_counts)
+
+
+def fit_svm(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0) -> Params:
+    """Linear SVM (scikit-learn's ``LinearSVC``, squared hinge, one-vs-rest) of penalty
+    ``c`` on standardised features: the scaler's and the model's numbers, in
+    :func:`fit_linear`'s form, so :func:`apply_linear` predicts with them (``classes`` is
+    empty when the labels hold one class: nothing to fit).
+
+    >>> x = np.array([[0, 5], [1, 4], [6, 0], [5, 1]])
+    >>> params = fit_svm(x, np.array([0, 0, 1, 1]), 1.0)
+    >>> sorted(params), apply_linear(params, np.array([[0, 6], [7, 1]])).tolist()
+    (['classes', 'coef', 'intercept', 'mean', 'scale'], [0, 1])
+    >>> fit_svm(x, np.zeros(4, int), 1.0)["classes"].size
+    0
+    """
+    if len(np.unique(y)) < 2:
+        return {"classes": np.zeros(0, np.int64)}
+    # dual="auto" (scikit-learn >= 1.3) picks the primal solver when samples outnumber
+    # features and the dual one otherwise, without the FutureWarning of the old default.
+    model = make_pipeline(StandardScaler(),
+                          LinearSVC(C=c, dual="auto", max_iter=SVM_MAX_ITER,
+                                    random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(features.astype(np.float64), y)
+    scaler, svm = model[0], model[1]
+    # Plain arrays only: model files keep the numbers with allow_pickle=False.
+    return {"mean": scaler.mean_, "scale": scaler.scale_, "coef": svm.coef_,
+            "intercept": svm.intercept_, "classes": svm.classes_.astype(np.int64)}
+
+
+def svm_features(resp: ReplicaResponses, pool: int) -> np.ndarray:
+    """What the SVM readout reads: spike counts summed over ``pool x pool`` blocks of
+    places per feature map when the cell pools and its responses are maps, else the
+    counts as they are (a dense layer has no places to pool).
+
+    >>> resp = ReplicaResponses(np.arange(8).reshape(1, 8), np.zeros((1, 0, 2)),
+    ...                         np.zeros(1), (2, 2, 2))
+    >>> svm_features(resp, 2).tolist(), svm_features(resp, 1).shape
+    ([[6.0, 22.0]], (1, 8))
+    """
+    if pool > 1 and resp.shape is not None:
+        return _pooled(resp, pool)
+    return resp.counts
 
 
 def _labels(label_counts: np.ndarray, label_y: np.ndarray, n_classes: int, seed: int
@@ -248,6 +300,21 @@ class LinearPooled(Readout):
         return apply_linear(params, _pooled(test, cfg.pool))
 
 
+class LinearSVM(Readout):
+    """The linear SVM readout on :func:`svm_features`; opt-in: does not apply while the
+    cell's ``svm_c`` is 0 (its default), so existing grids gain no rows or minutes."""
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        if cfg.svm_c == 0:
+            return None
+        return fit_svm(svm_features(fit, cfg.pool), fit_y, cfg.svm_c, cfg.seed)
+
+    def apply(self, params, test, n_classes, cfg):
+        # LinearSVC predicts as LogisticRegression does (argmax of X @ coef.T + intercept;
+        # the sign of the one column for two classes), so apply_linear reproduces it.
+        return apply_linear(params, svm_features(test, cfg.pool))
+
+
 class Output(Readout):
     """The class of the largest output (a gradient-trained network's own decision)."""
 
@@ -265,6 +332,7 @@ ngram_readout = NGram()
 linear_readout = Linear()
 filter_proportion_readout = FilterProportion()
 linear_pooled_readout = LinearPooled()
+svm_readout = LinearSVM()
 output_readout = Output()
 
 
@@ -273,7 +341,7 @@ def readout_levels(family: str, provides: tuple[str, ...]) -> list[Level]:
     kinds ``provides`` (plugins included).
 
     >>> [lv.name for lv in readout_levels("stdp", ("counts", "events"))]
-    ['all_activity', 'proportion_weighting', 'ngram', 'linear']
+    ['all_activity', 'proportion_weighting', 'ngram', 'linear', 'svm']
     """
     return [lv for lv in registry.levels("readout")
             if family in lv.families and set(lv.reads) <= set(provides)]

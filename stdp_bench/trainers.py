@@ -46,6 +46,9 @@ class Trainer:
     #: Training continues from a later position (``train(..., start=a)`` after
     #: ``load_state``): what tuning rung by rung and checkpoints need.
     resumable: ClassVar[bool] = True
+    #: The engine can let adaptive thresholds settle with the weights frozen
+    #: (``settle``; the kernel engine's ``settle``).
+    settles: ClassVar[bool] = False
 
     @classmethod
     def check(cls, cfg: CellConfig, where: str) -> None:
@@ -85,6 +88,7 @@ class ReplicaTrainer(Trainer):
     CUDA (or when the levels have only torch twins)."""
 
     curve = True
+    settles = True
 
     @classmethod
     def group_key(cls, cfg: CellConfig, engine: str) -> tuple | None:

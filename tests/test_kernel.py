@@ -76,7 +76,7 @@ def run_present(W, theta, cfg: CellConfig, raster: np.ndarray, learning: bool = 
     n_ev = np.zeros(1, np.int64)
     kernel_for(cfg.encoder, cfg.neuron, cfg.rule).present(
                    W, theta, params.network[0], params.neurons[0][0], params.rules[0][0],
-                   ptr, idx, T, learning, label,
+                   ptr, idx, T, learning, learning, label,
                    np.array([3], np.uint64), counts, ev_buf, n_ev, np.array([False]),
                    np.zeros(1000, np.int64), np.zeros(1, np.int64))
     out = np.zeros((T, n), bool)

@@ -37,6 +37,10 @@ other neuron silent during learning presentations (asserted): there stock's unga
 ``PostPre`` leaves the other columns alone as well, so spikes and the whole weight matrix
 must match the stock network run with ``injects_v={"Ae": mask * drive}``. The gate itself
 (other classes spiking but not learning) is tested in tests/test_kernel.py.
+``teacher_force`` and ``teacher_sym`` also hold the other classes' neurons
+``teacher_block_mv`` a step below (``injects_v`` of ``-block`` there): at the default block
+of 10 mV they never fire, the same regime, so their cases run against stock ``PostPre``
+(``Hebbian`` for ``teacher_sym``) with both injections.
 """
 
 from __future__ import annotations
@@ -61,7 +65,9 @@ SCHEDULE = [(True, 0), (True, 1), (True, 2), (False, 3), (True, 4), (True, 5), (
 
 NEURON_MODELS = ["if", "lif", "adaptive"]
 PLAIN_RULES = ["stdp", "weight_dependent", "hebbian", "none"]
+FORCING_RULES = ["teacher_force", "teacher_sym"]
 CASES = [(nm, rule, {}) for nm in NEURON_MODELS for rule in PLAIN_RULES + ["teacher"]]
+CASES += [(nm, rule, {}) for nm in ("lif", "adaptive") for rule in FORCING_RULES]
 CASES += [
     # Initial weights (up to 0.3) above wmax: BindsNET clamps them all before first use.
     ("adaptive", "stdp", {"wmax": 0.2}), ("lif", "weight_dependent", {"wmax": 0.2}),
@@ -128,7 +134,7 @@ def stock_weights(net) -> torch.Tensor:
                               for nm, r, o in CASES])
 def test_kernel_matches_stock_bindsnet(neuron, rule, overrides, monkeypatch):
     cfg = parity_config(neuron, rule, **overrides)
-    teacher = rule == "teacher"
+    teacher = rule in ["teacher", *FORCING_RULES]
     xs, ys = digits_images(len(SCHEDULE))
     w0 = initial_weights(cfg, N_INPUT)
     net = build_stock_network(cfg, N_INPUT, w0)
@@ -151,7 +157,10 @@ def test_kernel_matches_stock_bindsnet(neuron, rule, overrides, monkeypatch):
         injects_v = None
         class_mask = torch.arange(N_NEURONS) % N_CLASSES == label
         if teacher and learning:
-            injects_v = {"Ae": class_mask.float() * cfg.teacher_drive_mv}
+            drive = class_mask.float() * cfg.teacher_drive_mv
+            if rule in FORCING_RULES:
+                drive -= (~class_mask).float() * cfg.teacher_block_mv
+            injects_v = {"Ae": drive}
         with monkeypatch.context() as m:
             m.setattr(torch, "multinomial", replay)
             raster_s = run_stock_presentation(net, spikes, learning, injects_v)

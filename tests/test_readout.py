@@ -94,3 +94,116 @@ def test_a_saved_linear_probe_predicts_what_scikit_learn_predicts():
         expected = sk.fit(x.astype(np.float64), y).predict(test.astype(np.float64))
         np.testing.assert_array_equal(apply_linear(fit_linear(x, y, 0), test), expected)
     assert (apply_linear(fit_linear(x, np.zeros(120, int), 0), test) == -1).all()
+
+
+def svm_cells(c, seed=0, pool=1):
+    """The svm readout level alone, and a cell with its penalty ``c``."""
+    from stdp_bench.levels import registry
+
+    return [registry.get("readout", "svm")], CellConfig().with_settings(svm_c=c, seed=seed,
+                                                                        pool=pool)
+
+
+def digits_counts(seed=0):
+    """scikit-learn's digits as Poisson spike counts of 100 random-ish neurons (each fires
+    at the rectified sum of a random signed weighting of the pixels), split 1000 / rest."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    counts = rng.poisson(np.maximum(x @ rng.normal(size=(64, 100)), 0.0) / 10.0)
+    return counts[:1000], y[:1000], counts[1000:], y[1000:]
+
+
+def sklearn_svm(c, seed):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from stdp_bench.readout import SVM_MAX_ITER
+
+    return make_pipeline(StandardScaler(), LinearSVC(C=c, dual="auto", max_iter=SVM_MAX_ITER,
+                                                     random_state=seed))
+
+
+def test_svm_readout_is_off_at_svm_c_zero():
+    from stdp_bench.readout import svm_readout
+
+    counts, y, _, _ = synthetic()
+    levels, cfg = svm_cells(0.0)
+    assert cfg.svm_c == 0.0 and cfg.level_settings == ()
+    fit = ReplicaResponses(counts, np.zeros((len(y), 0, 2), np.int32), np.zeros(len(y)))
+    assert svm_readout.fit(fit, y, 3, cfg) is None
+    assert fit_readouts(levels, fit, y, 3, cfg) == {}
+    # Every readout of a counts-and-events cell, as a default cell is scored: no svm.
+    assert "svm" not in predict_all(counts, y, *synthetic()[2:], counts, *synthetic()[2:],
+                                    n_classes=3, ngram_n=2, seed=0)
+
+
+def test_svm_readout_on_digits_counts_predicts_what_scikit_learn_predicts():
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    fit_x, fit_y, test_x, test_y = digits_counts()
+    levels, cfg = svm_cells(0.01, seed=5)
+    empty = np.zeros((len(fit_x), 0, 2), np.int32)
+    fitted = fit_readouts(levels, ReplicaResponses(fit_x, empty, np.zeros(len(fit_x))),
+                          fit_y, 10, cfg)
+    params = fitted["svm"]
+    # Model files keep the numbers with allow_pickle=False: plain numeric arrays only.
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in params.values())
+    assert params["coef"].shape == (10, 100)
+    test = ReplicaResponses(test_x, empty[:len(test_x)], np.zeros(len(test_x)))
+    pred = apply_readouts(fitted, test, 10, cfg)["svm"]
+    assert (pred == test_y).mean() > 0.6  # chance is 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = sklearn_svm(0.01, 5).fit(fit_x.astype(np.float64), fit_y)
+    np.testing.assert_array_equal(pred, sk.predict(test_x.astype(np.float64)))
+
+
+def test_svm_readout_pools_maps_and_reads_dense_counts_as_they_are():
+    from stdp_bench.readout import fit_svm, svm_features
+
+    rng = np.random.default_rng(2)
+    F, H, W = 3, 4, 4
+    y = rng.integers(0, 3, 90)
+    counts = rng.poisson(0.3, (90, F, H, W))
+    counts[np.arange(90), y] += rng.poisson(2.0, (90, H, W))  # map y answers
+    counts = counts.reshape(90, -1)
+    empty = np.zeros((90, 0, 2), np.int32)
+    maps = ReplicaResponses(counts, empty, np.zeros(90), (F, H, W))
+    levels, cfg = svm_cells(1.0, pool=2)
+    pooled = counts.reshape(90, F, 2, 2, 2, 2).sum((3, 5)).reshape(90, -1)
+    np.testing.assert_array_equal(svm_features(maps, 2), pooled)
+    fitted = fit_readouts(levels, maps, y, 3, cfg)
+    np.testing.assert_array_equal(fitted["svm"]["coef"], fit_svm(pooled, y, 1.0)["coef"])
+    assert (apply_readouts(fitted, maps, 3, cfg)["svm"] == y).mean() > 0.9
+    # A dense layer (no map shape) has no places: pool leaves its counts alone.
+    dense = ReplicaResponses(counts, empty, np.zeros(90))
+    assert svm_features(dense, 2) is counts
+    assert fit_readouts(levels, dense, y, 3, cfg)["svm"]["coef"].shape == (3, F * H * W)
+
+
+def test_svm_readout_on_two_classes_and_on_one_behaves_like_the_linear_probe():
+    from stdp_bench.readout import apply_linear, fit_linear, fit_svm
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 120)
+    x = rng.poisson(1.0, (120, 7)) + y[:, None] * (np.arange(7) % 2)
+    test = rng.poisson(1.0, (80, 7)) + rng.integers(0, 2, 80)[:, None]
+    params = fit_svm(x, y, 0.5, 0)
+    assert params["coef"].shape == fit_linear(x, y, 0)["coef"].shape == (1, 7)
+    expected = sklearn_svm(0.5, 0).fit(x.astype(np.float64), y).predict(test.astype(np.float64))
+    np.testing.assert_array_equal(apply_linear(params, test), expected)
+    assert set(np.unique(expected)) == {0, 1}
+    # One class: nothing to fit, every sample abstains (-1), as the linear probe does.
+    one = np.full(120, 3)
+    assert fit_svm(x, one, 0.5)["classes"].size == fit_linear(x, one)["classes"].size == 0
+    levels, cfg = svm_cells(0.5)
+    empty = np.zeros((120, 0, 2), np.int32)
+    fitted = fit_readouts(levels, ReplicaResponses(x, empty, np.zeros(120)), one, 4, cfg)
+    tested = ReplicaResponses(test, empty[:80], np.zeros(80))
+    assert (apply_readouts(fitted, tested, 4, cfg)["svm"] == -1).all()
+    assert (apply_linear(fit_linear(x, one), test) == -1).all()

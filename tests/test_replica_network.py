@@ -32,13 +32,16 @@ from bindsnet.network.monitors import Monitor
 N_INPUT, N, N_CLASSES, T = 64, 12, 10, 100
 SCHEDULE = [(True, 0), (True, 1), (True, 2), (False, 3), (True, 4), (True, 5), (False, 6)]
 KINDS = [("adaptive", "stdp"), ("lif", "weight_dependent"), ("if", "hebbian"),
-         ("adaptive", "teacher"), ("adaptive", "none")]
+         ("adaptive", "teacher"), ("adaptive", "none"), ("lif", "teacher_force")]
 
 
 def configs() -> list[CellConfig]:
+    # teacher_force without a drive and with a weak block (0.05 mV a step): the other
+    # classes' neurons still fire now and then, so its gate is exercised too.
+    force = {"teacher_drive_mv": 0.0, "teacher_block_mv": 0.05}
     return [CellConfig(dataset="digits", neuron=nm, rule=r, n_neurons=N, time=T,
-                       norm=16.0, wmax=0.4, nu_pre=2e-3, nu_post=1e-2,
-                       teacher_drive_mv=1.0, seed=k)
+                       norm=16.0, wmax=0.4, nu_pre=2e-3, nu_post=1e-2, seed=k,
+                       **(force if r == "teacher_force" else {"teacher_drive_mv": 1.0}))
             for k, (nm, r) in enumerate(KINDS)]
 
 

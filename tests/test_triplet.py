@@ -33,7 +33,7 @@ def present(cfg: CellConfig, W: np.ndarray, raster: np.ndarray) -> np.ndarray:
     ev = np.zeros((T * n, 2), np.int32)
     n_ev = np.zeros(1, np.int64)
     k.present(W, np.zeros(n, np.float32), p.network[0], p.neurons[0][0], p.rules[0][0],
-              ptr, idx, T, True, 0, np.array([1], np.uint64), counts, ev, n_ev,
+              ptr, idx, T, True, True, 0, np.array([1], np.uint64), counts, ev, n_ev,
               np.array([False]), np.zeros(1, np.int64), np.zeros(1, np.int64))
     return ev[: n_ev[0], 0]
 

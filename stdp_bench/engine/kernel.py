@@ -71,9 +71,13 @@ def gen_events(x, rate_hz, T, dt, state, ev_t, ev_i, ptr, idx):
 
 
 @nb.njit(cache=True, nogil=True)
-def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
+def present(W, theta, net, pn, pr, ptr, idx, T, learning, adapt, label, state,
             counts, ev_buf, n_ev, full_clamp, tie_log, tie_n):
     """Run one presentation of T steps for one replica; returns the excitatory spike count.
+
+    ``learning`` turns on plasticity (and a teacher's drive), ``adapt`` the neuron
+    level's own adaptation (adaptive thresholds): training sets both, responses
+    neither, and settling (:func:`settle_replica`) ``adapt`` alone.
 
     ``net``/``pn``/``pr`` are this replica's network, neuron and rule records. ``counts``
     (n,) receives spike counts; ``ev_buf`` (cap, 2) receives (step, neuron) of spikes in
@@ -170,7 +174,7 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, label, state,
             if teach_label >= 0:
                 # BindsNET's injects_v: added to v before the layer's step.
                 st[0, j] += rule_drive(pr, j, teach_label, n_classes)
-            fire = neuron_step(pn, st, theta, j, current, learning)
+            fire = neuron_step(pn, st, theta, j, current, adapt)
             s[j] = fire
             if fire:
                 fired_e[nfire] = j
@@ -313,7 +317,7 @@ def train_replica(X, Y, order, start, W, theta, net, pn, pr, T, phase,
             m = gen_events(x, rate, T, net.dt, state, ev_t, ev_i, ptr, idx)
             in_spikes[k] += m
             n_ev[0] = 0
-            spk = present(W, theta, net, pn, pr, ptr, idx, T, True, Y[s_idx],
+            spk = present(W, theta, net, pn, pr, ptr, idx, T, True, True, Y[s_idx],
                           state, counts, ev_buf, n_ev, full_clamp, tie_log, tie_n)
             exc_spikes[k] = spk
             again = spk < net.min_spikes and attempt < net.max_retries
@@ -363,9 +367,35 @@ def respond_replica(X, order, start, W, theta, net, pn, pr, T, phase, counts, ev
         m = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i, ptr, idx)
         in_spikes[k] = m
         n_ev[0] = 0
-        present(W, theta, net, pn, pr, ptr, idx, T, False, -1, state,
+        present(W, theta, net, pn, pr, ptr, idx, T, False, False, -1, state,
                 counts[k], ev_out[k], n_ev, full_clamp, tie_log, tie_n)
         n_ev_out[k] = n_ev[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def settle_replica(X, order, start, W, theta, net, pn, pr, T, phase, exc_spikes):
+    """Present ``X[order[k]]`` with the weights frozen and the neuron level's adaptation
+    on (once each, no retries, no teacher): adaptive thresholds move, nothing else does.
+    ``exc_spikes[k]`` receives each presentation's spike count."""
+    n_in = W.shape[0]
+    K = order.shape[0]
+    ev_t = np.empty(n_in * T + 1, dtype=np.int32)
+    ev_i = np.empty(n_in * T + 1, dtype=np.int32)
+    idx = np.empty(n_in * T + 1, dtype=np.int32)
+    ptr = np.empty(T + 1, dtype=np.int64)
+    counts = np.zeros(W.shape[1], dtype=np.int64)
+    ev_buf = np.zeros((1, 2), dtype=np.int32)
+    n_ev = np.zeros(1, dtype=np.int64)
+    full_clamp = np.zeros(1, dtype=np.bool_)
+    tie_log = np.zeros(0, dtype=np.int64)
+    tie_n = np.zeros(1, dtype=np.int64)
+    state = np.zeros(1, dtype=np.uint64)
+    for k in range(K):
+        state[0] = random.stream_seed(net.seed, phase, start + k, 0)
+        gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i, ptr, idx)
+        n_ev[0] = 0
+        exc_spikes[k] = present(W, theta, net, pn, pr, ptr, idx, T, False, True, -1, state,
+                                counts, ev_buf, n_ev, full_clamp, tie_log, tie_n)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -146,6 +146,25 @@ class ReplicaSet:
         stats.diverged_at[:] = diverged[:, 0]
         return stats
 
+    def settle(self, X: np.ndarray, orders: np.ndarray, counts: np.ndarray, *,
+               phase: int = 3) -> np.ndarray:
+        """Present ``X[orders[r, k]]`` for k < ``counts[r]`` to replica r with the weights
+        frozen and adaptive thresholds on (``settle_replica``); returns the spike counts
+        ``[R, K]`` (0 past a replica's count)."""
+        R, K = orders.shape
+        spikes = np.zeros((R, K), np.int64)
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        orders = np.ascontiguousarray(orders, dtype=np.int64)
+
+        def run(r: int) -> None:
+            n = int(counts[r])
+            self.kernels[r].settle_replica(X, orders[r, :n], 0, self.W[r], self.theta[r],
+                                           *self._records(r), self.steps, phase,
+                                           spikes[r, :n])
+
+        self._map(run, R)
+        return spikes
+
     def respond(self, X: np.ndarray, orders: np.ndarray, *, phase: int, chunk: int = 2000,
                 on_progress: Callable[[int], None] | None = None) -> Responses:
         """Spike responses with weights and thresholds frozen; samples run in parallel."""
@@ -259,7 +278,7 @@ class KernelReplica:
         tie_log = np.zeros(steps + 1, np.int64)
         tie_n = np.zeros(1, np.int64)
         total = self.kernel.present(self.W, self.theta, *self.records, ptr, idx, steps,
-                                    learning, label, self.state, counts, ev_buf, n_ev,
+                                    learning, learning, label, self.state, counts, ev_buf, n_ev,
                                     self.full_clamp, tie_log, tie_n)
         raster = np.zeros((steps, self.n), bool)
         ev = ev_buf[: n_ev[0]]

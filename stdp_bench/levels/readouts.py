@@ -1,13 +1,14 @@
 """Levels of the ``readout`` axis: a cell is scored by every readout of its family whose
 kinds of response its trainer provides (:mod:`stdp_bench.readout` holds the predictors).
 
->>> [r.name for r in LEVELS]
-['all_activity', 'proportion_weighting', 'ngram', 'linear', 'filter_proportion', 'linear_pooled', 'output']
+>>> [r.name for r in LEVELS]  # doctest: +NORMALIZE_WHITESPACE
+['all_activity', 'proportion_weighting', 'ngram', 'linear', 'filter_proportion',
+ 'linear_pooled', 'svm', 'output']
 """
 
 from __future__ import annotations
 
-from stdp_bench.levels.spec import Level
+from stdp_bench.levels.spec import Level, Param
 
 _P = "stdp_bench.readout"
 LEVELS = (
@@ -29,6 +30,13 @@ LEVELS = (
     Level(axis="readout", name="linear_pooled", module=__name__, uses=("pool",),
           families=("stdp",), predictor=f"{_P}:linear_pooled_readout", reads=("maps",),
           doc="linear probe on counts summed over pool x pool places (pool > 1)"),
+    # Opt-in (svm_c > 0): a readout scores every cell that provides what it reads, so an
+    # SVM on by default would add a row and a fit to every existing grid's cells.
+    Level(axis="readout", name="svm", module=__name__, uses=("pool",),
+          params=(Param("svm_c", 0.0, low=0.0,
+                        doc="C of the linear SVM readout; 0 leaves the readout off"),),
+          families=("stdp",), predictor=f"{_P}:svm_readout", reads=("counts",),
+          doc="linear SVM on spike counts (pooled per map when pool > 1; svm_c > 0)"),
     Level(axis="readout", name="output", module=__name__, families=("ann", "surrogate"),
           predictor=f"{_P}:output_readout", reads=("outputs",), listed=True,
           doc="the gradient-trained network's own output layer"),

@@ -1,0 +1,58 @@
+"""Pair STDP with a teacher that forces the label's neurons to fire: while learning they
+get ``teacher_drive_mv`` a step and every other neuron loses ``teacher_block_mv`` a step
+(:mod:`stdp_bench.levels.rules.forcing`), so only the label's neurons spike and learn; the
+update is plain pair STDP (``stdp``), ungated.
+
+This is the study's "output neurons are forced to spike for their corresponding labels".
+The older ``teacher`` level adds a weak drive and gates learning to the label's neurons,
+but leaves every other neuron free to fire, win the image and raise its threshold
+without learning it.
+
+>>> import numpy as np
+>>> p = np.rec.array([(1e-4, 1e-2, 1.0, 5.0)], dtype=RECORD)[0]
+>>> float(kernel_drive(p, 13, 3, 10)), float(kernel_drive(p, 14, 3, 10))
+(1.0, -5.0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stdp_bench.levels.rules.forcing import RECORD, kernel_drive, kernel_params, torch_drive
+from stdp_bench.levels.rules.pair import pair_update, torch_pair_update
+from stdp_bench.levels.spec import Level, kernel_function
+
+LEVEL = Level(axis="rule", name="teacher_force", module=__name__,
+              doc="pair STDP; the label's neurons are driven to fire, the others held "
+                  "below threshold (supervised)",
+              uses=("nu_pre", "nu_post", "tc_trace_ms", "teacher_drive_mv",
+                    "teacher_block_mv", "wmin", "wmax", "norm"),
+              supervised=True)
+
+__all__ = ["LEVEL", "RECORD", "kernel_params", "kernel_update", "torch_update", "kernel_drive",
+           "torch_drive", "stock_rule"]
+
+
+@kernel_function
+def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active, nact,
+                  label, n_classes, scratch):
+    """One step of pair STDP on the label's neurons (with a weak block, another class's
+    neuron may still fire: it raises its threshold but does not learn)."""
+    pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, active, nact, np.float32(-1.0),
+                label, n_classes)
+
+
+def torch_update(p, W, rows, s_in, x_in, s_out, x_out, aux, labels, n_classes: int) -> None:
+    """Torch twin of :func:`kernel_update`."""
+    import torch
+
+    cls = torch.arange(s_out.shape[1], device=s_out.device) % n_classes
+    gate = cls.unsqueeze(0) == labels.unsqueeze(1)
+    torch_pair_update(p, W, rows, s_in, x_in, s_out, x_out, -1.0, gate)
+
+
+def stock_rule():
+    """The stock BindsNET rule class (drive and block are ``injects_v``)."""
+    from bindsnet.learning import PostPre
+
+    return PostPre
