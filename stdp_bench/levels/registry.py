@@ -46,6 +46,7 @@ BUILTIN: tuple[str, ...] = (
     "stdp_bench.levels.rules.teacher_sym",
     "stdp_bench.levels.rules.none",
     "stdp_bench.levels.rules.triplet",
+    "stdp_bench.levels.rules.multiplicative",
     "stdp_bench.levels.architectures",
     "stdp_bench.levels.readouts",
     "stdp_bench.levels.datasets.digits",

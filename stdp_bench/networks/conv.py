@@ -253,8 +253,11 @@ def _build_feature_network(cfg: CellConfig, input_shape: tuple[int, int, int],
     net.add_layer(ae, name="Ae")
     level = registry.get("rule", cfg.rule)
     module = registry.module(level)
-    common = dict(update_rule=module.stock_rule(), nu=(cfg.nu_pre, cfg.nu_post),
-                  wmin=cfg.wmin, wmax=cfg.wmax)
+    # A rule without a BindsNET class (multiplicative) only runs where the rule level's
+    # own update replaces it below (the trainer refuses the rest); None is BindsNET's NoOp.
+    stock = getattr(module, "stock_rule", None)
+    common = dict(update_rule=stock() if stock is not None else None,
+                  nu=(cfg.nu_pre, cfg.nu_post), wmin=cfg.wmin, wmax=cfg.wmax)
     # Our conv / local rules run the rule level's torch twin (its update, its numbers).
     ours = dict(rule_update=getattr(module, "torch_update", None),
                 rule_params=module.kernel_params(cfg))
