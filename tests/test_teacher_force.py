@@ -20,7 +20,7 @@ from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.cell_checks import check_cell
 from stdp_bench.data import load_dataset
 from stdp_bench.engine.kernel_engine import ReplicaSet
-from stdp_bench.execution import Execution
+from stdp_bench.engine.torch_engine import TorchReplicaSet
 from stdp_bench.levels.rules import forcing
 from stdp_bench.protocol import run_cells
 from stdp_bench.replica_params import replica_params, replica_seed
@@ -127,9 +127,27 @@ def test_settle_is_refused_where_it_cannot_run():
     assert str(err.value) == (
         "cell: settle = 10 (thresholds settling before the freeze) is not available for "
         "architecture = 'conv'; allowed for: dc2015")
-    with pytest.raises(ConfigError) as err:
-        run_cells([digits_cfg(settle=10)], load_dataset("digits"),
-                  execution=Execution(engine="torch", pinned=True))
-    assert str(err.value) == (
-        "settle = 10: the torch engine cannot settle thresholds with the weights frozen; "
-        "run it on the kernel engine (--engine kernel) or with settle = 0")
+
+
+def test_the_torch_engine_settles_as_the_kernel_does():
+    """Same spike trains (the kernel's streams), no one-spike ties to break differently:
+    the same thresholds after training and settling, weights untouched by settling; and
+    replica 1 (``counts`` 0) does not settle at all."""
+    ds = load_dataset("digits")
+    cfgs = [digits_cfg(one_spike=False, seed=s) for s in (0, 1)]
+    kernel = ReplicaSet(cfgs, n_input=64, gains=[1.0, 1.0])
+    twin = TorchReplicaSet(cfgs, n_input=64, gains=[1.0, 1.0])
+    orders = np.tile(np.arange(40), (2, 1))
+    for engine in (kernel, twin):
+        engine.train(ds.x_train, ds.y_train, orders)
+    trained = twin.state()
+    assert np.allclose(kernel.theta, trained["theta"], atol=1e-5)
+    counts = np.array([30, 0])
+    k_spikes = kernel.settle(ds.x_train, orders + 40, counts)
+    t_spikes = twin.settle(ds.x_train, orders + 40, counts)
+    assert np.array_equal(k_spikes, t_spikes) and k_spikes[0].sum() > 0
+    assert not k_spikes[1].any()
+    assert np.array_equal(twin.state()["W"], trained["W"])
+    assert np.allclose(kernel.theta, twin.state()["theta"], atol=1e-5)
+    assert np.array_equal(twin.state()["theta"][1], trained["theta"][1])
+    assert (twin.state()["theta"][0] > trained["theta"][0]).any()

@@ -107,8 +107,11 @@ class TorchReplicaSet:
 
     def _present(self, X: np.ndarray, samples: np.ndarray, reps: np.ndarray,
                  keys: np.ndarray, rates: np.ndarray, phase: int, learning: bool,
-                 labels: torch.Tensor | None) -> tuple[torch.Tensor, np.ndarray]:
-        """Run one presentation for rows (reps[b], samples[b]); returns spikes [T, B, n]."""
+                 labels: torch.Tensor | None, adapt: bool = False
+                 ) -> tuple[torch.Tensor, np.ndarray]:
+        """Run one presentation for rows (reps[b], samples[b]); returns spikes [T, B, n].
+        ``adapt`` (with ``learning`` off) lets the excitatory layer adapt its thresholds
+        while the weights stay frozen: settling."""
         T = self.steps
         net_rows = self.net[reps]
         dense, ins = encode_dense(X, samples, self.encoders[reps], keys, rates,
@@ -121,6 +124,10 @@ class TorchReplicaSet:
             ae.tie_draws = torch.from_numpy(tie_draws(net_rows["seed"], keys, phase, T)
                                             ).to(self.dev)
         net.train(learning)
+        if adapt:
+            # Network.run updates connections only when the network learns: the layer
+            # alone learning adapts thresholds and leaves the weights as they are.
+            ae.train(True)
         injects = {}
         if learning:
             rule = net.connections[("X", "Ae")].rule
@@ -177,6 +184,25 @@ class TorchReplicaSet:
             if on_progress is not None and ((k + 1) % chunk == 0 or k + 1 == K):
                 on_progress(chunk if (k + 1) % chunk == 0 else K % chunk)
         return stats
+
+    def settle(self, X: np.ndarray, orders: np.ndarray, counts: np.ndarray, *,
+               phase: int = 3) -> np.ndarray:
+        """Present ``X[orders[r, k]]`` for k < ``counts[r]`` to replica r with the weights
+        frozen and adaptive thresholds on, once each, untaught: the kernel engine's
+        ``settle``, on the kernel's spike trains. Returns the spike counts ``[R, K]``."""
+        R, K = orders.shape
+        spikes = np.zeros((R, K), np.int64)
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        for k in range(K):
+            active = np.flatnonzero(counts > k)
+            if not len(active):
+                break
+            spk, _ = self._present(X, orders[active, k], active,
+                                   _key(0, np.full(len(active), k)),
+                                   self.net["rate"][active].astype(np.float64), phase, False,
+                                   None, adapt=True)
+            spikes[active, k] = spk.sum((0, 2)).cpu().numpy()
+        return spikes
 
     def respond(self, X: np.ndarray, orders: np.ndarray, *, phase: int, chunk: int = 64,
                 on_progress: Callable[[int], None] | None = None) -> Responses:
