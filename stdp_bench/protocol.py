@@ -5,12 +5,13 @@ readouts -> status. ``run`` (:mod:`stdp_bench.train`), ``tune``'s rungs
 1. Train with plasticity on, one sample at a time, on each replica's training order
    (the training subset, reshuffled every later epoch).
 2. Freeze (after letting adaptive thresholds settle with the weights frozen, when the
-   cell asks: ``settle``). Run the labelling samples (drawn from the training split) and fit every
-   readout of the cell's family whose response kinds the trainer provides.
+   cell asks: ``settle``). Run the labelling samples (drawn from the training split)
+   and fit every readout of the cell's family whose response kinds the trainer
+   provides.
 3. Run the evaluation samples (test split, or validation samples carved from the
    training split while tuning) and score the readouts there.
 
->>> from stdp_bench.config import CellConfig, ConfigError
+>>> from stdp_bench.config import CellConfig
 >>> from stdp_bench.data import load_dataset
 >>> ds = load_dataset("digits")
 >>> cfg = CellConfig(dataset="digits", n_neurons=10, time=50, n_train=40, n_label=50,
@@ -138,9 +139,9 @@ class Plan:
         if not counts.any():
             return
         if not hasattr(engine, "settle"):
+            # check_cell refuses settle where the trainer's engines cannot settle.
             raise ConfigError(f"settle = {counts.max()}: the {engine.name} engine cannot "
-                              "settle thresholds with the weights frozen; run it on the "
-                              "kernel engine (--engine kernel) or with settle = 0")
+                              "settle thresholds with the weights frozen; use settle = 0")
         engine.settle(self.ds.x_train, np.ascontiguousarray(self.orders[:, :counts.max()]),
                       counts)
 

@@ -46,8 +46,8 @@ class Trainer:
     #: Training continues from a later position (``train(..., start=a)`` after
     #: ``load_state``): what tuning rung by rung and checkpoints need.
     resumable: ClassVar[bool] = True
-    #: The engine can let adaptive thresholds settle with the weights frozen
-    #: (``settle``; the kernel engine's ``settle``).
+    #: The engines can let adaptive thresholds settle with the weights frozen
+    #: (``settle``; the replica engines' ``settle``).
     settles: ClassVar[bool] = False
 
     @classmethod

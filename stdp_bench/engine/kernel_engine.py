@@ -278,8 +278,8 @@ class KernelReplica:
         tie_log = np.zeros(steps + 1, np.int64)
         tie_n = np.zeros(1, np.int64)
         total = self.kernel.present(self.W, self.theta, *self.records, ptr, idx, steps,
-                                    learning, learning, label, self.state, counts, ev_buf, n_ev,
-                                    self.full_clamp, tie_log, tie_n)
+                                    learning, learning, label, self.state, counts, ev_buf,
+                                    n_ev, self.full_clamp, tie_log, tie_n)
         raster = np.zeros((steps, self.n), bool)
         ev = ev_buf[: n_ev[0]]
         raster[ev[:, 0], ev[:, 1]] = True

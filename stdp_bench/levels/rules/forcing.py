@@ -3,10 +3,11 @@
 
 While learning, every step the neurons of the sample's class (``j % n_classes == label``)
 get ``teacher_drive_mv`` added to their membrane and every other neuron gets
-``teacher_block_mv`` taken off it (BindsNET's ``injects_v``). The block holds the other
-classes' neurons below threshold, so during training only the label's neurons spike: they
-win the competition and take the plasticity, which needs no gate (a neuron that has not
-fired has a zero post trace). Among the label's neurons the drive is equal, so the input
+``teacher_block_mv`` taken off it (BindsNET's ``injects_v``). A strong block holds the
+other classes' neurons below threshold, so during training only the label's neurons
+spike: they win the competition and take the plasticity (the levels also gate it to the
+label's neurons, for a block weak enough to let others fire). Among the label's neurons
+the drive is equal, so the input
 still decides which of them fires first, and lateral inhibition still makes them compete:
 each class's neurons learn that class's variants, as the unsupervised network's neurons
 learn the whole data set's. With plasticity off (labelling, testing) nothing is injected.

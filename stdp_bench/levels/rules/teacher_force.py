@@ -1,12 +1,16 @@
 """Pair STDP with a teacher that forces the label's neurons to fire: while learning they
 get ``teacher_drive_mv`` a step and every other neuron loses ``teacher_block_mv`` a step
-(:mod:`stdp_bench.levels.rules.forcing`), so only the label's neurons spike and learn; the
-update is plain pair STDP (``stdp``), ungated.
+(:mod:`stdp_bench.levels.rules.forcing`), and only the label's neurons learn (pair STDP,
+``stdp``'s update, gated as ``teacher`` gates it). A strong block (the default, 10 mV)
+keeps every other neuron silent; a weak one (0.2 mV, ``grids/dc2015_teacher.toml``) lets
+one through when its input is strong: it raises its threshold, as it would without a
+teacher, but learns nothing. Forced thresholds only ever see their own class, so cells
+of this level let them settle before the freeze (``settle``; README: "A teacher that
+forces spikes").
 
 This is the study's "output neurons are forced to spike for their corresponding labels".
-The older ``teacher`` level adds a weak drive and gates learning to the label's neurons,
-but leaves every other neuron free to fire, win the image and raise its threshold
-without learning it.
+The older ``teacher`` level adds a weak drive and the gate, but leaves every other neuron
+free to fire, win the image and raise its threshold without learning it.
 
 >>> import numpy as np
 >>> p = np.rec.array([(1e-4, 1e-2, 1.0, 5.0)], dtype=RECORD)[0]
