@@ -43,7 +43,7 @@ def input_shape(name: str, color: str = "gray", preprocess: str = "none"
     c, h, w = registry.get("dataset", name).shape
     if color == "gray":
         c = 1 if c == 3 else c
-    return (2 * c if preprocess == "dog" else c, h, w)
+    return (2 * c if preprocess in ("dog", "dog_k2018") else c, h, w)
 
 
 def download_requested() -> bool:
@@ -115,5 +115,5 @@ def dataset_lines(root: Path) -> list[str]:
                      f"missing in {src.folder}/: {', '.join(missing)}")
         lines.append(f"{level.name:<16}{shape:<10}{level.n_classes:>7}  {state}")
     lines.append("cifar10 is 1x32x32 with color = gray (the default), 3x32x32 with rgb; "
-                 "preprocess = dog doubles the channels.")
+                 "preprocess = dog or dog_k2018 doubles the channels.")
     return lines

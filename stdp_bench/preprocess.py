@@ -1,4 +1,6 @@
-"""Image front ends applied before encoding: difference-of-Gaussians on/off channels.
+"""Image front ends applied before encoding: difference-of-Gaussians on/off channels
+(``dog``), and Kheradpisheh et al.'s front end with its threshold and local
+normalisation (``dog_k2018``, :func:`dog_k2018`).
 
 Kheradpisheh et al. (2018) feed their convolutional STDP network DoG-filtered images:
 a centre-surround filter (sigma 1 and 2 pixels in a 7 x 7 window for MNIST), its
@@ -53,4 +55,86 @@ def dog_on_off(x: np.ndarray, chunk: int = 10_000) -> np.ndarray:
             on_off = torch.stack([d.clamp(min=0), (-d).clamp(min=0)], 2).flatten(1, 2)
             top = on_off.flatten(1).max(1).values.clamp(min=1e-12)
             out[lo:lo + chunk] = (on_off / top.view(-1, 1, 1, 1)).numpy()
+    return out
+
+
+# Kheradpisheh et al. (2018)'s front end as SpykeTorch's KheradpishehDeep runs it
+# (ANCHORS.md): 7 x 7 DoG kernels, sigmas (1, 2) ON and (2, 1) OFF, on images in 0..255;
+# responses at or below 50 dropped; each response divided by the mean response in the
+# (2 * 8 + 1)^2 window around it.
+K2018_SIGMAS_PX = ((1.0, 2.0), (2.0, 1.0))
+K2018_THRESHOLD = 50.0
+K2018_NORM_RADIUS = 8
+
+
+def spyketorch_dog_kernel(sigma1: float, sigma2: float,
+                          window: int = DOG_WINDOW_PX) -> np.ndarray:
+    """SpykeTorch's DoG kernel: ``(g1 / s1^2 - g2 / s2^2) / (2 pi)`` with
+    ``g = exp(-r^2 / (2 s^2))``, minus its mean, over its maximum (so its peak is 1:
+    unlike :func:`dog_kernel`, whose Gaussians each sum to 1).
+
+    >>> k = spyketorch_dog_kernel(1.0, 2.0)
+    >>> float(k.max()), float(k[3, 3]), abs(float(k.mean())) < 1e-6
+    (1.0, 1.0, True)
+    """
+    r = np.arange(window) - (window - 1) / 2
+    d2 = r[:, None] ** 2 + r[None, :] ** 2
+    g1 = np.exp(-0.5 * d2 / sigma1 ** 2) / sigma1 ** 2
+    g2 = np.exp(-0.5 * d2 / sigma2 ** 2) / sigma2 ** 2
+    k = (g1 - g2) / (2 * np.pi)
+    k = k - k.mean()
+    return (k / k.max()).astype(np.float32)
+
+
+def local_normalization(y: np.ndarray, radius: int, eps: float = 1e-12) -> np.ndarray:
+    """Each value of ``(N, C, H, W)`` over the mean of its channel's values in the
+    ``(2 r + 1)^2`` window around it (zeros outside the image count), as SpykeTorch's
+    ``local_normalization`` divides.
+
+    >>> y = np.zeros((1, 1, 3, 3), np.float32); y[0, 0, 1, 1] = 9.0
+    >>> float(local_normalization(y, 1)[0, 0, 1, 1])  # 9 over (9 / 9)
+    9.0
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = y.shape
+    side = 2 * radius + 1
+    t = torch.from_numpy(np.ascontiguousarray(y, np.float32)).reshape(n * c, 1, h, w)
+    box = torch.full((1, 1, side, side), 1.0 / side ** 2)
+    with torch.no_grad():
+        means = F.conv2d(t, box, padding=radius) + eps
+    return (t / means).reshape(n, c, h, w).numpy()
+
+
+def dog_k2018(x: np.ndarray, chunk: int = 10_000) -> np.ndarray:
+    """``(N, C, H, W)`` images in [0, 1] -> ``(N, 2C, H, W)``: each channel's ON and OFF
+    responses to :data:`K2018_SIGMAS_PX` on the 0..255 scale, those at or below
+    :data:`K2018_THRESHOLD` set to 0, locally normalised (:func:`local_normalization`,
+    radius :data:`K2018_NORM_RADIUS`), then scaled per image so the strongest is 1 (the
+    rate codes want [0, 1]; the latency code only reads the order).
+
+    >>> x = np.zeros((1, 1, 9, 9), np.float32); x[0, 0, 4, 4] = 1.0
+    >>> y = dog_k2018(x)
+    >>> y.shape, float(y.max()), bool(y[0, 0, 4, 4] == 1.0), float(y[0, 1, 4, 4])
+    ((1, 2, 9, 9), 1.0, True, 0.0)
+    >>> float(dog_k2018(x * 0.1).max())  # 25.5 at the peak: under the threshold
+    0.0
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    kernels = np.stack([spyketorch_dog_kernel(*s) for s in K2018_SIGMAS_PX])
+    k = torch.from_numpy(kernels)[:, None].repeat(c, 1, 1, 1)  # [2C, 1, 7, 7]
+    out = np.empty((n, 2 * c, h, w), np.float32)
+    with torch.no_grad():
+        for lo in range(0, n, chunk):
+            img = torch.from_numpy(np.ascontiguousarray(x[lo:lo + chunk])) * 255.0
+            # Channel c's ON and OFF maps are outputs 2c and 2c + 1.
+            d = F.conv2d(img, k, padding=DOG_WINDOW_PX // 2, groups=c)
+            d = F.threshold(d, K2018_THRESHOLD, 0.0)
+            y = torch.from_numpy(local_normalization(d.numpy(), K2018_NORM_RADIUS))
+            top = y.flatten(1).max(1).values.clamp(min=1e-12)
+            out[lo:lo + chunk] = (y / top.view(-1, 1, 1, 1)).numpy()
     return out

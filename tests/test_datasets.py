@@ -369,3 +369,29 @@ def test_a_broken_idx_header_is_one_line_naming_the_file(root, tmp_path):
         split_sizes("mnist", tmp_path)
     assert str(info.value) == (f"dataset 'mnist': cannot read {raw} (ValueError: "
                                "t10k-labels-idx1-ubyte has no IDX header with magic 0x801)")
+
+
+def test_kheradpisheh_front_end_is_its_recipe_written_out():
+    """``dog_k2018`` against the recipe computed another way (scipy's correlate and box
+    mean, zeros outside the image): DoG ON (sigmas 1, 2) and OFF (2, 1) on 0..255,
+    responses at or below 50 dropped, divided by the 17 x 17 local mean, scaled to a
+    maximum of 1 per image."""
+    from scipy.ndimage import correlate, uniform_filter
+
+    from stdp_bench.preprocess import dog_k2018, spyketorch_dog_kernel
+
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(size=(3, 1, 12, 12)) ** 3).astype(np.float32)
+    want = np.zeros((3, 2, 12, 12))
+    for i in range(3):
+        for ch, sig in enumerate([(1.0, 2.0), (2.0, 1.0)]):
+            d = correlate(x[i, 0].astype(np.float64) * 255, spyketorch_dog_kernel(*sig),
+                          mode="constant")
+            d[d <= 50] = 0
+            want[i, ch] = d / (uniform_filter(d, 17, mode="constant") + 1e-12)
+        want[i] /= want[i].max()
+    got = dog_k2018(x)
+    assert got.shape == (3, 2, 12, 12)
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
+    ds = load_dataset("digits", preprocess="dog_k2018")
+    assert ds.input_shape == (2, 8, 8) and ds.x_train.shape[1] == 128
