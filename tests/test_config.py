@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from stdp_bench.config import CellConfig, ConfigError, choices
+from stdp_bench.config import CellConfig, ConfigError, choices, make_cell
 from stdp_bench.grid import expand
 from stdp_bench.grid_file import load_grid, parse_grid
 from stdp_bench.levels import registry
@@ -161,3 +161,12 @@ def test_dataclasses_replace_cannot_set_a_level_setting():
     assert dataclasses.replace(cfg, n_train=5) == cfg.with_settings(n_train=5)
     with pytest.raises(TypeError, match="tc_post2_ms"):
         dataclasses.replace(cfg, tc_post2_ms=80.0)
+
+
+def test_to_dict_keeps_a_readout_levels_setting_so_the_cell_rebuilds():
+    """``svm_c`` belongs to no axis the cell names (readouts are not a cell axis), yet a
+    model file rebuilds its cell from ``to_dict``: the setting must be in it."""
+    cfg = CellConfig().with_settings(svm_c=0.01)
+    assert cfg.to_dict()["svm_c"] == 0.01
+    assert make_cell(cfg.to_dict()).cell_id() == cfg.cell_id()
+    assert "svm_c" not in CellConfig().to_dict()
