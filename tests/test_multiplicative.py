@@ -61,6 +61,7 @@ def test_torch_twin_is_the_kernel_update():
     assert np.array_equal(Wk[:, [0, 2, 3, 5]], W[:, [0, 2, 3, 5]])
 
 
+@pytest.mark.slow
 def test_a_conv_layer_learns_with_it_on_the_map_kernel():
     """First-spike learning with the multiplicative rule runs on the map kernel (it has
     no BindsNET class) and moves the filters."""

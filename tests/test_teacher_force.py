@@ -90,6 +90,7 @@ def digits_cfg(**settings) -> CellConfig:
     return CellConfig(**(base | settings))
 
 
+@pytest.mark.slow
 def test_settling_moves_thresholds_and_nothing_else():
     ds = load_dataset("digits")
     rs = ReplicaSet([digits_cfg()], n_input=64, gains=[1.0])
@@ -129,6 +130,7 @@ def test_settle_is_refused_where_it_cannot_run():
         "architecture = 'conv'; allowed for: dc2015")
 
 
+@pytest.mark.slow
 def test_the_torch_engine_settles_as_the_kernel_does():
     """Same spike trains (the kernel's streams), no one-spike ties to break differently:
     the same thresholds after training and settling, weights untouched by settling; and
