@@ -49,9 +49,9 @@ def profile(n: int, ds, samples: int) -> dict[str, float]:
 
     def respond(order: np.ndarray) -> None:
         K = len(order)
-        k.respond_replica(X, order, 0, W, theta, net, pn, pr, T, 2, np.zeros((K, n), np.int64),
-                          np.zeros((K, 1, 2), np.int32), np.zeros(K, np.int64),
-                          np.zeros(K, np.int64))
+        k.respond_replica(X, order, 0, W, theta, net, pn, pr, T, 2, False,
+                          np.zeros((K, n), np.int64), np.zeros((K, 1, 2), np.int32),
+                          np.zeros(K, np.int64), np.zeros(K, np.int64))
 
     def encode(order: np.ndarray) -> None:
         buf = [np.empty(ds.n_input * T + 1, np.int32) for _ in range(3)]

@@ -57,18 +57,14 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
     from stdp_bench.trainers import trainer_of  # trainers use this module's checks
 
     trainer = trainer_of(cfg)
-    if cfg.curve_every and not trainer.curve:
-        allowed = [a.name for a in registry.levels("architecture")
-                   if registry.load_ref(a.trainer, a.name).curve]
-        raise ConfigError(f"{where}: curve_every = {cfg.curve_every} (a learning curve) is "
-                          f"not available for architecture = {cfg.architecture!r}; "
-                          f"allowed for: {', '.join(allowed)}")
-    if cfg.settle and not trainer.settles:
-        allowed = [a.name for a in registry.levels("architecture")
-                   if registry.load_ref(a.trainer, a.name).settles]
-        raise ConfigError(f"{where}: settle = {cfg.settle} (thresholds settling before the "
-                          f"freeze) is not available for architecture = "
-                          f"{cfg.architecture!r}; allowed for: {', '.join(allowed)}")
+    for key, what, feature in (("curve_every", "a learning curve", "curve"),
+                               ("settle", "thresholds settling before the freeze", "settles")):
+        if getattr(cfg, key) and not getattr(trainer, feature):
+            allowed = [a.name for a in registry.levels("architecture")
+                       if getattr(registry.load_ref(a.trainer, a.name), feature)]
+            raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} ({what}) is not "
+                              f"available for architecture = {cfg.architecture!r}; "
+                              f"allowed for: {', '.join(allowed)}")
     if cfg.settle > cfg.n_train:
         raise ConfigError(f"{where}: settle = {cfg.settle} is more than n_train = "
                           f"{cfg.n_train}; the settling samples are the first of the "

@@ -112,16 +112,22 @@ Params = dict[str, np.ndarray]
 def fit_linear(counts: np.ndarray, y: np.ndarray, seed: int = 0) -> Params:
     """Logistic regression on standardised spike counts: the scaler's and the model's
     numbers (``classes`` is empty when the labels hold one class: nothing to fit)."""
+    return _fit_scaled(LogisticRegression(max_iter=500, C=1.0, random_state=seed), counts, y)
+
+
+def _fit_scaled(model, x: np.ndarray, y: np.ndarray) -> Params:
+    """``model`` (a linear classifier) fitted on standardised ``x``: the scaler's and the
+    model's numbers as plain arrays (model files keep them with allow_pickle=False), which
+    :func:`apply_linear` predicts with; only ``classes``, empty, for one class."""
     if len(np.unique(y)) < 2:
         return {"classes": np.zeros(0, np.int64)}
-    model = make_pipeline(StandardScaler(),
-                          LogisticRegression(max_iter=500, C=1.0, random_state=seed))
+    pipe = make_pipeline(StandardScaler(), model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(counts.astype(np.float64), y)
-    scaler, logistic = model[0], model[1]
-    return {"mean": scaler.mean_, "scale": scaler.scale_, "coef": logistic.coef_,
-            "intercept": logistic.intercept_, "classes": logistic.classes_.astype(np.int64)}
+        pipe.fit(x.astype(np.float64), y)
+    scaler, fitted = pipe[0], pipe[1]
+    return {"mean": scaler.mean_, "scale": scaler.scale_, "coef": fitted.coef_,
+            "intercept": fitted.intercept_, "classes": fitted.classes_.astype(np.int64)}
 
 
 def apply_linear(params: Params, counts: np.ndarray) -> np.ndarray:
@@ -157,20 +163,10 @@ def fit_svm(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0) -> Par
     >>> fit_svm(x, np.zeros(4, int), 1.0)["classes"].size
     0
     """
-    if len(np.unique(y)) < 2:
-        return {"classes": np.zeros(0, np.int64)}
     # dual="auto" (scikit-learn >= 1.3) picks the primal solver when samples outnumber
     # features and the dual one otherwise, without the FutureWarning of the old default.
-    model = make_pipeline(StandardScaler(),
-                          LinearSVC(C=c, dual="auto", max_iter=SVM_MAX_ITER,
-                                    random_state=seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(features.astype(np.float64), y)
-    scaler, svm = model[0], model[1]
-    # Plain arrays only: model files keep the numbers with allow_pickle=False.
-    return {"mean": scaler.mean_, "scale": scaler.scale_, "coef": svm.coef_,
-            "intercept": svm.intercept_, "classes": svm.classes_.astype(np.int64)}
+    return _fit_scaled(LinearSVC(C=c, dual="auto", max_iter=SVM_MAX_ITER, random_state=seed),
+                       features, y)
 
 
 def svm_features(resp: ReplicaResponses, pool: int) -> np.ndarray:

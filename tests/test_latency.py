@@ -1,9 +1,5 @@
 """The ``latency`` encoder (SpykeTorch's Intensity2Latency): golden events, the composed
-kernel, and its invariants on scikit-learn's digits.
-
-The level reaches the registry through its plugin mechanism (``registry.load_plugins``),
-which changes nothing once the module is one of the built-ins.
-"""
+kernel, and its invariants on scikit-learn's digits."""
 
 from __future__ import annotations
 
@@ -13,18 +9,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.levels import registry
 from stdp_bench.levels.encoders import latency, rank_order
 
+from test_kernel import dense, encode
+
 MODULE = "stdp_bench.levels.encoders.latency"
-
-
-@pytest.fixture(scope="module")
-def composed():
-    """``gen_events`` of the dense kernel composed for latency (IF neurons, no rule)."""
-    registry.load_plugins([MODULE])
-    return kernel_for("latency", "if", "none").gen_events
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +33,11 @@ def steps_of(x: np.ndarray, T: int) -> np.ndarray:
     return out
 
 
-def raster_of(gen_events, x: np.ndarray, T: int) -> np.ndarray:
-    """[T, n] raster from the composed kernel; checks the bucket layout on the way."""
-    n = x.shape[0]
-    ev_t, ev_i = np.empty(n * T + 1, np.int32), np.empty(n * T + 1, np.int32)
-    ptr, idx = np.empty(T + 1, np.int64), np.empty(n * T + 1, np.int32)
-    m = gen_events(x, 0.0, T, 1.0, np.array([1], np.uint64), ev_t, ev_i, ptr, idx)
-    assert ptr[0] == 0 and ptr[T] == m and np.all(np.diff(ptr) >= 0)
-    out = np.zeros((T, n), np.uint8)
-    for t in range(T):
-        step = idx[ptr[t]:ptr[t + 1]]
-        assert np.all(np.diff(step) > 0), "inputs within a step must increase"
-        out[t, step] = 1
-    return out
+def raster_of(x: np.ndarray, T: int) -> np.ndarray:
+    """[T, n] raster from the dense kernel composed for latency (test_kernel's helpers,
+    which check the bucket layout on the way)."""
+    ptr, idx, _ = encode(x, "latency", T)
+    return dense(ptr, idx, x.shape[0])
 
 
 def spyketorch_steps(x: np.ndarray, T: int) -> np.ndarray:
@@ -94,11 +76,11 @@ GOLDEN = {
 
 
 @pytest.mark.parametrize("T", sorted(GOLDEN))
-def test_golden_events(T, composed):
+def test_golden_events(T):
     want = np.array(GOLDEN[T])
     assert np.array_equal(steps_of(GOLDEN_X, T), want)
     # The compiled kernel gives the same events, bucketed by step.
-    raster = raster_of(composed, GOLDEN_X, T)
+    raster = raster_of(GOLDEN_X, T)
     expect = np.zeros((T, 9), np.uint8)
     fired = want >= 0
     expect[want[fired], np.flatnonzero(fired)] = 1
@@ -115,17 +97,17 @@ def test_golden_against_spyketorch_binning():
     assert ours[3] == 2  # the input SpykeTorch leaves out fires on the last step
 
 
-def test_zeros_and_empty_images_never_fire(composed):
+def test_zeros_and_empty_images_never_fire():
     for x in (np.zeros(16, np.float32), np.array([0.0, -0.5, 0.0], np.float32)):
         assert np.all(steps_of(x, 5) == -1)
-        assert raster_of(composed, x, 5).sum() == 0
+        assert raster_of(x, 5).sum() == 0
     # One nonzero input fires on step 0 whatever T is.
     x = np.array([0.0, 0.0, 0.3, 0.0], np.float32)
     assert steps_of(x, 1).tolist() == [-1, -1, 0, -1]
     assert steps_of(x, 50).tolist() == [-1, -1, 0, -1]
 
 
-def test_equal_values_spread_by_index_not_stacked(composed):
+def test_equal_values_spread_by_index_not_stacked():
     """Where rank_order puts a tie on one step, latency spreads it over the window."""
     x = np.ones(12, np.float32)
     assert steps_of(x, 4).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
@@ -135,12 +117,12 @@ def test_equal_values_spread_by_index_not_stacked(composed):
 
 
 @pytest.mark.parametrize("T", [1, 4, 15, 33, 64, 350])
-def test_digits_invariants(T, digits, composed):
+def test_digits_invariants(T, digits):
     """Every nonzero pixel fires exactly once and zeros never; spikes per step differ by
     at most one; a brighter pixel never fires after a dimmer one; the compiled kernel and
     the Python one agree."""
     for x in digits[:300]:
-        raster = raster_of(composed, x, T)
+        raster = raster_of(x, T)
         steps = steps_of(x, T)
         nz = x > 0
         assert np.array_equal(raster.sum(0), nz.astype(np.uint8))
@@ -174,7 +156,6 @@ def test_digits_match_spyketorch_when_T_divides_n(digits):
 def test_input_gain_is_rank_orders(digits):
     from stdp_bench.replica_params import auto_gain
 
-    registry.load_plugins([MODULE])
     assert latency.input_gain is rank_order.input_gain
     gain = auto_gain("latency", digits, 128.0, 350)
     assert gain == auto_gain("rank_order", digits, 128.0, 350) > 1.0
@@ -184,7 +165,6 @@ def test_input_gain_is_rank_orders(digits):
 
 
 def test_level_and_doctest():
-    registry.load_plugins([MODULE])
     level = registry.get("encoder", "latency")
     assert level.module == MODULE and level.uses == ("time", "dt", "input_gain")
     result = doctest.testmod(latency, optionflags=doctest.ELLIPSIS)

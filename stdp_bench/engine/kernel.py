@@ -77,7 +77,7 @@ def present(W, theta, net, pn, pr, ptr, idx, T, learning, adapt, label, state,
 
     ``learning`` turns on plasticity (and a teacher's drive), ``adapt`` the neuron
     level's own adaptation (adaptive thresholds): training sets both, responses
-    neither, and settling (:func:`settle_replica`) ``adapt`` alone.
+    neither, and settling (:func:`respond_replica` with ``adapt``) ``adapt`` alone.
 
     ``net``/``pn``/``pr`` are this replica's network, neuron and rule records. ``counts``
     (n,) receives spike counts; ``ev_buf`` (cap, 2) receives (step, neuron) of spikes in
@@ -343,9 +343,11 @@ def train_replica(X, Y, order, start, W, theta, net, pn, pr, T, phase,
 
 
 @nb.njit(cache=True, nogil=True)
-def respond_replica(X, order, start, W, theta, net, pn, pr, T, phase, counts, ev_out,
+def respond_replica(X, order, start, W, theta, net, pn, pr, T, phase, adapt, counts, ev_out,
                     n_ev_out, in_spikes):
-    """Frozen-weight responses of one replica to its samples ``X[order[k]]``.
+    """Frozen-weight responses of one replica to its samples ``X[order[k]]``, with the
+    neuron level's adaptation on when ``adapt`` (settling: thresholds move, presentation
+    by presentation, and nothing else does; no retries, no teacher).
 
     Fills spike ``counts`` (K, n), the first ``ev_out.shape[1]`` spike events per sample
     and their total in ``n_ev_out``. Each sample's stream is keyed by its global position
@@ -367,35 +369,9 @@ def respond_replica(X, order, start, W, theta, net, pn, pr, T, phase, counts, ev
         m = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i, ptr, idx)
         in_spikes[k] = m
         n_ev[0] = 0
-        present(W, theta, net, pn, pr, ptr, idx, T, False, False, -1, state,
+        present(W, theta, net, pn, pr, ptr, idx, T, False, adapt, -1, state,
                 counts[k], ev_out[k], n_ev, full_clamp, tie_log, tie_n)
         n_ev_out[k] = n_ev[0]
-
-
-@nb.njit(cache=True, nogil=True)
-def settle_replica(X, order, start, W, theta, net, pn, pr, T, phase, exc_spikes):
-    """Present ``X[order[k]]`` with the weights frozen and the neuron level's adaptation
-    on (once each, no retries, no teacher): adaptive thresholds move, nothing else does.
-    ``exc_spikes[k]`` receives each presentation's spike count."""
-    n_in = W.shape[0]
-    K = order.shape[0]
-    ev_t = np.empty(n_in * T + 1, dtype=np.int32)
-    ev_i = np.empty(n_in * T + 1, dtype=np.int32)
-    idx = np.empty(n_in * T + 1, dtype=np.int32)
-    ptr = np.empty(T + 1, dtype=np.int64)
-    counts = np.zeros(W.shape[1], dtype=np.int64)
-    ev_buf = np.zeros((1, 2), dtype=np.int32)
-    n_ev = np.zeros(1, dtype=np.int64)
-    full_clamp = np.zeros(1, dtype=np.bool_)
-    tie_log = np.zeros(0, dtype=np.int64)
-    tie_n = np.zeros(1, dtype=np.int64)
-    state = np.zeros(1, dtype=np.uint64)
-    for k in range(K):
-        state[0] = random.stream_seed(net.seed, phase, start + k, 0)
-        gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i, ptr, idx)
-        n_ev[0] = 0
-        exc_spikes[k] = present(W, theta, net, pn, pr, ptr, idx, T, False, True, -1, state,
-                                counts, ev_buf, n_ev, full_clamp, tie_log, tie_n)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -147,20 +147,27 @@ class ReplicaSet:
         return stats
 
     def settle(self, X: np.ndarray, orders: np.ndarray, counts: np.ndarray, *,
-               phase: int = 3) -> np.ndarray:
+               phase: int = 3, chunk: int = 100) -> np.ndarray:
         """Present ``X[orders[r, k]]`` for k < ``counts[r]`` to replica r with the weights
-        frozen and adaptive thresholds on (``settle_replica``); returns the spike counts
+        frozen and adaptive thresholds on (``respond_replica`` adapting, one replica per
+        thread: its presentations depend on each other); returns the spike counts
         ``[R, K]`` (0 past a replica's count)."""
         R, K = orders.shape
+        n = self.W.shape[2]
         spikes = np.zeros((R, K), np.int64)
         X = np.ascontiguousarray(X, dtype=np.float32)
         orders = np.ascontiguousarray(orders, dtype=np.int64)
 
         def run(r: int) -> None:
-            n = int(counts[r])
-            self.kernels[r].settle_replica(X, orders[r, :n], 0, self.W[r], self.theta[r],
-                                           *self._records(r), self.steps, phase,
-                                           spikes[r, :n])
+            # Chunks bound the per-sample buffers; streams are keyed by position.
+            for lo in range(0, int(counts[r]), chunk):
+                hi = min(int(counts[r]), lo + chunk)
+                per = np.zeros((hi - lo, n), np.int64)
+                self.kernels[r].respond_replica(
+                    X, orders[r, lo:hi], lo, self.W[r], self.theta[r], *self._records(r),
+                    self.steps, phase, True, per, np.zeros((hi - lo, 1, 2), np.int32),
+                    np.zeros(hi - lo, np.int64), np.zeros(hi - lo, np.int64))
+                spikes[r, lo:hi] = per.sum(1)
 
         self._map(run, R)
         return spikes
@@ -186,7 +193,7 @@ class ReplicaSet:
                 a, z = bounds[b], bounds[b + 1]
                 self.kernels[r].respond_replica(
                     X, orders[r, a:z], a, self.W[r], self.theta[r], *self._records(r),
-                    self.steps, phase, out.counts[r, a:z], out.events[r, a:z],
+                    self.steps, phase, False, out.counts[r, a:z], out.events[r, a:z],
                     out.n_events[r, a:z], out.in_spikes[r, a:z])
 
             self._map(run, R * blocks)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stdp_bench.levels.rules.pair import torch_class_mask
 from stdp_bench.levels.spec import kernel_function
 
 RECORD = np.dtype([("nu_pre", np.float32), ("nu_post", np.float32),
@@ -42,6 +43,5 @@ def torch_drive(p, labels, n: int, n_classes: int):
     """Torch twin of :func:`kernel_drive`: the ``[B, n]`` voltage injected each step."""
     import torch
 
-    cls = torch.arange(n, device=labels.device) % n_classes
-    mine = cls.unsqueeze(0) == labels.unsqueeze(1)
+    mine = torch_class_mask(labels, n, n_classes)
     return torch.where(mine, p["drive"].unsqueeze(1), -p["block"].unsqueeze(1))

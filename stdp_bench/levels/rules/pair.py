@@ -45,6 +45,20 @@ def pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, active, nact, sign, la
                 W[i, j] += xin[i] * p.nu_post
 
 
+def torch_class_mask(labels, n: int, n_classes: int):
+    """``[B, n]``: neuron j stands for sample b's class (``j % n_classes == labels[b]``),
+    the neurons a teacher drives and lets learn.
+
+    >>> import torch
+    >>> torch_class_mask(torch.tensor([1]), 5, 2).tolist()
+    [[False, True, False, True, False]]
+    """
+    import torch
+
+    cls = torch.arange(n, device=labels.device) % n_classes
+    return cls.unsqueeze(0) == labels.unsqueeze(1)
+
+
 def torch_pair_update(p, W, rows, s_in, x_in, s_out, x_out, sign: float, gate=None) -> None:
     """Torch twin of :func:`pair_update` for batch rows of replicas ``rows``.
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stdp_bench.levels.rules.pair import RECORD, kernel_params, pair_update, torch_pair_update
+from stdp_bench.levels.rules.pair import (RECORD, kernel_params, pair_update, torch_class_mask,
+                                          torch_pair_update)
 from stdp_bench.levels.spec import Level, kernel_function
 
 LEVEL = Level(axis="rule", name="teacher", module=__name__,
@@ -43,19 +44,13 @@ def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active,
 
 def torch_update(p, W, rows, s_in, x_in, s_out, x_out, aux, labels, n_classes: int) -> None:
     """Torch twin of :func:`kernel_update` (see :func:`~stdp_bench.levels.rules.pair.torch_pair_update`)."""
-    import torch
-
-    cls = torch.arange(s_out.shape[1], device=s_out.device) % n_classes
-    gate = cls.unsqueeze(0) == labels.unsqueeze(1)
+    gate = torch_class_mask(labels, s_out.shape[1], n_classes)
     torch_pair_update(p, W, rows, s_in, x_in, s_out, x_out, -1.0, gate)
 
 
 def torch_drive(p, labels, n: int, n_classes: int):
     """Torch twin of :func:`kernel_drive`: ``[B, n]`` voltage injected each step."""
-    import torch
-
-    cls = torch.arange(n, device=labels.device) % n_classes
-    return (cls.unsqueeze(0) == labels.unsqueeze(1)).float() * p["drive"].unsqueeze(1)
+    return torch_class_mask(labels, n, n_classes).float() * p["drive"].unsqueeze(1)
 
 
 def stock_rule():

@@ -23,8 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from stdp_bench.levels.rules.forcing import RECORD, kernel_drive, kernel_params, torch_drive
-from stdp_bench.levels.rules.pair import pair_update, torch_pair_update
+from stdp_bench.levels.rules.pair import pair_update
 from stdp_bench.levels.spec import Level, kernel_function
+
+# The update is the old teacher's (pair STDP gated to the label's neurons): only the
+# drive and the block differ. Its torch twin and BindsNET class serve as they are; the
+# kernel step is this level's own, so numba compiles it for this level's record.
+from stdp_bench.levels.rules.teacher import stock_rule, torch_update
 
 LEVEL = Level(axis="rule", name="teacher_force", module=__name__,
               doc="pair STDP; the label's neurons are driven to fire, the others held "
@@ -44,19 +49,3 @@ def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active,
     neuron may still fire: it raises its threshold but does not learn)."""
     pair_update(p, W, xin, xe, idx, lo, hi, fired, nfire, active, nact, np.float32(-1.0),
                 label, n_classes)
-
-
-def torch_update(p, W, rows, s_in, x_in, s_out, x_out, aux, labels, n_classes: int) -> None:
-    """Torch twin of :func:`kernel_update`."""
-    import torch
-
-    cls = torch.arange(s_out.shape[1], device=s_out.device) % n_classes
-    gate = cls.unsqueeze(0) == labels.unsqueeze(1)
-    torch_pair_update(p, W, rows, s_in, x_in, s_out, x_out, -1.0, gate)
-
-
-def stock_rule():
-    """The stock BindsNET rule class (drive and block are ``injects_v``)."""
-    from bindsnet.learning import PostPre
-
-    return PostPre

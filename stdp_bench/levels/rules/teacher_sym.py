@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from stdp_bench.levels.rules.forcing import RECORD, kernel_drive, kernel_params, torch_drive
-from stdp_bench.levels.rules.pair import pair_update, torch_pair_update
+from stdp_bench.levels.rules.pair import pair_update, torch_class_mask, torch_pair_update
 from stdp_bench.levels.spec import Level, kernel_function
 
 LEVEL = Level(axis="rule", name="teacher_sym", module=__name__,
@@ -53,10 +53,7 @@ def kernel_update(p, W, xin, xe, aux, spiked, idx, lo, hi, fired, nfire, active,
 
 def torch_update(p, W, rows, s_in, x_in, s_out, x_out, aux, labels, n_classes: int) -> None:
     """Torch twin of :func:`kernel_update`."""
-    import torch
-
-    cls = torch.arange(s_out.shape[1], device=s_out.device) % n_classes
-    gate = cls.unsqueeze(0) == labels.unsqueeze(1)
+    gate = torch_class_mask(labels, s_out.shape[1], n_classes)
     torch_pair_update(p, W, rows, s_in, x_in, s_out, x_out, 1.0, gate)
 
 
