@@ -161,7 +161,8 @@ class Plan:
         its family that the engine's responses allow (or ``readouts`` only)."""
         cfg = self.cfgs[r]
         levels = [lv for lv in readout_levels(cfg.family, self.trainer.provides)
-                  if readouts is None or lv.name in readouts]
+                  if (readouts is None or lv.name in readouts)
+                  and (self.trainer.readouts is None or lv.name in self.trainer.readouts)]
         fit = None if labelled is None else labelled.replica(r)
         fit_y = None if labelled is None else self.ds.y_train[self.label_orders[r]]
         return fit_readouts(levels, fit, fit_y, self.ds.n_classes, cfg)

@@ -150,9 +150,11 @@ def linear_probe(train_counts: np.ndarray, train_y: np.ndarray, test_counts: np.
     return apply_linear(fit_linear(train_counts, train_y, seed), test_counts)
 
 
-def fit_svm(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0) -> Params:
+def fit_svm(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0,
+            standardize: bool = True) -> Params:
     """Linear SVM (scikit-learn's ``LinearSVC``, squared hinge, one-vs-rest) of penalty
-    ``c`` on standardised features: the scaler's and the model's numbers, in
+    ``c`` on standardised features (or, ``standardize`` off, on the features as they are,
+    as Kheradpisheh et al. fit their binary ones): the scaler's and the model's numbers, in
     :func:`fit_linear`'s form, so :func:`apply_linear` predicts with them (``classes`` is
     empty when the labels hold one class: nothing to fit).
 
@@ -165,8 +167,26 @@ def fit_svm(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0) -> Par
     """
     # dual="auto" (scikit-learn >= 1.3) picks the primal solver when samples outnumber
     # features and the dual one otherwise, without the FutureWarning of the old default.
-    return _fit_scaled(LinearSVC(C=c, dual="auto", max_iter=SVM_MAX_ITER, random_state=seed),
-                       features, y)
+    model = LinearSVC(C=c, dual="auto", max_iter=SVM_MAX_ITER, random_state=seed)
+    if standardize:
+        return _fit_scaled(model, features, y)
+    return _fit_raw(model, features, y)
+
+
+def _fit_raw(model, x: np.ndarray, y: np.ndarray) -> Params:
+    """``model`` fitted on ``x`` as it is, handed over as a sparse matrix (binary spike
+    features are mostly zeros; standardised they would be dense, 8 bytes an entry), in
+    :func:`_fit_scaled`'s form with mean 0 and scale 1."""
+    from scipy import sparse
+
+    if len(np.unique(y)) < 2:
+        return {"classes": np.zeros(0, np.int64)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(sparse.csr_matrix(x, dtype=np.float64), y)
+    n = x.shape[1]
+    return {"mean": np.zeros(n), "scale": np.ones(n), "coef": model.coef_,
+            "intercept": model.intercept_, "classes": model.classes_.astype(np.int64)}
 
 
 def svm_features(resp: ReplicaResponses, pool: int) -> np.ndarray:
@@ -303,7 +323,8 @@ class LinearSVM(Readout):
     def fit(self, fit, fit_y, n_classes, cfg):
         if cfg.svm_c == 0:
             return None
-        return fit_svm(svm_features(fit, cfg.pool), fit_y, cfg.svm_c, cfg.seed)
+        return fit_svm(svm_features(fit, cfg.pool), fit_y, cfg.svm_c, cfg.seed,
+                       cfg.svm_standardize)
 
     def apply(self, params, test, n_classes, cfg):
         # LinearSVC predicts as LogisticRegression does (argmax of X @ coef.T + intercept;

@@ -49,6 +49,8 @@ class Trainer:
     #: The engines can let adaptive thresholds settle with the weights frozen
     #: (``settle``; the replica engines' ``settle``).
     settles: ClassVar[bool] = False
+    #: The readouts that score its cells, of those whose kinds it provides (None: all).
+    readouts: ClassVar[tuple[str, ...] | None] = None
 
     @classmethod
     def check(cls, cfg: CellConfig, where: str) -> None:
@@ -245,6 +247,64 @@ def map_kernel_gaps(cfg: CellConfig) -> list[str]:
         gaps.append(f"conv_learning = {cfg.conv_learning!r} on shared conv kernels "
                     "(BindsNET's batch update)")
     return gaps
+
+
+class StackTrainer(Trainer):
+    """Layer stacks: the event-driven stack kernel
+    (:mod:`stdp_bench.engine.stack_engine`), seeds of one geometry as replicas."""
+
+    provides = ("counts", "events", "maps")
+    # Stacks end in thousands of binary features (12,150 for Kheradpisheh's): a linear
+    # SVM on them, as Kheradpisheh et al. read them, and the first spike's class
+    # assignment; a standardised logistic probe on 60,000 x 12,150 dense floats
+    # would need over 10 GB.
+    readouts = ("svm", "proportion_weighting", "ngram")
+
+    @classmethod
+    def check(cls, cfg: CellConfig, where: str) -> None:
+        """Layers declared, integrate-and-fire units, a rule with kernel steps, epochs
+        equal to the layers' schedule."""
+        from stdp_bench.networks.stack_spec import stack_layers, total_epochs
+
+        if not cfg.layers:
+            raise ConfigError(f"{where}: architecture = 'stack' needs 'layers' (a list of "
+                              "tables, networks/stack_spec.py)")
+        if cfg.neuron != "if":
+            raise ConfigError(f"{where}: neuron = {cfg.neuron!r} is not available for "
+                              "architecture = 'stack' (its units are SpykeTorch's "
+                              "one-spike integrate-and-fire maps); allowed: if")
+        for axis in ("encoder", "rule"):
+            if not registry.get(axis, getattr(cfg, axis)).kernel:
+                raise ConfigError(f"{where}: {axis} = {getattr(cfg, axis)!r} has no kernel "
+                                  "steps, which the stack kernel needs")
+        rule = registry.get("rule", cfg.rule)
+        if rule.supervised or rule.traces:
+            raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
+                              "architecture = 'stack' (its units learn once per image from "
+                              "spike order: no class gate, no per-neuron traces)")
+        want = total_epochs(stack_layers(cfg.layers))
+        if cfg.epochs != want:
+            raise ConfigError(f"{where}: epochs = {cfg.epochs}: a stack trains its conv "
+                              f"layers one after the other for their own epochs, {want} in "
+                              f"all; set epochs = {want}")
+
+    @classmethod
+    def group_key(cls, cfg: CellConfig, engine: str) -> tuple | None:
+        """Stacks of one geometry train together."""
+        return (cfg.layers, cfg.time, cfg.dt, cfg.n_train)
+
+    @classmethod
+    def engine_name(cls, cfgs: Sequence[CellConfig], execution: Execution) -> str:
+        """The stack kernel (on the CPU, whatever the device)."""
+        return "kernel"
+
+    @classmethod
+    def build(cls, cfgs: Sequence[CellConfig], ds: DataShape, gains: Sequence[float],
+              execution: Execution) -> "Engine":
+        """A :class:`~stdp_bench.engine.stack_engine.StackReplicaSet`."""
+        from stdp_bench.engine.stack_engine import StackReplicaSet
+
+        return StackReplicaSet(list(cfgs), ds.input_shape, list(gains), ds.n_classes)
 
 
 class BaselineTrainer(Trainer):

@@ -4,7 +4,7 @@ saved state (in a fresh engine) gives what one uninterrupted call gives."""
 import numpy as np
 import pytest
 
-from stdp_bench.config import CellConfig
+from stdp_bench.config import CellConfig, make_cell
 from stdp_bench.data import load_dataset
 from stdp_bench.engine.interface import Engine
 from stdp_bench.execution import Execution
@@ -31,6 +31,14 @@ CASES = {
     "kernel-local": ([CellConfig(**SMALL, architecture="local", kernel_size=4, stride=2,
                                  n_filters=3, neuron=n, rule=r)
                       for n, r in (("if", "hebbian"), ("lif", "weight_dependent"))],
+                     Execution()),
+    # A stack whose schedule moves from its first conv layer to its second at 12.
+    "kernel-stack": ([make_cell(dict(SMALL, n_train=12, epochs=2, architecture="stack",
+                                     encoder="latency", neuron="if", rule=r, seed=s,
+                                     layers="conv(maps=3,kernel=3,threshold=1.0,winners=2);"
+                                            "pool(kernel=2);conv(maps=4,kernel=2,"
+                                            "threshold=0.8,winners=2)"))
+                      for r, s in (("multiplicative", 0), ("multiplicative", 1))],
                      Execution()),
 }
 

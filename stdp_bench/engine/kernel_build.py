@@ -30,7 +30,8 @@ from stdp_bench.levels.spec import ConfigError, Level
 
 # Templates by name: Diehl & Cook networks, and conv / local feature maps.
 _TEMPLATES = {"dense": Path(__file__).with_name("kernel.py"),
-              "maps": Path(__file__).with_name("map_kernel.py")}
+              "maps": Path(__file__).with_name("map_kernel.py"),
+              "stack": Path(__file__).with_name("stack_kernel.py")}
 _BEGIN = "# --- levels: begin (kernel_build replaces this block) ---\n"
 _END = "# --- levels: end ---\n"
 _LEVELS_DIR = Path(registry.__file__).parent
@@ -90,6 +91,19 @@ def _map_bindings(encoder: Level, neuron: Level, rule: Level) -> str:
     ])
 
 
+def _stack_bindings(encoder: Level, neuron: Level, rule: Level) -> str:
+    # Stacks have one neuron model (SpykeTorch's one-spike integrate-and-fire units):
+    # only the encoder's events and the rule's update are bound.
+    events = kernel_for(encoder.name, "if", "none").__name__
+    return "\n".join([
+        f"from {events} import gen_events",
+        f"from {rule.module} import kernel_update as rule_update",
+        "",
+        f"RULE_PLASTIC = {rule.plastic}",
+        "",
+    ])
+
+
 def _bindings(encoder: Level, neuron: Level, rule: Level) -> str:
     drive = (f"from {rule.module} import kernel_drive as rule_drive" if rule.supervised
              else "from stdp_bench.engine.numba_support import no_drive as rule_drive")
@@ -140,7 +154,8 @@ def kernel_for(encoder: str, neuron: str, rule: str, template: str = "dense") ->
               _require_kernel(registry.get("neuron", neuron), template),
               _require_kernel(registry.get("rule", rule), template))
     # Outside the lock: the map bindings compose a dense kernel first.
-    bindings = (_map_bindings if template == "maps" else _bindings)(*levels)
+    bindings = {"maps": _map_bindings, "stack": _stack_bindings}.get(template, _bindings)(
+        *levels)
     with _LOCK:
         if key in _BUILT:
             return _BUILT[key]

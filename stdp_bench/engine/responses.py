@@ -61,6 +61,8 @@ class Responses:
     in_spikes: np.ndarray
     shape: tuple[int, int, int] | None = None
     outputs: np.ndarray | None = None
+    # (R, N) synaptic operations per sample, where the engine counts them (stacks).
+    synops: np.ndarray | None = None
 
     def replica(self, r: int) -> "ReplicaResponses":
         """Replica r's responses."""

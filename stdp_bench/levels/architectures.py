@@ -3,12 +3,22 @@
 :mod:`stdp_bench.baselines`).
 
 >>> [(a.name, a.trainer.rsplit(":")[1]) for a in LEVELS if "stdp" in a.families]
-[('dc2015', 'ReplicaTrainer'), ('conv', 'FeatureTrainer'), ('local', 'FeatureTrainer')]
+... # doctest: +NORMALIZE_WHITESPACE
+[('dc2015', 'ReplicaTrainer'), ('conv', 'FeatureTrainer'), ('local', 'FeatureTrainer'),
+ ('stack', 'StackTrainer')]
 """
 
 from __future__ import annotations
 
-from stdp_bench.levels.spec import Level
+from stdp_bench.levels.spec import Level, Param
+
+
+def _parse_layers(value, where):
+    # Imported here: the stack's reader lives with its layers (networks/stack_spec.py).
+    from stdp_bench.networks.stack_spec import parse_layers
+
+    return parse_layers(value, where)
+
 
 _T = "stdp_bench.trainers"
 # Read by the gradient-trained baselines of family surrogate only.
@@ -29,6 +39,13 @@ LEVELS = (
           doc="locally connected STDP filters (one per place)",
           uses=("kernel_size", "stride", "n_filters", "conv_norm", "conv_inh",
                 "conv_learning", "conv_kwta", "conv_radius")),
+    Level(axis="architecture", name="stack", module=__name__, families=("stdp",),
+          trainer=f"{_T}:StackTrainer",
+          doc="layers of one-spike conv maps and pooling, trained greedily layer by layer "
+              "(Kheradpisheh et al. 2018, as SpykeTorch runs it)",
+          params=(Param("layers", "", parse=_parse_layers,
+                        doc="the stack's layers, a list of tables (networks/stack_spec.py)"),),
+          uses=("time", "dt", "wmin", "wmax")),
     Level(axis="architecture", name="mlp", module=__name__, families=("ann", "surrogate"),
           trainer=f"{_T}:MlpBaseline",
           doc="one hidden layer, gradient-trained",

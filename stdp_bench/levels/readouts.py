@@ -34,7 +34,9 @@ LEVELS = (
     # SVM on by default would add a row and a fit to every existing grid's cells.
     Level(axis="readout", name="svm", module=__name__, uses=("pool",),
           params=(Param("svm_c", 0.0, low=0.0,
-                        doc="C of the linear SVM readout; 0 leaves the readout off"),),
+                        doc="C of the linear SVM readout; 0 leaves the readout off"),
+                  Param("svm_standardize", True,
+                        doc="standardise the features first (off: as they are, sparse)")),
           families=("stdp",), predictor=f"{_P}:svm_readout", reads=("counts",),
           doc="linear SVM on spike counts (pooled per map when pool > 1; svm_c > 0)"),
     Level(axis="readout", name="output", module=__name__, families=("ann", "surrogate"),

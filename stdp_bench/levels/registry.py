@@ -172,7 +172,9 @@ def level_params() -> dict[str, tuple[Param, Level]]:
 # winners-take-all decides which neurons over threshold fire, so it needs the step split
 # at the threshold test.
 NEURON_STEPS = {"dense": ("kernel_reset", "kernel_step"),
-                "maps": ("kernel_reset", "kernel_integrate_all", "kernel_fire")}
+                "maps": ("kernel_reset", "kernel_integrate_all", "kernel_fire"),
+                # Stacks step their own one-spike units (engine/stack_kernel.py).
+                "stack": ()}
 
 
 def has_steps(neuron: str, template: str) -> bool:

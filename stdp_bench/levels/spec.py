@@ -99,6 +99,10 @@ class Param:
     choices: tuple[str, ...] = ()
     # Numpy type the engines hold the value in; "" takes ENGINE_DTYPES of the type.
     dtype: str = ""
+    # A structured setting's reader, ``parse(value, where) -> canonical value``: it
+    # validates what a grid file writes (tables, lists) and returns the one hashable
+    # form cells keep (a stack's ``layers``); the type check above then applies to that.
+    parse: Callable[[Any, str], Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.dtype:
@@ -125,6 +129,8 @@ class Param:
     def check(self, value: Any, where: str) -> Any:
         """Return ``value`` coerced to this parameter's type, or raise ConfigError."""
         key, want = self.name, self.type
+        if self.parse is not None:
+            value = self.parse(value, where)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > _FLOAT_MAX_INT:  # float() would raise OverflowError
                 raise ConfigError(f"{where}: '{key}' = {value!r} must be a finite number")
