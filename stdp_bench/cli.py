@@ -398,7 +398,9 @@ def bench(
     architecture: Annotated[str, typer.Option(
         help="dc2015 (the replica kernel), or conv / local: the conv grid's layer on "
              "BindsNET vs the map kernel (--samples, --eval-samples, --stock-samples "
-             "apply).")] = "dc2015",
+             "apply), or kheradpisheh: the kheradpisheh2018 grid's stack per layer, the "
+             "stack kernel vs its dense torch twin (--samples, --eval-samples, and "
+             "--stock-samples for the twin).")] = "dc2015",
 ) -> None:
     """Throughput of stock BindsNET vs the fused kernel; the last line is JSON."""
     import json
@@ -407,7 +409,14 @@ def bench(
                                     run_scaling)
 
     try:
-        if architecture != "dc2015":
+        if architecture == "kheradpisheh":
+            from stdp_bench.stack_bench import format_stack_table, run_stack_bench
+
+            result = run_stack_bench(samples=samples, eval_samples=eval_samples,
+                                     torch_samples=stock_samples, data_dir=data_dir,
+                                     dataset=dataset)
+            table = format_stack_table(result)
+        elif architecture != "dc2015":
             from stdp_bench.map_bench import format_map_table, run_map_bench
 
             result = run_map_bench(architecture, samples=samples, eval_samples=eval_samples,

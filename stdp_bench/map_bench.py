@@ -35,7 +35,7 @@ def bench_cell(architecture: str, dataset: str = "mnist", seed: int = 0) -> Cell
     """The cell both sides run: the ``conv`` grid's layer on pixels."""
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"--architecture {architecture!r} is not allowed here; allowed: "
-                          f"dc2015, {', '.join(ARCHITECTURES)}")
+                          f"dc2015, {', '.join(ARCHITECTURES)}, kheradpisheh")
     small = dataset == "digits"  # 8x8 images: a layer that fits them
     return make_cell(dict(
         dataset=dataset, architecture=architecture, encoder="poisson", neuron="adaptive",

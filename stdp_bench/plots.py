@@ -335,12 +335,18 @@ def cell_fields(out_dir: Path, rec: CellRecord, fig_dir: Path) -> list[tuple[str
             np.load(out_dir / rel), tuple(rec.image_shape),
             fig_dir / f"receptive_fields_{rec.key}.png",
             title=f"{rec.key}\n{_levels_label(rec)}")))
-    rel = rec.artifacts.get("filters")
-    if rel and (out_dir / rel).is_file():
+    # A conv / local layer keeps "filters"; a stack one "filters_<layer>" per conv layer.
+    for name, rel in sorted(rec.artifacts.items()):
+        if not (name == "filters" or name.startswith("filters_")) or not (
+                out_dir / rel).is_file():
+            continue
         filt = np.load(out_dir / rel)  # [n_filters, (channels,) k, k]
-        drawn.append(("filters", receptive_fields(
-            filt.reshape(len(filt), -1).T, filt.shape[-2:], fig_dir / f"filters_{rec.key}.png",
-            title=f"learned filters, {rec.key}\n{_levels_label(rec)}")))
+        layer = name.removeprefix("filters").lstrip("_")
+        what = f"learned filters{f' of layer {layer}' if layer else ''}"
+        drawn.append((what, receptive_fields(
+            filt.reshape(len(filt), -1).T, filt.shape[-2:],
+            fig_dir / f"{name}_{rec.key}.png",
+            title=f"{what}, {rec.key}\n{_levels_label(rec)}")))
     return drawn
 
 

@@ -110,7 +110,8 @@ def test_map_bench_times_bindsnet_and_the_map_kernel(arch):
 def test_cli_bench_architecture_names_the_allowed_ones():
     res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--architecture", "mlp"])
     assert res.exit_code == 1
-    assert "--architecture 'mlp' is not allowed here; allowed: dc2015, conv, local" in res.output
+    assert ("--architecture 'mlp' is not allowed here; allowed: dc2015, conv, local, "
+            "kheradpisheh") in res.output
 
 
 def test_cli_bench_stock_eval_samples_reach_the_map_bench_only():
@@ -122,3 +123,16 @@ def test_cli_bench_stock_eval_samples_reach_the_map_bench_only():
         "--eval-samples", "4", "--stock-samples", "1", "--stock-eval-samples", "3"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output.splitlines()[-1])["stock_eval_samples"] == 3
+
+
+def test_cli_bench_kheradpisheh_times_both_layers_and_the_twin():
+    res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--architecture",
+                                   "kheradpisheh", "--samples", "20", "--eval-samples", "20",
+                                   "--stock-samples", "3"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output.splitlines()[-1])
+    for key in ("train_sps_layer1", "train_sps_layer2", "eval_sps"):
+        assert out[key] > 0 and out[f"ratio_{key}"] == pytest.approx(
+            out[key] / out[f"torch_{key}"])
+    assert out["recipe_epochs"] == [2, 20] and out["features"] == 10  # 8x8 -> 8x8 -> 4x4 -> 3x3 -> 1x1
+    assert "train, layer 2" in res.output

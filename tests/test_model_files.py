@@ -22,6 +22,15 @@ GRIDS = {
                                                       "encoder": "poisson", "n_filters": 4,
                                                       "batch_size": 32},
                   "factors": {"family": ["ann", "surrogate"], "architecture": ["mlp", "cnn"]}},
+    # A two-layer stack (its readouts: svm on raw features, proportion weighting, n-gram).
+    "stack": {"name": "models_stack",
+              "settings": {**SMALL, "time": 6, "n_train": 20, "epochs": 2,
+                           "architecture": "stack", "encoder": "latency", "neuron": "if",
+                           "svm_c": 1.0, "svm_standardize": False,
+                           "layers": "conv(maps=4,kernel=3,pad=1,threshold=1.5,winners=2);"
+                                     "pool(kernel=2);conv(maps=6,kernel=2,threshold=0.8,"
+                                     "winners=2,inhibit_input=true);pool(kernel=2)"},
+              "factors": {"rule": ["multiplicative", "none"]}},
 }
 
 
@@ -41,7 +50,8 @@ def test_predict_gives_every_records_accuracy_back(folders, name):
     res = CliRunner().invoke(app, ["predict", str(folders[name])])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    n = {"stdp": 4 + 4 + 4 + 2 * 1, "baselines": 4}[name]  # conv/local add filter_proportion
+    # conv/local add filter_proportion; stacks read svm, proportion_weighting and ngram.
+    n = {"stdp": 4 + 4 + 4 + 2 * 1, "baselines": 4, "stack": 2 * 3}[name]
     assert lines[-1] == f"{n} of {n} accuracies equal the records'", res.output
 
 

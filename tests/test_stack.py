@@ -113,10 +113,13 @@ def test_pointwise_inhibition_keeps_the_earliest_then_largest_then_lowest_map():
                       2, 9, 5,
                       1, 4, 9], np.int32)
     vals = np.array([2.0, 1.0, 0, 1.0, 0, 1.0, 3.0, 1.0, 0], np.float32)
-    _kernel().pointwise(times, vals, True, 3, 3, T)
-    assert times.tolist() == [9, 4, 9, 9, 9, 5, 1, 9, 9]
-    spikes = np.array([3, 1, 9, 1, 1, 9], np.int32)  # 2 maps x 3 places, no values
-    _kernel().pointwise(spikes, np.zeros(6, np.float32), False, 2, 3, T)
+    fired = np.array([7, 6, 0, 1, 3, 5])  # in any order
+    best = np.full(3, -1, np.int64)
+    cand = np.zeros(3, np.int64)
+    nc = _kernel().earliest_per_place(fired, 6, times, vals, 3, best, cand)
+    assert sorted(cand[:nc].tolist()) == [1, 5, 6] and (best == -1).all()
+    spikes = np.array([3, 1, 9, 1, 1, 9], np.int32)  # a wave: 2 maps x 3 places
+    _kernel().pointwise(spikes, 2, 3, T)
     assert spikes.tolist() == [9, 1, 9, 1, 9, 9]
 
 
@@ -129,21 +132,23 @@ def test_k_winners_earliest_first_and_their_radius():
                       1, 1, 9, 2, 2], np.int32)
     vals = np.array([5, 5, 5, 5, 5,
                      9, 9, 0, 4, 3], np.float32)
+    cand = np.array([9, 8, 6, 5, 4, 3, 2, 1, 0])  # every unit that fired, any order
     out = np.zeros(3, np.int64)
-    n = _kernel().k_winners(times, vals, 2, 1, 5, 3, 1, T, out, np.zeros(2, np.bool_),
-                            np.zeros(5, np.bool_), np.zeros(10, np.int64))
-    assert out[:n].tolist() == [0, 8]
+
+    def winners(times, vals, cand, F, w, kwta, radius):
+        n = _kernel().k_winners(times, vals, cand, len(cand), F, 1, w, kwta, radius, T,
+                                out, np.zeros(F, np.bool_), np.zeros(w, np.bool_))
+        return out[:n].tolist()
+
+    assert winners(times, vals, cand, 2, 5, 3, 1) == [0, 8]
     pot = torch.zeros(T, 2, 1, 5, dtype=torch.float64)
     for j, (t, v) in enumerate(zip(times, vals)):
         if t < T:
             pot[t:, j // 5, 0, j % 5] = float(v)
     assert stack_torch.k_winners(pot, 3, 1) == [(0, 0, 0), (1, 0, 3)]
-    # Equal step and potential: the lower index.
-    tie = np.array([2, 2], np.int32)
-    n = _kernel().k_winners(tie, np.array([5, 5], np.float32), 1, 1, 2, 1, 0, T, out,
-                            np.zeros(1, np.bool_), np.zeros(2, np.bool_),
-                            np.zeros(2, np.int64))
-    assert out[:n].tolist() == [0]
+    # Equal step and potential: the lower index, whatever the candidates' order.
+    assert winners(np.array([2, 2], np.int32), np.array([5, 5], np.float32),
+                   np.array([1, 0]), 1, 2, 1, 0) == [0]
 
 
 def test_layers_validation_names_the_layer_key_and_allowed_values():
@@ -199,8 +204,12 @@ def test_a_unit_fires_when_its_potential_exceeds_the_threshold_not_at_it():
     args = (np.zeros(2, np.float32), np.zeros(2, np.bool_), np.zeros(2, np.bool_),
             np.zeros(2, np.int64), np.zeros(T + 1, np.int64), np.zeros(3, np.int64))
     ops = np.zeros(1, np.int64)
-    assert _kernel().conv_layer(tin, out, vout, g, Wm, np.float32(1.0), T, *args, ops) == 0
+    flist = np.zeros(2, np.int64)
+    assert _kernel().conv_layer(tin, out, vout, g, Wm, np.float32(1.0), T, *args, ops,
+                                flist) == 0
     assert out.tolist() == [T, T]
     assert ops[0] == 4  # the inputs' fan-outs: 1 + 2 + 1 places of 1 map
-    assert _kernel().conv_layer(tin, out, vout, g, Wm2, np.float32(1.0), T, *args, ops) == 2
+    assert _kernel().conv_layer(tin, out, vout, g, Wm2, np.float32(1.0), T, *args, ops,
+                                flist) == 2
     assert out.tolist() == [1, 2] and vout.tolist() == [1.25, 1.25]
+    assert flist.tolist() == [0, 1]  # in the order they fired

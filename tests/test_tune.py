@@ -125,7 +125,7 @@ def test_search_refuses_engines_that_train_in_one_call():
     data["settings"]["family"] = "ann"
     with pytest.raises(ConfigError, match=r"cell \{'architecture': 'mlp'\} \(architecture = "
                                           r"'mlp'\) trains in one call; allowed: dc2015, conv, "
-                                          "local$"):
+                                          "local, stack$"):
         parse_search(parse_grid(data))
 
 

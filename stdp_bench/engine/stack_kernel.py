@@ -60,11 +60,12 @@ def input_times(x, net, T, state, ev_t, ev_i, ptr, idx, tin):
 
 @nb.njit(cache=True, nogil=True)
 def conv_layer(tin, tout, vout, g, Wm, thr, T, pot, done, touched, tlist, cnt, order,
-               ops):
+               ops, flist):
     """One conv layer: ``tout`` (F*h*w, map-major) gets each unit's first step over
-    ``thr`` and ``vout`` its potential then; returns the number of units that fired, and
-    adds its synaptic operations (weights added) to ``ops[0]``. ``pot`` and ``done``
-    (h*w*F, place-major), ``touched`` (h*w) and the rest are scratch."""
+    ``thr`` and ``vout`` its potential then; returns the number of units that fired,
+    listed in ``flist`` in the order they fired, and adds its synaptic operations
+    (weights added) to ``ops[0]``. ``pot`` and ``done`` (h*w*F, place-major),
+    ``touched`` (h*w) and the rest are scratch."""
     C, H, W, F, h, w = g[L_C], g[L_H], g[L_W], g[L_F], g[L_h], g[L_w]
     k, s, pad = g[L_K], g[L_S], g[L_PAD]
     hw = h * w
@@ -132,6 +133,7 @@ def conv_layer(tin, tout, vout, g, Wm, thr, T, pot, done, touched, tlist, cnt, o
                     j = f * hw + place
                     tout[j] = t
                     vout[j] = here[f]
+                    flist[nfired] = j
                     nfired += 1
     return nfired
 
@@ -159,37 +161,55 @@ def pool_layer(tin, tout, g, T):
 
 
 @nb.njit(cache=True, nogil=True)
-def pointwise(times, vals, use_vals, C, hw, T):
-    """At each place only the earliest of the C maps keeps its spike; ties go to the
-    larger value (when ``use_vals``), then to the lower map."""
+def pointwise(times, C, hw, T):
+    """At each place only the earliest of the C maps keeps its spike (ties: the lower
+    map): SpykeTorch's pointwise inhibition of a spike wave."""
     for place in range(hw):
         best = -1
         bt = T
-        bv = np.float32(0.0)
         for c in range(C):
             t = times[c * hw + place]
-            if t < bt or (use_vals and t == bt and t < T and vals[c * hw + place] > bv):
+            if t < bt:
                 best = c
                 bt = t
-                bv = vals[c * hw + place] if use_vals else np.float32(0.0)
         for c in range(C):
             if c != best:
                 times[c * hw + place] = T
 
 
 @nb.njit(cache=True, nogil=True)
-def k_winners(times, vals, F, h, w, kwta, radius, T, out, map_off, place_off, cand):
-    """Up to ``kwta`` winners (flat map-major indices into ``out``): the earliest spike,
-    then the larger potential, then the lower index; each removes its map and every map
-    within ``radius`` places. Returns how many were found."""
+def earliest_per_place(flist, nfired, times, vals, hw, best, cand):
+    """Pointwise inhibition of a layer's output, from the list of its ``nfired`` units:
+    at each place the unit that fired first, ties to the larger potential then, then the
+    lower map, written to ``cand``; returns how many places fired. ``best`` (hw) is
+    scratch, left all -1."""
+    nc = 0
+    for q in range(nfired):
+        j = flist[q]
+        place = j % hw
+        b = best[place]
+        if b < 0:
+            best[place] = j
+            cand[nc] = place
+            nc += 1
+        elif times[j] < times[b] or (times[j] == times[b] and (
+                vals[j] > vals[b] or (vals[j] == vals[b] and j < b))):
+            best[place] = j
+    for q in range(nc):
+        place = cand[q]
+        cand[q] = best[place]
+        best[place] = -1
+    return nc
+
+
+@nb.njit(cache=True, nogil=True)
+def k_winners(times, vals, cand, nc, F, h, w, kwta, radius, T, out, map_off, place_off):
+    """Up to ``kwta`` winners among the units ``cand[:nc]`` (flat map-major indices, into
+    ``out``): the earliest spike, then the larger potential, then the lower index; each
+    removes its map and every map within ``radius`` places. Returns how many."""
     hw = h * w
     map_off[:F] = False
     place_off[:hw] = False
-    nc = 0
-    for j in range(F * hw):
-        if times[j] < T:
-            cand[nc] = j
-            nc += 1
     n = 0
     for _ in range(kwta):
         best = -1
@@ -200,7 +220,7 @@ def k_winners(times, vals, F, h, w, kwta, radius, T, out, map_off, place_off, ca
             t = times[j]
             if t > bt or map_off[j // hw] or place_off[j % hw]:
                 continue
-            if t < bt or vals[j] > bv:
+            if t < bt or vals[j] > bv or (vals[j] == bv and j < best):
                 best = j
                 bt = t
                 bv = vals[j]
@@ -252,7 +272,7 @@ def learn(tin, tout, winners, nwin, g, Wm, pr, wmin, wmax, pre, no_trace, aux, s
 
 @nb.njit(cache=True, nogil=True)
 def _forward(tbuf, vbuf, off, geo, Wflat, thr, T, upto, trained, pot, done, touched,
-             tlist, cnt, order, ops):
+             tlist, cnt, order, ops, flist):
     """Layers 0 .. upto-1 of one image, the inputs already in ``tbuf[off[0]:]``; the
     trained layer (``trained``, -1: none) sees its input inhibited when it asks. Returns
     the spike count of the last layer run."""
@@ -262,12 +282,13 @@ def _forward(tbuf, vbuf, off, geo, Wflat, thr, T, upto, trained, pot, done, touc
         a, b = off[l], off[l + 1]
         n_out = off[l + 2] - b
         if l == trained and g[L_INHIB] != 0:
-            pointwise(tbuf[a:b], vbuf[a:b], False, g[L_C], g[L_H] * g[L_W], T)
+            pointwise(tbuf[a:b], g[L_C], g[L_H] * g[L_W], T)
         if g[L_KIND] == KIND_CONV:
             nf = g[L_C] * g[L_K] * g[L_K]
             Wm = Wflat[g[L_WOFF]:g[L_WOFF] + nf * g[L_F]].reshape((nf, g[L_F]))
             fired = conv_layer(tbuf[a:b], tbuf[b:b + n_out], vbuf[b:b + n_out], g, Wm,
-                               thr[l], T, pot, done, touched, tlist, cnt, order, ops)
+                               thr[l], T, pot, done, touched, tlist, cnt, order, ops,
+                               flist)
         else:
             pool_layer(tbuf[a:b], tbuf[b:b + n_out], g, T)
             fired = 0
@@ -304,6 +325,7 @@ def train_stack(X, order, start, layer, Wflat, geo, off, thr, fp, net, pr, T, ph
     ptr = np.empty(T + 1, np.int64)
     pot = np.zeros(pot_max, np.float32)
     done = np.zeros(pot_max, np.bool_)
+    flist = np.zeros(pot_max, np.int64)
     touched = np.zeros(pot_max, np.bool_)
     tlist = np.zeros(pot_max, np.int64)
     cnt = np.zeros(T + 1, np.int64)
@@ -316,7 +338,8 @@ def train_stack(X, order, start, layer, Wflat, geo, off, thr, fp, net, pr, T, ph
     winners = np.zeros(max(1, g[L_WIN]), np.int64)
     map_off = np.zeros(F, np.bool_)
     place_off = np.zeros(hw, np.bool_)
-    cand = np.zeros(F * hw, np.int64)
+    cand = np.zeros(hw, np.int64)
+    best = np.full(hw, -1, np.int64)
     pre = np.zeros(nf, np.float32)
     no_trace = np.zeros(F, np.float32)
     aux = np.zeros((1, F), np.float32)
@@ -332,12 +355,12 @@ def train_stack(X, order, start, layer, Wflat, geo, off, thr, fp, net, pr, T, ph
         in_spikes[k] = input_times(X[order[k]], net, T, state, ev_t, ev_i, ptr, idx,
                                    tbuf[:off[1]])
         out_spikes[k] = _forward(tbuf, vbuf, off, geo, Wflat, thr, T, layer + 1, layer,
-                                 pot, done, touched, tlist, cnt, sorder, ops)
+                                 pot, done, touched, tlist, cnt, sorder, ops, flist)
         if not RULE_PLASTIC:
             continue
-        pointwise(tbuf[a:b], vbuf[a:b], True, F, hw, T)
-        nwin = k_winners(tbuf[a:b], vbuf[a:b], F, g[L_h], g[L_w], g[L_WIN], g[L_RAD], T,
-                         winners, map_off, place_off, cand)
+        nc = earliest_per_place(flist, out_spikes[k], tbuf[a:b], vbuf[a:b], hw, best, cand)
+        nwin = k_winners(tbuf[a:b], vbuf[a:b], cand, nc, F, g[L_h], g[L_w], g[L_WIN],
+                         g[L_RAD], T, winners, map_off, place_off)
         learn(tbuf[off[layer]:a], tbuf[a:b], winners, nwin, g, Wm, pr, fp[0], fp[1], pre,
               no_trace, aux, spiked, pidx, one, scratch)
 
@@ -359,6 +382,7 @@ def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, counts, 
     ptr = np.empty(T + 1, np.int64)
     pot = np.zeros(pot_max, np.float32)
     done = np.zeros(pot_max, np.bool_)
+    flist = np.zeros(pot_max, np.int64)
     touched = np.zeros(pot_max, np.bool_)
     tlist = np.zeros(pot_max, np.int64)
     cnt = np.zeros(T + 1, np.int64)
@@ -376,7 +400,7 @@ def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, counts, 
                                    tbuf[:off[1]])
         ops[0] = 0
         _forward(tbuf, vbuf, off, geo, Wflat, thr, T, L, -1, pot, done, touched, tlist,
-                 cnt, sorder, ops)
+                 cnt, sorder, ops, flist)
         synops[k] = ops[0]
         out = tbuf[a:a + n_out]
         per[:] = 0
