@@ -125,6 +125,7 @@ def test_cli_bench_stock_eval_samples_reach_the_map_bench_only():
     assert json.loads(res.output.splitlines()[-1])["stock_eval_samples"] == 3
 
 
+@pytest.mark.slow
 def test_cli_bench_kheradpisheh_times_both_layers_and_the_twin():
     res = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--architecture",
                                    "kheradpisheh", "--samples", "20", "--eval-samples", "20",
