@@ -174,8 +174,9 @@ def fit_svm(features: np.ndarray, y: np.ndarray, c: float, seed: int = 0,
 
 
 def _fit_raw(model, x: np.ndarray, y: np.ndarray) -> Params:
-    """``model`` fitted on ``x`` as it is, handed over as a sparse matrix (binary spike
-    features are mostly zeros; standardised they would be dense, 8 bytes an entry), in
+    """``model`` fitted on ``x`` as it is, handed over as a sparse matrix (a trained
+    stack's binary features are about 90% zeros; standardised they would be dense, 8
+    bytes an entry), in
     :func:`_fit_scaled`'s form with mean 0 and scale 1."""
     from scipy import sparse
 

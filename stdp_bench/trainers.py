@@ -255,20 +255,20 @@ class StackTrainer(Trainer):
 
     provides = ("counts", "events", "maps")
     # Stacks end in thousands of binary features (12,150 for Kheradpisheh's): a linear
-    # SVM on them, as Kheradpisheh et al. read them, and the first spike's class
-    # assignment; a standardised logistic probe on 60,000 x 12,150 dense floats
-    # would need over 10 GB.
+    # SVM on them, as Kheradpisheh et al. read them, labelling by response and n-grams
+    # (skipped where too large); a standardised logistic probe on 60,000 x 12,150 dense
+    # floats would need over 10 GB.
     readouts = ("svm", "proportion_weighting", "ngram")
 
     @classmethod
     def check(cls, cfg: CellConfig, where: str) -> None:
         """Layers declared, integrate-and-fire units, a rule with kernel steps, epochs
         equal to the layers' schedule."""
-        from stdp_bench.networks.stack_spec import stack_layers, total_epochs
+        from stdp_bench.levels.stack_spec import stack_layers, total_epochs
 
         if not cfg.layers:
             raise ConfigError(f"{where}: architecture = 'stack' needs 'layers' (a list of "
-                              "tables, networks/stack_spec.py)")
+                              "tables, levels/stack_spec.py)")
         if cfg.neuron != "if":
             raise ConfigError(f"{where}: neuron = {cfg.neuron!r} is not available for "
                               "architecture = 'stack' (its units are SpykeTorch's "

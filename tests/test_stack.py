@@ -12,7 +12,7 @@ from stdp_bench.config import ConfigError, check_value, make_cell
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.stack_engine import StackReplicaSet, stack_geometry
 from stdp_bench.networks import stack_torch
-from stdp_bench.networks.stack_spec import parse_layers, stack_layers
+from stdp_bench.levels.stack_spec import parse_layers, stack_layers
 
 SPEC = ("conv(maps=4,kernel=3,pad=1,threshold=1.2,winners=3,radius=1,epochs=1,"
         "a_plus=0.05,a_minus_ratio=0.75);pool(kernel=2,stride=2,pad=1);"

@@ -4,7 +4,7 @@
 Training is greedy: the training positions run through the conv layers in order, each
 for its ``epochs`` passes over the ``n_train`` samples, so position ``p`` trains the conv
 layer whose span holds it, at that layer's learning rates for its own image count
-(:meth:`~stdp_bench.networks.stack_spec.Layer.rates`). Rates and streams follow the
+(:meth:`~stdp_bench.levels.stack_spec.Layer.rates`). Rates and streams follow the
 position, so a stack resumes from a checkpoint at any position.
 
 >>> import numpy as np
@@ -33,7 +33,7 @@ from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.kernel_engine import run_tasks, worker_threads
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats
 from stdp_bench.levels import registry
-from stdp_bench.networks.stack_spec import Layer, stack_layers, stack_shapes
+from stdp_bench.levels.stack_spec import Layer, stack_layers, stack_shapes
 from stdp_bench.replica_params import level_record, network_record, replica_seed
 
 

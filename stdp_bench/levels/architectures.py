@@ -11,13 +11,7 @@
 from __future__ import annotations
 
 from stdp_bench.levels.spec import Level, Param
-
-
-def _parse_layers(value, where):
-    # Imported here: the stack's reader lives with its layers (networks/stack_spec.py).
-    from stdp_bench.networks.stack_spec import parse_layers
-
-    return parse_layers(value, where)
+from stdp_bench.levels.stack_spec import parse_layers
 
 
 _T = "stdp_bench.trainers"
@@ -43,8 +37,8 @@ LEVELS = (
           trainer=f"{_T}:StackTrainer",
           doc="layers of one-spike conv maps and pooling, trained greedily layer by layer "
               "(Kheradpisheh et al. 2018, as SpykeTorch runs it)",
-          params=(Param("layers", "", parse=_parse_layers,
-                        doc="the stack's layers, a list of tables (networks/stack_spec.py)"),),
+          params=(Param("layers", "", parse=parse_layers,
+                        doc="the stack's layers, a list of tables (levels/stack_spec.py)"),),
           uses=("time", "dt", "wmin", "wmax")),
     Level(axis="architecture", name="mlp", module=__name__, families=("ann", "surrogate"),
           trainer=f"{_T}:MlpBaseline",

@@ -11,7 +11,7 @@ applies pointwise inhibition, k winners and the rule's update to the winners' fi
 (the module docstring of :mod:`stdp_bench.engine.stack_kernel` lists the steps).
 
 >>> import torch
->>> from stdp_bench.networks.stack_spec import stack_layers
+>>> from stdp_bench.levels.stack_spec import stack_layers
 >>> layers = stack_layers("conv(maps=2,kernel=2,threshold=0.5);pool(kernel=2)")
 >>> W = [torch.ones(2, 1, 2, 2) * 0.3, None]
 >>> tin = torch.tensor([[[0, 1, 9], [2, 9, 9], [9, 9, 9]]])  # T = 9: never
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stdp_bench.networks.stack_spec import Layer
+from stdp_bench.levels.stack_spec import Layer
 
 
 def wave(times: torch.Tensor, T: int) -> torch.Tensor:
