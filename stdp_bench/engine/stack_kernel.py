@@ -311,25 +311,28 @@ def _scratch(off, geo, T):
 
 
 @nb.njit(cache=True, nogil=True)
+def _buffers(n_in, off, geo, T):
+    """The per-call buffers of :func:`train_stack` and :func:`respond_stack`: the time
+    and potential buffers of every segment, the encoder's events, and the conv layers'
+    scratch (sized for the largest)."""
+    n_max, pot_max = _scratch(off, geo, T)
+    return (np.empty(off[-1], np.int32), np.zeros(off[-1], np.float32),
+            np.empty(n_in * T + 1, np.int32), np.empty(n_in * T + 1, np.int32),
+            np.empty(n_in * T + 1, np.int32), np.empty(T + 1, np.int64),
+            np.zeros(pot_max, np.float32), np.zeros(pot_max, np.bool_),
+            np.zeros(pot_max, np.int64), np.zeros(pot_max, np.bool_),
+            np.zeros(pot_max, np.int64), np.zeros(T + 1, np.int64),
+            np.zeros(n_max, np.int64))
+
+
+@nb.njit(cache=True, nogil=True)
 def train_stack(X, order, start, layer, Wflat, geo, off, thr, fp, net, pr, T, phase,
                 out_spikes, in_spikes):
     """Train conv layer ``layer`` on ``X[order[k]]`` (positions ``start + k``);
     ``out_spikes[k]`` gets the number of its units that fired (before competition)."""
     n_in = X.shape[1]
-    n_max, pot_max = _scratch(off, geo, T)
-    tbuf = np.empty(off[-1], np.int32)
-    vbuf = np.zeros(off[-1], np.float32)
-    ev_t = np.empty(n_in * T + 1, np.int32)
-    ev_i = np.empty(n_in * T + 1, np.int32)
-    idx = np.empty(n_in * T + 1, np.int32)
-    ptr = np.empty(T + 1, np.int64)
-    pot = np.zeros(pot_max, np.float32)
-    done = np.zeros(pot_max, np.bool_)
-    flist = np.zeros(pot_max, np.int64)
-    touched = np.zeros(pot_max, np.bool_)
-    tlist = np.zeros(pot_max, np.int64)
-    cnt = np.zeros(T + 1, np.int64)
-    sorder = np.zeros(n_max, np.int64)
+    (tbuf, vbuf, ev_t, ev_i, idx, ptr, pot, done, flist, touched, tlist, cnt,
+     sorder) = _buffers(n_in, off, geo, T)
     g = geo[layer]
     F = g[L_F]
     nf = g[L_C] * g[L_K] * g[L_K]
@@ -373,20 +376,8 @@ def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, counts, 
     increasing within a step), ``n_events[k]`` how many fired, ``synops[k]`` the weights
     all layers added."""
     n_in = X.shape[1]
-    n_max, pot_max = _scratch(off, geo, T)
-    tbuf = np.empty(off[-1], np.int32)
-    vbuf = np.zeros(off[-1], np.float32)
-    ev_t = np.empty(n_in * T + 1, np.int32)
-    ev_i = np.empty(n_in * T + 1, np.int32)
-    idx = np.empty(n_in * T + 1, np.int32)
-    ptr = np.empty(T + 1, np.int64)
-    pot = np.zeros(pot_max, np.float32)
-    done = np.zeros(pot_max, np.bool_)
-    flist = np.zeros(pot_max, np.int64)
-    touched = np.zeros(pot_max, np.bool_)
-    tlist = np.zeros(pot_max, np.int64)
-    cnt = np.zeros(T + 1, np.int64)
-    sorder = np.zeros(n_max, np.int64)
+    (tbuf, vbuf, ev_t, ev_i, idx, ptr, pot, done, flist, touched, tlist, cnt,
+     sorder) = _buffers(n_in, off, geo, T)
     L = geo.shape[0]
     a = off[L]
     n_out = off[L + 1] - a
