@@ -36,7 +36,8 @@ def _present(arch: str, weights: tuple[float, float], **settings
     claims = np.zeros((10, 3), np.int64)
     net, pn, pr = rs._records(0)
     rs.kernels[0].present_maps(L, rs.theta[0], rs.geo, rs.fp[0], pn, pr, ptr, idx, 3, True,
-                               counts, events, n_ev, np.zeros(1, np.bool_), claims)
+                               counts, events, n_ev, np.zeros(1, np.bool_), claims,
+                               *rs.kernels[0].fan_out(rs.geo))
     end = int(np.flatnonzero(claims[:, 0] < 0)[0]) if (claims[:, 0] < 0).any() else 10
     return (counts.reshape(2, 5), [tuple(c) for c in claims[:end].tolist()],
             [tuple(e) for e in events[:n_ev[0]].tolist()])

@@ -77,9 +77,68 @@ def _field(last, trace_at, t, oy, ox, geo, out):
 
 
 @nb.njit(cache=True, nogil=True)
+def fan_out(geo):
+    """Where each input's spike goes, worked out once per geometry: input ``i`` adds the
+    weight row at offset ``fan_w[q]`` of the flat ``L`` to the currents at offset
+    ``fan_cur[q]`` (``place * F``), for ``q`` in ``fan_ptr[i]:fan_ptr[i + 1]``, one
+    ``q`` per place whose field holds it (none for an input no field covers).
+
+    The offsets are unsigned because numba tests a signed index for wraparound (a
+    negative index counts from the end), and that test kept the add loop of 32 maps
+    scalar: with unsigned offsets it runs on SIMD lanes, about 3x faster in a
+    micro-benchmark of the fan-out. The table also saves the five integer divisions per
+    input spike that placing it took.
+
+    A conv layer of 2 maps with 2x2 fields at stride 1 on a 3x3 input: the centre
+    (input 4) is in all four fields, at the field's last, ..., first entry; the corner
+    (input 0) only in the first place's field, at its first entry:
+
+    >>> geo = np.array([1, 3, 3, 2, 1, 2, 2, 2, 1, 1, 2, 0, 0], np.int64)
+    >>> ptr, cur, w = fan_out(geo)
+    >>> ptr[4:6].tolist(), cur[ptr[4]:ptr[5]].tolist(), w[ptr[4]:ptr[5]].tolist()
+    ([6, 10], [0, 2, 4, 6], [6, 4, 2, 0])
+    >>> ptr[:2].tolist(), cur[:1].tolist(), w[:1].tolist()
+    ([0, 1], [0], [0])
+    """
+    C, H, W, k, s = geo[G_C], geo[G_H], geo[G_W], geo[G_K], geo[G_S]
+    F, h, w = geo[G_F], geo[G_h], geo[G_w]
+    shared = geo[G_SHARED] != 0
+    kk = k * k
+    nf = C * kk
+    n_in = C * H * W
+    fan_ptr = np.zeros(n_in + 1, dtype=np.int64)
+    for fill in range(2):
+        if fill == 1:
+            fan_cur = np.empty(fan_ptr[n_in], dtype=np.uint64)
+            fan_w = np.empty(fan_ptr[n_in], dtype=np.uint64)
+        q = 0
+        for i in range(n_in):
+            c = i // (H * W)
+            y = (i // W) % H
+            x = i % W
+            oy0 = 0 if y < k else (y - k) // s + 1
+            ox0 = 0 if x < k else (x - k) // s + 1
+            oy1 = min(h - 1, y // s)
+            ox1 = min(w - 1, x // s)
+            for oy in range(oy0, oy1 + 1):
+                for ox in range(ox0, ox1 + 1):
+                    if fill == 1:
+                        place = oy * w + ox
+                        p = c * kk + (y - oy * s) * k + (x - ox * s)
+                        m = 0 if shared else place
+                        fan_cur[q] = place * F
+                        fan_w[q] = (m * nf + p) * F
+                    q += 1
+            fan_ptr[i + 1] = q
+    return fan_ptr, fan_cur, fan_w
+
+
+@nb.njit(cache=True, nogil=True)
 def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_buf, n_ev,
-                 full_clamp, claims):
+                 full_clamp, claims, fan_ptr, fan_cur, fan_w):
     """One presentation of T steps; returns the layer's spike count.
+
+    ``fan_ptr``, ``fan_cur``, ``fan_w`` are :func:`fan_out` of ``geo``.
 
     ``counts`` (F*h*w, map-major) receives spike counts; ``ev_buf`` (cap, 2) the
     (step, neuron) of spikes in step order (map-major index increasing within a step),
@@ -89,7 +148,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     updates as (map, row, column) while it has room; ``claims[0, 0]`` is -1 if none.
     """
     f32 = np.float32
-    C, H, W, k, s = geo[G_C], geo[G_H], geo[G_W], geo[G_K], geo[G_S]
+    C, H, W, k = geo[G_C], geo[G_H], geo[G_W], geo[G_K]
     F, h, w = geo[G_F], geo[G_h], geo[G_w]
     shared = geo[G_SHARED] != 0
     first_spike = geo[G_FIRST] != 0
@@ -110,6 +169,8 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     # Every-spike learning updates each place's own matrix: local layers only (a conv
     # layer has one matrix; MapReplicaSet refuses that combination before this runs).
     every_spike = plastic and not first_spike and not shared
+    Lflat = L.reshape(L.size)
+    Fu = np.uint64(F)
 
     st = np.zeros((NEURON_STATE, n), dtype=np.float32)
     neuron_reset(pn, st)
@@ -165,24 +226,11 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         # it is zeroed after the neurons' step.
         for e in range(prev_lo, prev_hi):
             i = idx[e]
-            c = i // (H * W)
-            y = (i // W) % H
-            x = i % W
-            oy0 = 0 if y < k else (y - k) // s + 1
-            ox0 = 0 if x < k else (x - k) // s + 1
-            oy1 = min(h - 1, y // s)
-            ox1 = min(w - 1, x // s)
-            for oy in range(oy0, oy1 + 1):
-                for ox in range(ox0, ox1 + 1):
-                    place = oy * w + ox
-                    p = c * kk + (y - oy * s) * k + (x - ox * s)
-                    m = 0 if shared else place
-                    # Unit-stride views of one place: with them these loops measured
-                    # 23% faster than indexing the whole arrays (room for SIMD).
-                    column = L[m, p]
-                    here = cur[place * F:place * F + F]
-                    for f in range(F):
-                        here[f] += column[f]
+            for q in range(fan_ptr[i], fan_ptr[i + 1]):
+                a = fan_cur[q]
+                b = fan_w[q]
+                for f in range(Fu):
+                    cur[a + f] += Lflat[b + f]
         if gain != f32(1.0):
             for j in range(n):
                 cur[j] = cur[j] * gain
@@ -452,12 +500,14 @@ def train_maps(X, order, start, L, theta, geo, fp, net, pn, pr, T, phase, exc_sp
     n_ev = np.zeros(1, dtype=np.int64)
     claims = np.zeros((0, 3), dtype=np.int64)
     state = np.zeros(1, dtype=np.uint64)
+    fan_ptr, fan_cur, fan_w = fan_out(geo)
     for k in range(K):
         state[0] = random.stream_seed(net.seed, phase, start + k, 0)
         in_spikes[k] = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i,
                                   ptr, idx)
         exc_spikes[k] = present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, True, counts,
-                                     ev_buf, n_ev, full_clamp, claims)
+                                     ev_buf, n_ev, full_clamp, claims, fan_ptr, fan_cur,
+                                     fan_w)
         ok = normalize_maps(L, geo, fp[P_NORM])
         full_clamp[0] = True
         for j in range(theta.shape[0]):
@@ -482,11 +532,12 @@ def respond_maps(X, order, start, L, theta, geo, fp, net, pn, pr, T, phase, coun
     full_clamp = np.zeros(1, dtype=np.bool_)
     claims = np.zeros((0, 3), dtype=np.int64)
     state = np.zeros(1, dtype=np.uint64)
+    fan_ptr, fan_cur, fan_w = fan_out(geo)
     for k in range(K):
         state[0] = random.stream_seed(net.seed, phase, start + k, 0)
         in_spikes[k] = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i,
                                   ptr, idx)
         n_ev[0] = 0
         present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, False, counts[k], ev_out[k],
-                     n_ev, full_clamp, claims)
+                     n_ev, full_clamp, claims, fan_ptr, fan_cur, fan_w)
         n_ev_out[k] = n_ev[0]
