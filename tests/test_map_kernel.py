@@ -37,7 +37,7 @@ def _present(arch: str, weights: tuple[float, float], **settings
     net, pn, pr = rs._records(0)
     rs.kernels[0].present_maps(L, rs.theta[0], rs.geo, rs.fp[0], pn, pr, ptr, idx, 3, True,
                                counts, events, n_ev, np.zeros(1, np.bool_), claims,
-                               *rs.kernels[0].fan_out(rs.geo))
+                               *rs.kernels[0].fan_out(rs.geo), False)
     end = int(np.flatnonzero(claims[:, 0] < 0)[0]) if (claims[:, 0] < 0).any() else 10
     return (counts.reshape(2, 5), [tuple(c) for c in claims[:end].tolist()],
             [tuple(e) for e in events[:n_ev[0]].tolist()])
@@ -93,3 +93,47 @@ def test_the_map_kernel_refuses_every_spike_learning_on_shared_kernels():
     assert str(err.value) == ("the map kernel cannot run this cell: conv_learning = "
                               "'every_spike' on shared conv kernels (BindsNET's batch "
                               "update)")
+
+
+def test_evaluation_leaves_out_unreached_places_and_no_spike_changes():
+    """Evaluation steps a place's neurons only from the first input current that reaches
+    it (``rest_is_quiet``): the same counts and events, sample by sample, as stepping
+    every neuron at every step."""
+    from sklearn.datasets import load_digits
+
+    from stdp_bench.levels import random
+
+    T = 40
+    cfg = make_cell({"dataset": "digits", "architecture": "conv", "kernel_size": 3,
+                     "stride": 1, "n_filters": 4, "time": T, "neuron": "adaptive",
+                     "rule": "stdp", "conv_learning": "first_spike", "winners": 2,
+                     "intensity_hz": 128.0})
+    rs = MapReplicaSet([cfg], (1, 8, 8), [1.0])
+    kernel = rs.kernels[0]
+    net, pn, pr = rs._records(0)
+    # Thresholds as training leaves them, different per neuron.
+    rs.theta[0] = np.random.default_rng(0).uniform(0.0, 4.0, rs.theta.shape[1])
+    assert kernel.rest_is_quiet(pn, rs.theta[0])
+    # Thresholds under the resting potential: a neuron would fire unreached.
+    assert not kernel.rest_is_quiet(pn, np.full_like(rs.theta[0], -100.0))
+    X = (load_digits().data[:30] / 16).astype(np.float32)
+    fan = kernel.fan_out(rs.geo)
+    ev_t, ev_i, idx = (np.empty(64 * T + 1, np.int32) for _ in range(3))
+    ptr = np.empty(T + 1, np.int64)
+    n = rs.theta.shape[1]
+    got = {}
+    for compact in (False, True):
+        counts = np.zeros((len(X), n), np.int64)
+        events = np.zeros((len(X), 256, 2), np.int32)
+        for s, x in enumerate(X):
+            with np.errstate(over="ignore"):  # the seed hash wraps around on purpose
+                state = np.array([random.stream_seed(0, 2, s, 0)], np.uint64)
+            kernel.gen_events(x, net["rate"], T, net["dt"], state, ev_t, ev_i, ptr, idx)
+            kernel.present_maps(rs.L[0], rs.theta[0], rs.geo, rs.fp[0], pn, pr, ptr, idx,
+                                T, False, counts[s], events[s], np.zeros(1, np.int64),
+                                np.zeros(1, np.bool_), np.zeros((0, 3), np.int64), *fan,
+                                compact)
+        got[compact] = counts, events
+    assert got[False][0].sum() > 100
+    np.testing.assert_array_equal(got[True][0], got[False][0])
+    np.testing.assert_array_equal(got[True][1], got[False][1])

@@ -85,6 +85,7 @@ def _map_bindings(encoder: Level, neuron: Level, rule: Level) -> str:
         f"from {rule.module} import kernel_update as rule_update",
         "",
         f"NEURON_STATE = {len(neuron.state)}",
+        f"NEURON_RESTS = {neuron.rests}",
         f"RULE_PLASTIC = {rule.plastic}",
         f"RULE_TRACES = {len(rule.traces)}",
         "",

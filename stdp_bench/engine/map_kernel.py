@@ -28,6 +28,11 @@ One step follows ``Network.run`` on :func:`stdp_bench.networks.conv.build_featur
    rule's update for one post spike on its field's traces; every-spike (local only): the rule's update at every place with
    activity, on that place's matrix. Each updated entry is clamped to [wmin, wmax].
 Weights are normalised per presentation by :func:`normalize_maps`.
+
+Evaluation steps only the places input has reached (:func:`rest_is_quiet`): a place's
+neurons stay in their reset state, exactly, until its first input current, and under
+threshold there, so they cannot fire before it. In the shipped conv cell on MNIST about
+half the place-steps are left out; the spikes are the same.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from stdp_bench.levels.neurons.adaptive import kernel_fire as neuron_fire
 from stdp_bench.levels.rules.stdp import kernel_update as rule_update
 
 NEURON_STATE = 2  # rows of per-neuron state (row 0 is the membrane potential)
+NEURON_RESTS = True  # the reset state is fixed without current (Level.rests)
 RULE_PLASTIC = True
 RULE_TRACES = 0  # rows of extra per-neuron traces the rule keeps
 # --- levels: end ---
@@ -79,14 +85,14 @@ def _field(last, trace_at, t, oy, ox, geo, out):
 @nb.njit(cache=True, nogil=True)
 def fan_out(geo):
     """Where each input's spike goes, worked out once per geometry: input ``i`` adds the
-    weight row at offset ``fan_w[q]`` of the flat ``L`` to the currents at offset
-    ``fan_cur[q]`` (``place * F``), for ``q`` in ``fan_ptr[i]:fan_ptr[i + 1]``, one
-    ``q`` per place whose field holds it (none for an input no field covers).
+    weight row at offset ``fan_w[q]`` of the flat ``L`` to the currents of the maps at
+    place ``fan_place[q]``, for ``q`` in ``fan_ptr[i]:fan_ptr[i + 1]``, one ``q`` per
+    place whose field holds it (none for an input no field covers).
 
-    The offsets are unsigned because numba tests a signed index for wraparound (a
-    negative index counts from the end), and that test kept the add loop of 32 maps
-    scalar: with unsigned offsets it runs on SIMD lanes, about 3x faster in a
-    micro-benchmark of the fan-out. The table also saves the five integer divisions per
+    The weight offsets are unsigned (and so are the current offsets made from them)
+    because numba tests a signed index for wraparound (a negative index counts from the
+    end), and that test kept the add loop of 32 maps scalar: with unsigned offsets it
+    runs on SIMD lanes, about 3x faster in a micro-benchmark of the fan-out. The table also saves the five integer divisions per
     input spike that placing it took.
 
     A conv layer of 2 maps with 2x2 fields at stride 1 on a 3x3 input: the centre
@@ -94,10 +100,10 @@ def fan_out(geo):
     (input 0) only in the first place's field, at its first entry:
 
     >>> geo = np.array([1, 3, 3, 2, 1, 2, 2, 2, 1, 1, 2, 0, 0], np.int64)
-    >>> ptr, cur, w = fan_out(geo)
-    >>> ptr[4:6].tolist(), cur[ptr[4]:ptr[5]].tolist(), w[ptr[4]:ptr[5]].tolist()
-    ([6, 10], [0, 2, 4, 6], [6, 4, 2, 0])
-    >>> ptr[:2].tolist(), cur[:1].tolist(), w[:1].tolist()
+    >>> ptr, place, w = fan_out(geo)
+    >>> ptr[4:6].tolist(), place[ptr[4]:ptr[5]].tolist(), w[ptr[4]:ptr[5]].tolist()
+    ([6, 10], [0, 1, 2, 3], [6, 4, 2, 0])
+    >>> ptr[:2].tolist(), place[:1].tolist(), w[:1].tolist()
     ([0, 1], [0], [0])
     """
     C, H, W, k, s = geo[G_C], geo[G_H], geo[G_W], geo[G_K], geo[G_S]
@@ -109,7 +115,7 @@ def fan_out(geo):
     fan_ptr = np.zeros(n_in + 1, dtype=np.int64)
     for fill in range(2):
         if fill == 1:
-            fan_cur = np.empty(fan_ptr[n_in], dtype=np.uint64)
+            fan_place = np.empty(fan_ptr[n_in], dtype=np.int64)
             fan_w = np.empty(fan_ptr[n_in], dtype=np.uint64)
         q = 0
         for i in range(n_in):
@@ -126,19 +132,42 @@ def fan_out(geo):
                         place = oy * w + ox
                         p = c * kk + (y - oy * s) * k + (x - ox * s)
                         m = 0 if shared else place
-                        fan_cur[q] = place * F
+                        fan_place[q] = place
                         fan_w[q] = (m * nf + p) * F
                     q += 1
             fan_ptr[i + 1] = q
-    return fan_ptr, fan_cur, fan_w
+    return fan_ptr, fan_place, fan_w
+
+
+@nb.njit(cache=True, nogil=True)
+def rest_is_quiet(pn, theta):
+    """Whether evaluation may leave the places no input has reached out of the neurons'
+    step: the neuron level declares its reset state fixed without current
+    (``NEURON_RESTS``), and one step of it there, at these (frozen) thresholds, puts
+    every neuron under threshold (a negative margin; a NaN one says no)."""
+    if not NEURON_RESTS:
+        return False
+    n = theta.shape[0]
+    st = np.empty((NEURON_STATE, n), dtype=np.float32)
+    neuron_reset(pn, st)
+    cur = np.zeros(n, dtype=np.float32)
+    marg = np.zeros(n, dtype=np.float32)
+    over = np.zeros(n, dtype=np.bool_)
+    neuron_integrate_all(pn, st, theta, cur, marg, over, False)
+    for j in range(n):
+        if not marg[j] < np.float32(0.0):
+            return False
+    return True
 
 
 @nb.njit(cache=True, nogil=True)
 def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_buf, n_ev,
-                 full_clamp, claims, fan_ptr, fan_cur, fan_w):
+                 full_clamp, claims, fan_ptr, fan_place, fan_w, compact):
     """One presentation of T steps; returns the layer's spike count.
 
-    ``fan_ptr``, ``fan_cur``, ``fan_w`` are :func:`fan_out` of ``geo``.
+    ``fan_ptr``, ``fan_place``, ``fan_w`` are :func:`fan_out` of ``geo``. ``compact``
+    (evaluation only; see :func:`rest_is_quiet`) leaves each place out of the neurons'
+    step until input first reaches it.
 
     ``counts`` (F*h*w, map-major) receives spike counts; ``ev_buf`` (cap, 2) the
     (step, neuron) of spikes in step order (map-major index increasing within a step),
@@ -172,32 +201,66 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
     Lflat = L.reshape(L.size)
     Fu = np.uint64(F)
 
-    st = np.zeros((NEURON_STATE, n), dtype=np.float32)
-    neuron_reset(pn, st)
+    # Neurons are numbered by slot: slot * F + map. With `compact` a place gets the next
+    # slot when input first reaches it, and the neurons' step runs over the slots given
+    # so far; until then its neurons sit in their reset state, which the neuron level
+    # declares fixed without current (NEURON_RESTS) and rest_is_quiet has found under
+    # threshold, so leaving them out changes no spike. Without it (always while
+    # learning, whose code reads neuron numbers as places) slot = place from the start.
+    compact = compact and not learning
+    slot = np.empty(hw, dtype=np.int64)
+    act = np.empty(hw, dtype=np.int64)  # the place in each slot
+    n_act = 0
+    if compact:
+        slot[:] = -1
+    else:
+        for place in range(hw):
+            slot[place] = place
+            act[place] = place
+        n_act = hw
+    nn = n_act * F
+    # The state's rows are laid out end to end at their current length (nn), so the
+    # level's step sees contiguous rows; new slots move them apart.
+    st_flat = np.empty(NEURON_STATE * n, dtype=np.float32)
+    st = st_flat[:NEURON_STATE * nn].reshape((NEURON_STATE, nn))
+    fresh = np.empty((NEURON_STATE, n if compact else 1), dtype=np.float32)
+    if compact:
+        neuron_reset(pn, fresh)
+        theta_s = np.empty(n, dtype=np.float32)
+    else:
+        neuron_reset(pn, st)
+        theta_s = theta
     last = np.full(n_in, -1, dtype=np.int64)
     trace_at = np.ones(T + 1, dtype=np.float32)
     for a in range(1, T + 1):
         trace_at[a] = trace_at[a - 1] * tr_decay
     s_now = np.zeros(n, dtype=np.bool_)
     cur = np.zeros(n, dtype=np.float32)
-    fired = np.zeros(n, dtype=np.int64)
-    prev = np.zeros(n, dtype=np.int64)
+    # Arrays that are written before they are read come from np.empty: zeroing them
+    # (about 300 KB a sample here) bought nothing.
+    fired = np.empty(n, dtype=np.int64)
+    prev = np.empty(n, dtype=np.int64)
+    # The slots of this step's and last step's spikes, kept as they fire: dividing by a
+    # map count known only at run time is an integer division a spike.
+    fired_slot = np.empty(n, dtype=np.int64)
+    prev_slot = np.empty(n, dtype=np.int64)
     nprev = 0
     loc_count = np.zeros(hw, dtype=np.int64)
     over_f = np.zeros(F, dtype=np.int64)
     over_m = np.zeros(F, dtype=np.float32)
-    marg = np.zeros(n, dtype=np.float32)
+    marg = np.empty(n, dtype=np.float32)
     # Neurons over threshold, as bytes read 8 at a time: a step's few spikes are found
     # without a branch per neuron.
     over = np.zeros((n + 7) // 8 * 8, dtype=np.bool_)
     over_words = over.view(np.uint64)
-    over_j = np.zeros(n, dtype=np.int64)
-    order = np.zeros(n, dtype=np.int64)
+    over_j = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
     # First-spike learning: maps that learned and places claimed this image.
     learned = np.zeros(F, dtype=np.bool_)
     claimed = np.zeros(hw, dtype=np.bool_)
-    cand = np.zeros(n, dtype=np.int64)
-    match = np.zeros(n, dtype=np.float32)
+    n_cand = n if plastic and first_spike else 1
+    cand = np.empty(n_cand, dtype=np.int64)
+    match = np.empty(n_cand, dtype=np.float32)
     pre = np.zeros(nf, dtype=np.float32)
     # Every-spike learning: post traces, the rule's own traces, per-place scratch.
     xe = np.zeros(n if every_spike else 1, dtype=np.float32)
@@ -227,17 +290,40 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         for e in range(prev_lo, prev_hi):
             i = idx[e]
             for q in range(fan_ptr[i], fan_ptr[i + 1]):
-                a = fan_cur[q]
-                b = fan_w[q]
+                place = fan_place[q]
+                sl = slot[place]
+                if sl < 0:
+                    sl = n_act
+                    slot[place] = sl
+                    act[sl] = place
+                    n_act += 1
+                at = np.uint64(sl) * Fu
+                row = fan_w[q]
                 for f in range(Fu):
-                    cur[a + f] += Lflat[b + f]
+                    cur[at + f] += Lflat[row + f]
+        if n_act * F > nn:
+            # New slots: each row moves to its new start (the last row first, each from
+            # its end: they only move right) and the new columns take their neurons'
+            # reset state.
+            nn1 = n_act * F
+            for r in range(NEURON_STATE - 1, 0, -1):
+                for j in range(nn - 1, -1, -1):
+                    st_flat[r * nn1 + j] = st_flat[r * nn + j]
+            for sl in range(nn // F, n_act):
+                base = act[sl] * F
+                for f in range(F):
+                    for r in range(NEURON_STATE):
+                        st_flat[r * nn1 + sl * F + f] = fresh[r, base + f]
+                    theta_s[sl * F + f] = theta[base + f]
+            nn = nn1
+            st = st_flat[:NEURON_STATE * nn].reshape((NEURON_STATE, nn))
         if gain != f32(1.0):
-            for j in range(n):
+            for j in range(nn):
                 cur[j] = cur[j] * gain
         for q in range(nprev):
-            loc_count[prev[q] // F] += 1
+            loc_count[prev_slot[q]] += 1
         for q in range(nprev):
-            place = prev[q] // F
+            place = prev_slot[q]
             if loc_count[place] > 0:
                 here = cur[place * F:place * F + F]
                 fired_now = s_now[place * F:place * F + F]
@@ -254,19 +340,20 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
         # 2b. The maps: integrate, at most `winners` per place, fire.
         for q in range(nprev):
             s_now[prev[q]] = False
-        # Every neuron steps (as BindsNET's do), in one loop over all of them: on SIMD
-        # lanes that measured faster than skipping the places with no current. It
-        # leaves `cur` zero and marks `over`.
-        neuron_integrate_all(pn, st, theta, cur, marg, over, learning)
+        # Every neuron of a slot steps (as BindsNET's do), in one loop over all of them:
+        # on SIMD lanes that measured faster than skipping the places with no current
+        # at this step. It leaves `cur` zero and marks `over`.
+        neuron_integrate_all(pn, st, theta_s[:nn], cur[:nn], marg[:nn], over[:nn],
+                             learning)
         n_over = 0
-        for word in range(over_words.shape[0]):
+        for word in range((nn + 7) // 8):
             if over_words[word] != 0:
-                for j in range(word * 8, min(n, word * 8 + 8)):
+                for j in range(word * 8, min(nn, word * 8 + 8)):
                     if over[j]:
                         over_j[n_over] = j
                         n_over += 1
         # At most `winners` maps per place fire: the neurons over threshold come in
-        # place-major order, a place's together.
+        # slot-major order, a place's together (`place` below is its slot).
         nfire = 0
         a = 0
         while a < n_over:
@@ -292,15 +379,23 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                 over_f[:nover].sort()
             for q in range(nover):
                 j = base + over_f[q]
-                neuron_fire(pn, st, theta, j, learning)
+                neuron_fire(pn, st, theta_s, j, learning)
                 s_now[j] = True
                 fired[nfire] = j
+                fired_slot[nfire] = place
+                order[nfire] = over_f[q] * hw + act[place]  # map-major
                 nfire += 1
-        # Counts and events in map-major order.
-        for q in range(nfire):
-            j = fired[q]
-            order[q] = (j % F) * hw + j // F
-        order[:nfire].sort()
+        # Counts, and events in map-major order. Only the events need the order, and
+        # only while they have room; a step's few spikes sort by insertion (numba's
+        # sort of a slice measured 8% of an evaluation sample).
+        if n_ev[0] < cap:
+            for q in range(1, nfire):
+                key = order[q]
+                z = q - 1
+                while z >= 0 and order[z] > key:
+                    order[z + 1] = order[z]
+                    z -= 1
+                order[z + 1] = key
         for q in range(nfire):
             counts[order[q]] += 1
             if n_ev[0] < cap:
@@ -372,6 +467,7 @@ def present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, learning, counts, ev_bu
                          fired_here, pidx, scratch, pre, pre_on, touched)
         for q in range(nfire):
             prev[q] = fired[q]
+            prev_slot[q] = fired_slot[q]
         nprev = nfire
         prev_lo = lo
         prev_hi = hi
@@ -500,14 +596,14 @@ def train_maps(X, order, start, L, theta, geo, fp, net, pn, pr, T, phase, exc_sp
     n_ev = np.zeros(1, dtype=np.int64)
     claims = np.zeros((0, 3), dtype=np.int64)
     state = np.zeros(1, dtype=np.uint64)
-    fan_ptr, fan_cur, fan_w = fan_out(geo)
+    fan_ptr, fan_place, fan_w = fan_out(geo)
     for k in range(K):
         state[0] = random.stream_seed(net.seed, phase, start + k, 0)
         in_spikes[k] = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i,
                                   ptr, idx)
         exc_spikes[k] = present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, True, counts,
-                                     ev_buf, n_ev, full_clamp, claims, fan_ptr, fan_cur,
-                                     fan_w)
+                                     ev_buf, n_ev, full_clamp, claims, fan_ptr, fan_place,
+                                     fan_w, False)
         ok = normalize_maps(L, geo, fp[P_NORM])
         full_clamp[0] = True
         for j in range(theta.shape[0]):
@@ -532,12 +628,13 @@ def respond_maps(X, order, start, L, theta, geo, fp, net, pn, pr, T, phase, coun
     full_clamp = np.zeros(1, dtype=np.bool_)
     claims = np.zeros((0, 3), dtype=np.int64)
     state = np.zeros(1, dtype=np.uint64)
-    fan_ptr, fan_cur, fan_w = fan_out(geo)
+    fan_ptr, fan_place, fan_w = fan_out(geo)
+    compact = rest_is_quiet(pn, theta)
     for k in range(K):
         state[0] = random.stream_seed(net.seed, phase, start + k, 0)
         in_spikes[k] = gen_events(X[order[k]], net.rate, T, net.dt, state, ev_t, ev_i,
                                   ptr, idx)
         n_ev[0] = 0
         present_maps(L, theta, geo, fp, pn, pr, ptr, idx, T, False, counts[k], ev_out[k],
-                     n_ev, full_clamp, claims, fan_ptr, fan_cur, fan_w)
+                     n_ev, full_clamp, claims, fan_ptr, fan_place, fan_w, compact)
         n_ev_out[k] = n_ev[0]

@@ -259,6 +259,11 @@ class Level:
     one_spike: bool = False
     # Neuron: rows of per-neuron state the kernel allocates (row 0 is the membrane).
     state: tuple[str, ...] = ("v",)
+    # Neuron: a neuron in its reset state that gets no current keeps its potential (only
+    # a refractory countdown may run on), so with frozen thresholds and a negative margin
+    # there it never fires: the map kernel's evaluation then leaves the places no input
+    # has reached yet out of the neurons' step (the same spikes; see map_kernel).
+    rests: bool = False
     # Rule: changes weights at all (``none`` does not), and rows of extra per-neuron
     # traces it keeps (triplet's second post trace).
     plastic: bool = True

@@ -35,7 +35,9 @@ LEVEL = Level(axis="neuron", name="adaptive", module=__name__,
               doc="LIF with adaptive threshold theta (BindsNET DiehlAndCookNodes)",
               uses=("thresh_mv", "rest_mv", "reset_mv", "refrac_ms", "tc_decay_ms",
                     "theta_plus", "tc_theta_decay_ms", "one_spike"),
-              state=("v", "refrac"), one_spike=True)
+              state=("v", "refrac"), one_spike=True,
+              # v = rest stays rest, and frozen theta only moves while learning.
+              rests=True)
 
 RECORD = np.dtype([("thresh", np.float32), ("rest", np.float32), ("reset", np.float32),
                    ("refrac", np.float32), ("decay", np.float32),

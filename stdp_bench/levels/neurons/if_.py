@@ -25,7 +25,9 @@ LEVEL = Level(axis="neuron", name="if", module=__name__,
               # step, and while refractory (no input) on every step for good.
               orderings=(("reset_mv", "thresh_mv",
                           "without leak, a reset at or above threshold fires on every "
-                          "step"),))
+                          "step"),),
+              # Only input moves v (v + 0.0 is v).
+              rests=True)
 
 RECORD = np.dtype([("thresh", np.float32), ("reset", np.float32), ("refrac", np.float32),
                    ("dt", np.float32)])

@@ -25,7 +25,9 @@ from stdp_bench.levels.units import decay
 LEVEL = Level(axis="neuron", name="lif", module=__name__,
               doc="leaky integrate-and-fire (BindsNET LIFNodes)",
               uses=("thresh_mv", "rest_mv", "reset_mv", "refrac_ms", "tc_decay_ms"),
-              state=("v", "refrac"))
+              state=("v", "refrac"),
+              # (rest - rest) * decay + rest is rest again, exactly.
+              rests=True)
 
 RECORD = np.dtype([("thresh", np.float32), ("rest", np.float32), ("reset", np.float32),
                    ("refrac", np.float32), ("decay", np.float32), ("dt", np.float32)])
