@@ -92,8 +92,8 @@ def fan_out(geo):
     The weight offsets are unsigned (and so are the current offsets made from them)
     because numba tests a signed index for wraparound (a negative index counts from the
     end), and that test kept the add loop of 32 maps scalar: with unsigned offsets it
-    runs on SIMD lanes, about 3x faster in a micro-benchmark of the fan-out. The table also saves the five integer divisions per
-    input spike that placing it took.
+    runs on SIMD lanes, about 3x faster in a micro-benchmark of the fan-out. The table
+    also saves the five integer divisions that placed each input spike.
 
     A conv layer of 2 maps with 2x2 fields at stride 1 on a 3x3 input: the centre
     (input 4) is in all four fields, at the field's last, ..., first entry; the corner
