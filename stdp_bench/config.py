@@ -77,8 +77,9 @@ class CellConfig:
     color: str = setting("gray", choices=("gray", "rgb"))
     # Image front end: "dog" turns each channel into difference-of-Gaussians ON and OFF
     # channels (stdp_bench/preprocess.py); "dog_k2018" is Kheradpisheh et al.'s front end
-    # (their DoG kernels, threshold and local normalisation); "none" feeds the pixels.
-    preprocess: str = setting("none", choices=("none", "dog", "dog_k2018"))
+    # (their DoG kernels, threshold and local normalisation); "dog_m2019" is Mozafari et
+    # al.'s (six DoG channels at three scales); "none" feeds the pixels.
+    preprocess: str = setting("none", choices=("none", "dog", "dog_k2018", "dog_m2019"))
     split: str = setting("test", choices=("test", "validation"))
     # Where the labelling samples come from: "heldout" (disjoint from training) or "train"
     # (the last n_label training samples, seen again with plasticity off, as Diehl & Cook

@@ -15,7 +15,7 @@ from stdp_bench.config import CellConfig, ConfigError
 from stdp_bench.levels import registry
 from stdp_bench.levels.datasets.source import Images, Recordings
 from stdp_bench.levels.encoders.events import frames, pack_events
-from stdp_bench.preprocess import dog_k2018, dog_on_off
+from stdp_bench.preprocess import dog_k2018, dog_m2019, dog_on_off
 
 @dataclass(frozen=True)
 class Dataset:
@@ -99,6 +99,8 @@ def _split(part: Images | Recordings, color: str, preprocess: str, events: bool,
         x = dog_on_off(x)
     elif preprocess == "dog_k2018":
         x = dog_k2018(x)
+    elif preprocess == "dog_m2019":
+        x = dog_m2019(x)
     return x.reshape(len(x), -1)
 
 

@@ -35,15 +35,19 @@ def source(name: str) -> Source | None:
 def input_shape(name: str, color: str = "gray", preprocess: str = "none"
                 ) -> tuple[int, int, int]:
     """``(channels, height, width)`` that dataset ``name`` feeds the input layer: grey
-    turns colour into one channel, DoG doubles the channels.
+    turns colour into one channel, ``dog`` and ``dog_k2018`` double the channels,
+    ``dog_m2019`` makes six of each.
 
     >>> input_shape("cifar10"), input_shape("cifar10", "rgb", "dog")
     ((1, 32, 32), (6, 32, 32))
+    >>> input_shape("mnist", preprocess="dog_m2019")
+    (6, 28, 28)
     """
     c, h, w = registry.get("dataset", name).shape
     if color == "gray":
         c = 1 if c == 3 else c
-    return (2 * c if preprocess in ("dog", "dog_k2018") else c, h, w)
+    per_channel = {"dog": 2, "dog_k2018": 2, "dog_m2019": 6}.get(preprocess, 1)
+    return (per_channel * c, h, w)
 
 
 def download_requested() -> bool:
@@ -115,5 +119,6 @@ def dataset_lines(root: Path) -> list[str]:
                      f"missing in {src.folder}/: {', '.join(missing)}")
         lines.append(f"{level.name:<16}{shape:<10}{level.n_classes:>7}  {state}")
     lines.append("cifar10 is 1x32x32 with color = gray (the default), 3x32x32 with rgb; "
-                 "preprocess = dog or dog_k2018 doubles the channels.")
+                 "preprocess = dog or dog_k2018 doubles the channels, dog_m2019 makes "
+                 "six of each.")
     return lines

@@ -1,6 +1,7 @@
 """Image front ends applied before encoding: difference-of-Gaussians on/off channels
-(``dog``), and Kheradpisheh et al.'s front end with its threshold and local
-normalisation (``dog_k2018``, :func:`dog_k2018`).
+(``dog``), Kheradpisheh et al.'s front end with its threshold and local normalisation
+(``dog_k2018``, :func:`dog_k2018`), and Mozafari et al.'s six-channel one
+(``dog_m2019``, :func:`dog_m2019`).
 
 Kheradpisheh et al. (2018) feed their convolutional STDP network DoG-filtered images:
 a centre-surround filter (sigma 1 and 2 pixels in a 7 x 7 window for MNIST), its
@@ -135,6 +136,51 @@ def dog_k2018(x: np.ndarray, chunk: int = 10_000) -> np.ndarray:
             d = F.conv2d(img, k, padding=DOG_WINDOW_PX // 2, groups=c)
             d = F.threshold(d, K2018_THRESHOLD, 0.0)
             y = torch.from_numpy(local_normalization(d.numpy(), K2018_NORM_RADIUS))
+            top = y.flatten(1).max(1).values.clamp(min=1e-12)
+            out[lo:lo + chunk] = (y / top.view(-1, 1, 1, 1)).numpy()
+    return out
+
+
+# Mozafari et al. (2019)'s front end as SpykeTorch's MozafariMNIST2018 runs it: six DoG
+# kernels, ON and OFF at three scales (window, sigma1, sigma2), each padded to the
+# largest window and applied with padding 6, on images in 0..255; responses *under* 50
+# dropped (SpykeTorch's Filter keeps a response of exactly 50, where dog_k2018, as
+# written before this, drops it); local normalisation radius 8.
+M2019_KERNELS = ((3, 3 / 9, 6 / 9), (3, 6 / 9, 3 / 9), (7, 7 / 9, 14 / 9),
+                 (7, 14 / 9, 7 / 9), (13, 13 / 9, 26 / 9), (13, 26 / 9, 13 / 9))
+M2019_THRESHOLD = 50.0
+M2019_NORM_RADIUS = 8
+
+
+def dog_m2019(x: np.ndarray, chunk: int = 10_000) -> np.ndarray:
+    """``(N, C, H, W)`` images in [0, 1] -> ``(N, 6C, H, W)``: channel c's responses to
+    the six kernels of :data:`M2019_KERNELS` (outputs ``6c .. 6c + 5``, in that order)
+    on the 0..255 scale, those under :data:`M2019_THRESHOLD` set to 0, locally
+    normalised (radius :data:`M2019_NORM_RADIUS`), then scaled per image so the
+    strongest is 1.
+
+    >>> x = np.zeros((1, 1, 15, 15), np.float32); x[0, 0, 7, 7] = 1.0
+    >>> y = dog_m2019(x)
+    >>> y.shape, float(y.max()), [bool(y[0, ch, 7, 7] > 0) for ch in range(6)]
+    ((1, 6, 15, 15), 1.0, [True, False, True, False, True, False])
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    size = max(k[0] for k in M2019_KERNELS)
+    kernels = np.zeros((len(M2019_KERNELS), size, size), np.float32)
+    for i, (window, s1, s2) in enumerate(M2019_KERNELS):
+        p = (size - window) // 2
+        kernels[i, p:p + window, p:p + window] = spyketorch_dog_kernel(s1, s2, window)
+    k = torch.from_numpy(kernels)[:, None].repeat(c, 1, 1, 1)  # [6C, 1, 13, 13]
+    out = np.empty((n, len(M2019_KERNELS) * c, h, w), np.float32)
+    with torch.no_grad():
+        for lo in range(0, n, chunk):
+            img = torch.from_numpy(np.ascontiguousarray(x[lo:lo + chunk])) * 255.0
+            d = F.conv2d(img, k, padding=size // 2, groups=c)
+            d = torch.where(d < M2019_THRESHOLD, torch.zeros_like(d), d)
+            y = torch.from_numpy(local_normalization(d.numpy(), M2019_NORM_RADIUS))
             top = y.flatten(1).max(1).values.clamp(min=1e-12)
             out[lo:lo + chunk] = (y / top.view(-1, 1, 1, 1)).numpy()
     return out

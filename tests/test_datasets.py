@@ -395,3 +395,29 @@ def test_kheradpisheh_front_end_is_its_recipe_written_out():
     assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
     ds = load_dataset("digits", preprocess="dog_k2018")
     assert ds.input_shape == (2, 8, 8) and ds.x_train.shape[1] == 128
+
+
+def test_mozafari_front_end_is_its_recipe_written_out():
+    """``dog_m2019`` against the recipe computed another way (scipy's correlate and box
+    mean, zeros outside the image): the six SpykeTorch DoG kernels (3, 7 and 13 pixels,
+    ON then OFF) on 0..255, responses under 50 dropped (50 itself kept), divided by the
+    17 x 17 local mean, scaled to a maximum of 1 per image."""
+    from scipy.ndimage import correlate, uniform_filter
+
+    from stdp_bench.preprocess import M2019_KERNELS, dog_m2019, spyketorch_dog_kernel
+
+    rng = np.random.default_rng(1)
+    x = (rng.uniform(size=(3, 1, 16, 16)) ** 3).astype(np.float32)
+    want = np.zeros((3, 6, 16, 16))
+    for i in range(3):
+        for ch, (window, s1, s2) in enumerate(M2019_KERNELS):
+            d = correlate(x[i, 0].astype(np.float64) * 255,
+                          spyketorch_dog_kernel(s1, s2, window), mode="constant")
+            d[d < 50] = 0
+            want[i, ch] = d / (uniform_filter(d, 17, mode="constant") + 1e-12)
+        want[i] /= want[i].max()
+    got = dog_m2019(x)
+    assert got.shape == (3, 6, 16, 16)
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
+    ds = load_dataset("digits", preprocess="dog_m2019")
+    assert ds.input_shape == (6, 8, 8) and ds.x_train.shape[1] == 384
