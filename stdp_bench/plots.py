@@ -143,7 +143,11 @@ def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: st
     n_rows, n_cols = next(iter(tables.values())).shape
     n_panels = len(tables)
     panel_w, panel_h = max(3.0, 0.9 * n_cols + 1.5), max(2.5, 0.5 * n_rows + 1.5)
-    fig = Figure(figsize=(panel_w * n_panels + 1.0, panel_h + 0.6), layout="constrained")
+    title = f"{metric} (mean over seeds), readout: {readout}"
+    # At least as wide as the title (about 0.1 inch a character at the default size):
+    # one panel of one cell was narrower, and the title was cut at both ends.
+    width = max(panel_w * n_panels + 1.0, 0.1 * len(title) + 0.4)
+    fig = Figure(figsize=(width, panel_h + 0.6), layout="constrained")
     axes = fig.subplots(1, n_panels, squeeze=False)[0]
     image = None
     for ax, (level, table) in zip(axes, tables.items()):
@@ -153,7 +157,7 @@ def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: st
         if level is not None:
             ax.set_title(f"{facet} = {level}")
     fig.colorbar(image, ax=list(axes), shrink=0.9, label=metric)
-    fig.suptitle(f"{metric} (mean over seeds), readout: {readout}")
+    fig.suptitle(title)
     return save_figure(fig, path)
 
 
