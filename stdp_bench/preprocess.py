@@ -144,8 +144,9 @@ def dog_k2018(x: np.ndarray, chunk: int = 10_000) -> np.ndarray:
 # Mozafari et al. (2019)'s front end as SpykeTorch's MozafariMNIST2018 runs it: six DoG
 # kernels, ON and OFF at three scales (window, sigma1, sigma2), each padded to the
 # largest window and applied with padding 6, on images in 0..255; responses *under* 50
-# dropped (SpykeTorch's Filter keeps a response of exactly 50, where dog_k2018, as
-# written before this, drops it); local normalisation radius 8.
+# dropped (SpykeTorch's Filter keeps a response of exactly 50; dog_k2018 drops it, a
+# known difference left so that its committed results stand); local normalisation
+# radius 8.
 M2019_KERNELS = ((3, 3 / 9, 6 / 9), (3, 6 / 9, 3 / 9), (7, 7 / 9, 14 / 9),
                  (7, 14 / 9, 7 / 9), (13, 13 / 9, 26 / 9), (13, 26 / 9, 13 / 9))
 M2019_THRESHOLD = 50.0
