@@ -122,20 +122,32 @@ def dog_k2018(x: np.ndarray, chunk: int = 10_000) -> np.ndarray:
     >>> float(dog_k2018(x * 0.1).max())  # 25.5 at the peak: under the threshold
     0.0
     """
+    kernels = np.stack([spyketorch_dog_kernel(*s) for s in K2018_SIGMAS_PX])
+    return _filter_bank(x, kernels, K2018_THRESHOLD, K2018_NORM_RADIUS, keep_equal=False,
+                        chunk=chunk)
+
+
+def _filter_bank(x: np.ndarray, kernels: np.ndarray, threshold: float, radius: int, *,
+                 keep_equal: bool, chunk: int) -> np.ndarray:
+    """SpykeTorch's ``Filter`` and ``local_normalization`` as both front ends use them:
+    each of the ``K`` square ``kernels`` (same size, odd) on each channel of the 0..255
+    image, zero-padded to keep its size (channel c's responses are outputs ``Kc ..
+    Kc + K - 1``); responses under ``threshold`` (and at it, unless ``keep_equal``) set
+    to 0; locally normalised at ``radius``; scaled per image so the strongest is 1."""
     import torch
-    import torch.nn.functional as F
 
     n, c, h, w = x.shape
-    kernels = np.stack([spyketorch_dog_kernel(*s) for s in K2018_SIGMAS_PX])
-    k = torch.from_numpy(kernels)[:, None].repeat(c, 1, 1, 1)  # [2C, 1, 7, 7]
-    out = np.empty((n, 2 * c, h, w), np.float32)
+    K, size = kernels.shape[0], kernels.shape[-1]
+    k = torch.from_numpy(np.ascontiguousarray(kernels, np.float32))[:, None].repeat(
+        c, 1, 1, 1)  # [K*C, 1, size, size]
+    out = np.empty((n, K * c, h, w), np.float32)
     with torch.no_grad():
         for lo in range(0, n, chunk):
             img = torch.from_numpy(np.ascontiguousarray(x[lo:lo + chunk])) * 255.0
-            # Channel c's ON and OFF maps are outputs 2c and 2c + 1.
-            d = F.conv2d(img, k, padding=DOG_WINDOW_PX // 2, groups=c)
-            d = F.threshold(d, K2018_THRESHOLD, 0.0)
-            y = torch.from_numpy(local_normalization(d.numpy(), K2018_NORM_RADIUS))
+            d = torch.nn.functional.conv2d(img, k, padding=size // 2, groups=c)
+            kept = d >= threshold if keep_equal else d > threshold
+            d = torch.where(kept, d, torch.zeros_like(d))
+            y = torch.from_numpy(local_normalization(d.numpy(), radius))
             top = y.flatten(1).max(1).values.clamp(min=1e-12)
             out[lo:lo + chunk] = (y / top.view(-1, 1, 1, 1)).numpy()
     return out
@@ -165,23 +177,10 @@ def dog_m2019(x: np.ndarray, chunk: int = 10_000) -> np.ndarray:
     >>> y.shape, float(y.max()), [bool(y[0, ch, 7, 7] > 0) for ch in range(6)]
     ((1, 6, 15, 15), 1.0, [True, False, True, False, True, False])
     """
-    import torch
-    import torch.nn.functional as F
-
-    n, c, h, w = x.shape
     size = max(k[0] for k in M2019_KERNELS)
     kernels = np.zeros((len(M2019_KERNELS), size, size), np.float32)
     for i, (window, s1, s2) in enumerate(M2019_KERNELS):
-        p = (size - window) // 2
+        p = (size - window) // 2  # centred in the largest window, as SpykeTorch pads
         kernels[i, p:p + window, p:p + window] = spyketorch_dog_kernel(s1, s2, window)
-    k = torch.from_numpy(kernels)[:, None].repeat(c, 1, 1, 1)  # [6C, 1, 13, 13]
-    out = np.empty((n, len(M2019_KERNELS) * c, h, w), np.float32)
-    with torch.no_grad():
-        for lo in range(0, n, chunk):
-            img = torch.from_numpy(np.ascontiguousarray(x[lo:lo + chunk])) * 255.0
-            d = F.conv2d(img, k, padding=size // 2, groups=c)
-            d = torch.where(d < M2019_THRESHOLD, torch.zeros_like(d), d)
-            y = torch.from_numpy(local_normalization(d.numpy(), M2019_NORM_RADIUS))
-            top = y.flatten(1).max(1).values.clamp(min=1e-12)
-            out[lo:lo + chunk] = (y / top.view(-1, 1, 1, 1)).numpy()
-    return out
+    return _filter_bank(x, kernels, M2019_THRESHOLD, M2019_NORM_RADIUS, keep_equal=True,
+                        chunk=chunk)

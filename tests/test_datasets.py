@@ -371,25 +371,34 @@ def test_a_broken_idx_header_is_one_line_naming_the_file(root, tmp_path):
                                "t10k-labels-idx1-ubyte has no IDX header with magic 0x801)")
 
 
+def _front_end_recipe(x: np.ndarray, kernels: list, keep_equal: bool) -> np.ndarray:
+    """SpykeTorch's front-end recipe computed another way (scipy's correlate and box
+    mean, zeros outside the image): each kernel on 0..255, responses under 50 (and at
+    50, unless ``keep_equal``) dropped, divided by the 17 x 17 local mean, scaled to a
+    maximum of 1 per image."""
+    from scipy.ndimage import correlate, uniform_filter
+
+    want = np.zeros((len(x), len(kernels), *x.shape[2:]))
+    for i in range(len(x)):
+        for ch, kernel in enumerate(kernels):
+            d = correlate(x[i, 0].astype(np.float64) * 255, kernel, mode="constant")
+            d[(d < 50) if keep_equal else (d <= 50)] = 0
+            want[i, ch] = d / (uniform_filter(d, 17, mode="constant") + 1e-12)
+        want[i] /= want[i].max()
+    return want
+
+
 def test_kheradpisheh_front_end_is_its_recipe_written_out():
     """``dog_k2018`` against the recipe computed another way (scipy's correlate and box
     mean, zeros outside the image): DoG ON (sigmas 1, 2) and OFF (2, 1) on 0..255,
     responses at or below 50 dropped, divided by the 17 x 17 local mean, scaled to a
     maximum of 1 per image."""
-    from scipy.ndimage import correlate, uniform_filter
-
     from stdp_bench.preprocess import dog_k2018, spyketorch_dog_kernel
 
     rng = np.random.default_rng(0)
     x = (rng.uniform(size=(3, 1, 12, 12)) ** 3).astype(np.float32)
-    want = np.zeros((3, 2, 12, 12))
-    for i in range(3):
-        for ch, sig in enumerate([(1.0, 2.0), (2.0, 1.0)]):
-            d = correlate(x[i, 0].astype(np.float64) * 255, spyketorch_dog_kernel(*sig),
-                          mode="constant")
-            d[d <= 50] = 0
-            want[i, ch] = d / (uniform_filter(d, 17, mode="constant") + 1e-12)
-        want[i] /= want[i].max()
+    want = _front_end_recipe(
+        x, [spyketorch_dog_kernel(*sig) for sig in [(1.0, 2.0), (2.0, 1.0)]], False)
     got = dog_k2018(x)
     assert got.shape == (3, 2, 12, 12)
     assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -402,20 +411,12 @@ def test_mozafari_front_end_is_its_recipe_written_out():
     mean, zeros outside the image): the six SpykeTorch DoG kernels (3, 7 and 13 pixels,
     ON then OFF) on 0..255, responses under 50 dropped (50 itself kept), divided by the
     17 x 17 local mean, scaled to a maximum of 1 per image."""
-    from scipy.ndimage import correlate, uniform_filter
-
     from stdp_bench.preprocess import M2019_KERNELS, dog_m2019, spyketorch_dog_kernel
 
     rng = np.random.default_rng(1)
     x = (rng.uniform(size=(3, 1, 16, 16)) ** 3).astype(np.float32)
-    want = np.zeros((3, 6, 16, 16))
-    for i in range(3):
-        for ch, (window, s1, s2) in enumerate(M2019_KERNELS):
-            d = correlate(x[i, 0].astype(np.float64) * 255,
-                          spyketorch_dog_kernel(s1, s2, window), mode="constant")
-            d[d < 50] = 0
-            want[i, ch] = d / (uniform_filter(d, 17, mode="constant") + 1e-12)
-        want[i] /= want[i].max()
+    want = _front_end_recipe(
+        x, [spyketorch_dog_kernel(s1, s2, w) for w, s1, s2 in M2019_KERNELS], True)
     got = dog_m2019(x)
     assert got.shape == (3, 6, 16, 16)
     assert np.allclose(got, want, rtol=1e-4, atol=1e-5)
