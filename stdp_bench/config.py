@@ -334,4 +334,8 @@ def check_value(key: str, value: Any, where: str) -> Any:
     if key in REGISTRY_AXES and value not in registry.names(key):
         raise ConfigError(f"{where}: '{key}' = {value!r} is not allowed; "
                           f"allowed: {', '.join(registry.names(key))}")
+    if key == "rule" and registry.get("rule", value).decision_rule:
+        raise ConfigError(f"{where}: 'rule' = {value!r} learns from a stack's decision "
+                          "layer, so a layer table names it (rule = "
+                          f"\"{value}\" with decide = true), not a cell")
     return value

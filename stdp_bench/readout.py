@@ -333,6 +333,28 @@ class LinearSVM(Readout):
         return apply_linear(params, svm_features(test, cfg.pool))
 
 
+class Decision(Readout):
+    """The class a stack's decision layer chose (its first spike decides; -1, an
+    abstention, where it stayed silent): no classifier is fit. Does not apply to a
+    stack without a decision layer.
+
+    >>> test = ReplicaResponses(np.zeros((3, 1)), np.zeros((3, 0, 2)), np.zeros(3),
+    ...                         decisions=np.array([2, -1, 0]))
+    >>> params = Decision().fit(test, None, 3, None)
+    >>> Decision().apply(params, test, 3, None).tolist()
+    [2, -1, 0]
+    >>> Decision().fit(ReplicaResponses(np.zeros((3, 1)), np.zeros((3, 0, 2)),
+    ...                                 np.zeros(3)), None, 3, None) is None
+    True
+    """
+
+    def fit(self, fit, fit_y, n_classes, cfg):
+        return None if fit is None or fit.decisions is None else {}
+
+    def apply(self, params, test, n_classes, cfg):
+        return np.asarray(test.decisions, np.int64)
+
+
 class Output(Readout):
     """The class of the largest output (a gradient-trained network's own decision)."""
 
@@ -352,6 +374,7 @@ filter_proportion_readout = FilterProportion()
 linear_pooled_readout = LinearPooled()
 svm_readout = LinearSVM()
 output_readout = Output()
+decision_readout = Decision()
 
 
 def readout_levels(family: str, provides: tuple[str, ...]) -> list[Level]:

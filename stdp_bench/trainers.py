@@ -23,6 +23,7 @@ from stdp_bench.levels import registry
 
 if TYPE_CHECKING:
     from stdp_bench.engine.interface import Engine
+    from stdp_bench.levels.stack_spec import Layer
 
 
 class DataShape(Protocol):
@@ -253,12 +254,14 @@ class StackTrainer(Trainer):
     """Layer stacks: the event-driven stack kernel
     (:mod:`stdp_bench.engine.stack_engine`), seeds of one geometry as replicas."""
 
-    provides = ("counts", "events", "maps")
+    curve = True
+    provides = ("counts", "events", "maps", "decisions")
     # Stacks end in thousands of binary features (12,150 for Kheradpisheh's): a linear
     # SVM on them, as Kheradpisheh et al. read them, labelling by response and n-grams
     # (skipped where too large); a standardised logistic probe on 60,000 x 12,150 dense
-    # floats would need over 10 GB.
-    readouts = ("svm", "proportion_weighting", "ngram")
+    # floats would need over 10 GB. A stack with a decision layer (Mozafari's) is also
+    # read by its own decision, no classifier fit.
+    readouts = ("svm", "proportion_weighting", "ngram", "decision")
 
     @classmethod
     def check(cls, cfg: CellConfig, where: str) -> None:
@@ -282,11 +285,41 @@ class StackTrainer(Trainer):
             raise ConfigError(f"{where}: rule = {cfg.rule!r} is not available for "
                               "architecture = 'stack' (its units learn once per image from "
                               "spike order: no class gate, no per-neuron traces)")
-        want = total_epochs(stack_layers(cfg.layers))
+        layers = stack_layers(cfg.layers)
+        for n, lay in enumerate(layers):
+            if lay.kind == "conv":
+                cls._check_layer(cfg, n, lay, where)
+        want = total_epochs(layers)
         if cfg.epochs != want:
             raise ConfigError(f"{where}: epochs = {cfg.epochs}: a stack trains its conv "
                               f"layers one after the other for their own epochs, {want} in "
                               f"all; set epochs = {want}")
+
+    @classmethod
+    def _check_layer(cls, cfg: CellConfig, n: int, lay: "Layer", where: str) -> None:
+        """A layer's own rule (registered, kernel steps, no class gate or traces; a
+        decision rule only on the decision layer) and its decision maps (a whole number
+        per class)."""
+        here = f"{where}: layers[{n}] (conv)"
+        if lay.rule:
+            names = registry.names("rule")
+            if lay.rule not in names:
+                raise ConfigError(f"{here}: 'rule' = {lay.rule!r} is not allowed; allowed: "
+                                  f"{', '.join(names)}")
+            level = registry.get("rule", lay.rule)
+            if not level.kernel or level.supervised or level.traces:
+                raise ConfigError(f"{here}: 'rule' = {lay.rule!r} is not available in a "
+                                  "stack (it needs kernel steps, no class gate and no "
+                                  "per-neuron traces)")
+            if level.decision_rule and not lay.decide:
+                raise ConfigError(f"{here}: 'rule' = {lay.rule!r} learns from the layer's "
+                                  "decisions; set decide = true on it")
+        if lay.decide:
+            classes = registry.get("dataset", cfg.dataset).n_classes
+            if classes and lay.maps % classes:
+                raise ConfigError(f"{here}: 'maps' = {lay.maps} must be a multiple of the "
+                                  f"{classes} classes of dataset {cfg.dataset!r} (decide: "
+                                  "maps / classes maps per class)")
 
     @classmethod
     def group_key(cls, cfg: CellConfig, engine: str) -> tuple | None:

@@ -193,7 +193,7 @@ def test_a_unit_fires_when_its_potential_exceeds_the_threshold_not_at_it():
     # One 1x2 field of weights 0.5 over a 1x3 row, threshold 1.0: place 0 gets inputs at
     # steps 0 and 1 (potential exactly 1.0: silent), place 1 gets 0.5 at step 1, then
     # 0.5 + 0.75 at step 2.
-    g = np.zeros(14, np.int64)
+    g = np.zeros(16, np.int64)
     g[[1, 2, 3, 4, 5, 6, 7, 8]] = [1, 1, 3, 1, 1, 2, 2, 1]  # C H W F h w k s
     g[7] = 2
     Wm = np.array([[0.5], [0.5]], np.float32)

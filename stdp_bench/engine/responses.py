@@ -63,11 +63,14 @@ class Responses:
     outputs: np.ndarray | None = None
     # (R, N) synaptic operations per sample, where the engine counts them (stacks).
     synops: np.ndarray | None = None
+    # (R, N) the class a stack's decision layer chose (-1: silent), where it has one.
+    decisions: np.ndarray | None = None
 
     def replica(self, r: int) -> "ReplicaResponses":
         """Replica r's responses."""
         return ReplicaResponses(self.counts[r], self.events[r], self.n_events[r],
-                                self.shape, None if self.outputs is None else self.outputs[r])
+                                self.shape, None if self.outputs is None else self.outputs[r],
+                                None if self.decisions is None else self.decisions[r])
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,4 @@ class ReplicaResponses:
     n_events: np.ndarray  # (N,)
     shape: tuple[int, int, int] | None = None
     outputs: np.ndarray | None = None  # (N, classes)
+    decisions: np.ndarray | None = None  # (N,) a decision layer's classes, -1: silent

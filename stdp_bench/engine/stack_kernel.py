@@ -42,7 +42,7 @@ RULE_PLASTIC = True
 
 # geo[l]: one layer's integers.
 (L_KIND, L_C, L_H, L_W, L_F, L_h, L_w, L_K, L_S, L_PAD, L_WIN, L_RAD, L_WOFF,
- L_INHIB) = range(14)
+ L_INHIB, L_END, L_DECIDE) = range(16)
 KIND_CONV, KIND_POOL = 0, 1
 
 
@@ -68,6 +68,7 @@ def conv_layer(tin, tout, vout, g, Wm, thr, T, pot, done, touched, tlist, cnt, o
     ``touched`` (h*w) and the rest are scratch."""
     C, H, W, F, h, w = g[L_C], g[L_H], g[L_W], g[L_F], g[L_h], g[L_w]
     k, s, pad = g[L_K], g[L_S], g[L_PAD]
+    at_end = g[L_END] != 0
     hw = h * w
     kk = k * k
     n_in = C * H * W
@@ -115,6 +116,10 @@ def conv_layer(tin, tout, vout, g, Wm, thr, T, pot, done, touched, tlist, cnt, o
                         tlist[nt] = place
                         nt += 1
         lo = hi
+        if at_end:
+            for q in range(nt):
+                touched[tlist[q]] = False
+            continue
         for q in range(nt):
             place = tlist[q]
             touched[place] = False
@@ -132,6 +137,18 @@ def conv_layer(tin, tout, vout, g, Wm, thr, T, pot, done, touched, tlist, cnt, o
                     done_here[f] = True
                     j = f * hw + place
                     tout[j] = t
+                    vout[j] = here[f]
+                    flist[nfired] = j
+                    nfired += 1
+    if at_end:
+        # No threshold: whatever ends positive fires on the last step (SpykeTorch's
+        # fire with threshold None), listed place by place.
+        for place in range(hw):
+            here = pot[place * F:place * F + F]
+            for f in range(F):
+                if here[f] > 0.0:
+                    j = f * hw + place
+                    tout[j] = T - 1
                     vout[j] = here[f]
                     flist[nfired] = j
                     nfired += 1
@@ -239,10 +256,11 @@ def k_winners(times, vals, cand, nc, F, h, w, kwta, radius, T, out, map_off, pla
 
 
 @nb.njit(cache=True, nogil=True)
-def learn(tin, tout, winners, nwin, g, Wm, pr, wmin, wmax, pre, no_trace, aux, spiked,
-          pidx, one, scratch):
-    """Each winner's field learns by the rule's update for one post spike."""
-    C, H, W, F, h, w = g[L_C], g[L_H], g[L_W], g[L_F], g[L_h], g[L_w]
+def learn(tin, tout, winners, nwin, g, Wm, pr, wmin, wmax, label, n_classes, pre,
+          no_trace, aux, spiked, pidx, one, scratch):
+    """Each winner's field learns by the rule's update for one post spike (``label``:
+    the image's class, for a rule that learns from a decision)."""
+    C, H, W, h, w = g[L_C], g[L_H], g[L_W], g[L_h], g[L_w]
     k, s, pad = g[L_K], g[L_S], g[L_PAD]
     hw = h * w
     nf = C * k * k
@@ -263,21 +281,21 @@ def learn(tin, tout, winners, nwin, g, Wm, pr, wmin, wmax, pre, no_trace, aux, s
                     pre[p] = np.float32(1.0) if fired else np.float32(0.0)
                     p += 1
         one[0] = f
-        rule_update(pr, Wm, pre, no_trace, aux, spiked, pidx, 0, 0, one, 1, one, 1, -1, F,
-                    scratch)
+        rule_update(pr, Wm, pre, no_trace, aux, spiked, pidx, 0, 0, one, 1, one, 1, label,
+                    n_classes, scratch)
         for p in range(nf):
             v = Wm[p, f]
             Wm[p, f] = wmin if v < wmin else (wmax if v > wmax else v)
 
 
 @nb.njit(cache=True, nogil=True)
-def _forward(tbuf, vbuf, off, geo, Wflat, thr, T, upto, trained, pot, done, touched,
-             tlist, cnt, order, ops, flist):
-    """Layers 0 .. upto-1 of one image, the inputs already in ``tbuf[off[0]:]``; the
-    trained layer (``trained``, -1: none) sees its input inhibited when it asks. Returns
-    the spike count of the last layer run."""
+def _forward(tbuf, vbuf, off, geo, Wflat, thr, T, first, upto, trained, pot, done,
+             touched, tlist, cnt, order, ops, flist):
+    """Layers first .. upto-1 of one image, layer ``first``'s inputs already in
+    ``tbuf[off[first]:]``; the trained layer (``trained``, -1: none) sees its input
+    inhibited when it asks. Returns the spike count of the last layer run."""
     fired = 0
-    for l in range(upto):
+    for l in range(first, upto):
         g = geo[l]
         a, b = off[l], off[l + 1]
         n_out = off[l + 2] - b
@@ -326,10 +344,52 @@ def _buffers(n_in, off, geo, T):
 
 
 @nb.njit(cache=True, nogil=True)
-def train_stack(X, order, start, layer, Wflat, geo, off, thr, fp, net, pr, T, phase,
-                out_spikes, in_spikes):
-    """Train conv layer ``layer`` on ``X[order[k]]`` (positions ``start + k``);
-    ``out_spikes[k]`` gets the number of its units that fired (before competition)."""
+def _load(X, Xc, row, first, net, T, state, ev_t, ev_i, ptr, idx, tbuf, off):
+    """Image ``row``'s input to layer ``first``: the encoder's spikes of ``X[row]``
+    (``first`` 0), else the kept times ``Xc[row]``; returns the spikes it holds."""
+    if first == 0:
+        return input_times(X[row], net, T, state, ev_t, ev_i, ptr, idx, tbuf[:off[1]])
+    seg = tbuf[off[first]:off[first + 1]]
+    kept = Xc[row]
+    m = 0
+    for i in range(seg.shape[0]):
+        seg[i] = kept[i]
+        if kept[i] < T:
+            m += 1
+    return m
+
+
+@nb.njit(cache=True, nogil=True)
+def _decision(times, vals, n, F, hw, T, n_classes):
+    """The class of a decision layer's winner among its ``n`` units (map-major): the
+    earliest spike, then the larger potential, then the lower unit; -1 when none fired.
+    Maps belong to the classes in blocks of ``F // n_classes``."""
+    best = -1
+    bt = T
+    bv = np.float32(0.0)
+    for j in range(n):
+        t = times[j]
+        if t < bt or (t == bt and t < T and vals[j] > bv):
+            best = j
+            bt = t
+            bv = vals[j]
+    if best < 0:
+        return -1
+    return (best // hw) // (F // n_classes)
+
+
+@nb.njit(cache=True, nogil=True)
+def train_stack(X, Xc, first, order, start, layer_start, layer, Wflat, geo, off, thr, fp,
+                net, pr, T, phase, Y, n_classes, out_spikes, in_spikes, outcome):
+    """Train conv layer ``layer`` on images ``order[k]`` (positions ``start + k``),
+    from the encoder's spikes of ``X`` (``first`` 0) or from layer ``first``'s kept
+    input times ``Xc`` (the frozen layers below already run; :func:`stack_times`).
+    ``out_spikes[k]`` gets the number of the layer's units that fired (before
+    competition); on a decision layer ``outcome[k]`` gets 1 for a right decision, 0 for
+    a wrong one, -1 for none (elsewhere it is left alone). At the layer's first image
+    (position ``layer_start``) its whole kernel is clamped to ``fp`` after learning, as
+    SpykeTorch clamps the whole weight tensor at every update (later updates move only
+    the winners' fields, which ``learn`` clamps)."""
     n_in = X.shape[1]
     (tbuf, vbuf, ev_t, ev_i, idx, ptr, pot, done, flist, touched, tlist, cnt,
      sorder) = _buffers(n_in, off, geo, T)
@@ -338,6 +398,7 @@ def train_stack(X, order, start, layer, Wflat, geo, off, thr, fp, net, pr, T, ph
     nf = g[L_C] * g[L_K] * g[L_K]
     Wm = Wflat[g[L_WOFF]:g[L_WOFF] + nf * F].reshape((nf, F))
     hw = g[L_h] * g[L_w]
+    decide = g[L_DECIDE] != 0
     winners = np.zeros(max(1, g[L_WIN]), np.int64)
     map_off = np.zeros(F, np.bool_)
     place_off = np.zeros(hw, np.bool_)
@@ -355,32 +416,66 @@ def train_stack(X, order, start, layer, Wflat, geo, off, thr, fp, net, pr, T, ph
     a, b = off[layer + 1], off[layer + 2]
     for k in range(order.shape[0]):
         state[0] = random.stream_seed(net.seed, phase, start + k, 0)
-        in_spikes[k] = input_times(X[order[k]], net, T, state, ev_t, ev_i, ptr, idx,
-                                   tbuf[:off[1]])
-        out_spikes[k] = _forward(tbuf, vbuf, off, geo, Wflat, thr, T, layer + 1, layer,
-                                 pot, done, touched, tlist, cnt, sorder, ops, flist)
-        if not RULE_PLASTIC:
+        in_spikes[k] = _load(X, Xc, order[k], first, net, T, state, ev_t, ev_i, ptr, idx,
+                             tbuf, off)
+        out_spikes[k] = _forward(tbuf, vbuf, off, geo, Wflat, thr, T, first, layer + 1,
+                                 layer, pot, done, touched, tlist, cnt, sorder, ops, flist)
+        if not RULE_PLASTIC and not decide:
             continue
         nc = earliest_per_place(flist, out_spikes[k], tbuf[a:b], vbuf[a:b], hw, best, cand)
         nwin = k_winners(tbuf[a:b], vbuf[a:b], cand, nc, F, g[L_h], g[L_w], g[L_WIN],
                          g[L_RAD], T, winners, map_off, place_off)
-        learn(tbuf[off[layer]:a], tbuf[a:b], winners, nwin, g, Wm, pr, fp[0], fp[1], pre,
-              no_trace, aux, spiked, pidx, one, scratch)
+        label = Y[order[k]]
+        if decide:
+            outcome[k] = -1 if nwin == 0 else (
+                1 if (winners[0] // hw) // (F // n_classes) == label else 0)
+        if not RULE_PLASTIC:
+            continue
+        learn(tbuf[off[layer]:a], tbuf[a:b], winners, nwin, g, Wm, pr, fp[0], fp[1],
+              label, n_classes, pre, no_trace, aux, spiked, pidx, one, scratch)
+        if start + k == layer_start:
+            for p in range(nf):
+                for f in range(F):
+                    v = Wm[p, f]
+                    Wm[p, f] = fp[0] if v < fp[0] else (fp[1] if v > fp[1] else v)
 
 
 @nb.njit(cache=True, nogil=True)
-def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, counts, events,
-                  n_events, in_spikes, synops):
+def stack_times(X, order, start, Wflat, geo, off, thr, net, T, phase, upto, out):
+    """What the frozen layers 0 .. upto-1 make of images ``order[k]``: ``out[k]`` gets
+    layer ``upto``'s input times (``T``: never), the input a trained layer ``upto``
+    reads (no competition below it, as in :func:`train_stack`)."""
+    n_in = X.shape[1]
+    (tbuf, vbuf, ev_t, ev_i, idx, ptr, pot, done, flist, touched, tlist, cnt,
+     sorder) = _buffers(n_in, off, geo, T)
+    state = np.zeros(1, np.uint64)
+    ops = np.zeros(1, np.int64)
+    a, b = off[upto], off[upto + 1]
+    for k in range(order.shape[0]):
+        state[0] = random.stream_seed(net.seed, phase, start + k, 0)
+        input_times(X[order[k]], net, T, state, ev_t, ev_i, ptr, idx, tbuf[:off[1]])
+        _forward(tbuf, vbuf, off, geo, Wflat, thr, T, 0, upto, -1, pot, done, touched,
+                 tlist, cnt, sorder, ops, flist)
+        for i in range(b - a):
+            out[k, i] = tbuf[a + i]
+
+
+@nb.njit(cache=True, nogil=True)
+def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, n_classes,
+                  counts, events, n_events, in_spikes, synops, decisions):
     """Frozen responses of the whole stack: ``counts[k]`` is 1 where a unit of the last
     layer fired; ``events[k]`` its first spikes as (step, unit) in step order (units
     increasing within a step), ``n_events[k]`` how many fired, ``synops[k]`` the weights
-    all layers added."""
+    all layers added; ``decisions[k]`` the decision layer's class (-1: silent; left
+    alone when the last layer does not decide)."""
     n_in = X.shape[1]
     (tbuf, vbuf, ev_t, ev_i, idx, ptr, pot, done, flist, touched, tlist, cnt,
      sorder) = _buffers(n_in, off, geo, T)
     L = geo.shape[0]
     a = off[L]
     n_out = off[L + 1] - a
+    g = geo[L - 1]
+    decide = g[L_DECIDE] != 0
     cap = events.shape[1]
     per = np.zeros(T + 1, np.int64)
     state = np.zeros(1, np.uint64)
@@ -390,10 +485,13 @@ def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, counts, 
         in_spikes[k] = input_times(X[order[k]], net, T, state, ev_t, ev_i, ptr, idx,
                                    tbuf[:off[1]])
         ops[0] = 0
-        _forward(tbuf, vbuf, off, geo, Wflat, thr, T, L, -1, pot, done, touched, tlist,
+        _forward(tbuf, vbuf, off, geo, Wflat, thr, T, 0, L, -1, pot, done, touched, tlist,
                  cnt, sorder, ops, flist)
         synops[k] = ops[0]
         out = tbuf[a:a + n_out]
+        if decide:
+            decisions[k] = _decision(out, vbuf[a:a + n_out], n_out, g[L_F],
+                                     g[L_h] * g[L_w], T, n_classes)
         per[:] = 0
         total = 0
         for j in range(n_out):

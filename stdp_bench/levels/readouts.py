@@ -3,7 +3,7 @@ kinds of response its trainer provides (:mod:`stdp_bench.readout` holds the pred
 
 >>> [r.name for r in LEVELS]  # doctest: +NORMALIZE_WHITESPACE
 ['all_activity', 'proportion_weighting', 'ngram', 'linear', 'filter_proportion',
- 'linear_pooled', 'svm', 'output']
+ 'linear_pooled', 'svm', 'decision', 'output']
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ LEVELS = (
                         doc="standardise the features first (off: as they are, sparse)")),
           families=("stdp",), predictor=f"{_P}:svm_readout", reads=("counts",),
           doc="linear SVM on spike counts (pooled per map when pool > 1; svm_c > 0)"),
+    Level(axis="readout", name="decision", module=__name__, families=("stdp",),
+          predictor=f"{_P}:decision_readout", reads=("decisions",),
+          doc="the class of a stack's decision layer: its first spike decides (ties: the "
+              "larger potential), no classifier fit"),
     Level(axis="readout", name="output", module=__name__, families=("ann", "surrogate"),
           predictor=f"{_P}:output_readout", reads=("outputs",), listed=True,
           doc="the gradient-trained network's own output layer"),

@@ -47,6 +47,7 @@ BUILTIN: tuple[str, ...] = (
     "stdp_bench.levels.rules.teacher_force",
     "stdp_bench.levels.rules.teacher_sym",
     "stdp_bench.levels.rules.multiplicative",
+    "stdp_bench.levels.rules.rstdp",
     "stdp_bench.levels.architectures",
     "stdp_bench.levels.readouts",
     "stdp_bench.levels.datasets.digits",

@@ -270,8 +270,15 @@ class Level:
     traces: tuple[str, ...] = ()
     # Rule: needs the sample's label (a supervised teacher).
     supervised: bool = False
+    # Rule: learns from the outcome of a stack's decision layer (reward on a right
+    # decision, punishment on a wrong one), so only a decision layer's table names it
+    # (``rule = "rstdp"`` with ``decide = true``), never a cell.
+    decision_rule: bool = False
     # Encoder: for gradient-trained baselines only.
     gradient_only: bool = False
+    # Encoder: an image always gives the same spikes (no random draws), so a stack may
+    # keep what its frozen layers make of each image instead of recomputing it.
+    deterministic: bool = False
     # Architecture: the families that build it, and the trainer that runs its cells
     # ("module:Class", a :class:`stdp_bench.trainers.Trainer`, imported when a cell
     # runs). Readout: the families whose cells it scores.

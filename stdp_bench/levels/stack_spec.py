@@ -68,6 +68,20 @@ _KEYS: dict[str, tuple[Param, tuple[str, ...]]] = {
         (Param("inhibit_input", False,
                doc="while this layer learns, only the earliest map at each input place "
                    "passes its spike (SpykeTorch's layer-2 training)"), ("conv",)),
+        (Param("rule", "", doc="this layer's rule (a rule level's name; default: the "
+                               "cell's rule)"), ("conv",)),
+        (Param("fire_at_end", False,
+               doc="no threshold: every unit whose potential is positive after the last "
+                   "step fires then (SpykeTorch's threshold None)"), ("conv",)),
+        (Param("decide", False,
+               doc="the last layer's maps are the classes' decision units, maps / classes "
+                   "consecutive maps per class; its first spike (ties: the larger "
+                   "potential, then the lower unit) decides (readout 'decision')"),
+         ("conv",)),
+        (Param("wmin", 0.0, doc="this layer's lower weight bound (default: the cell's "
+                                "wmin)"), ("conv",)),
+        (Param("wmax", 1.0, doc="this layer's upper weight bound (default: the cell's "
+                                "wmax)"), ("conv",)),
     ]}
 
 
@@ -91,6 +105,11 @@ class Layer:
     w_mean: float = 0.8
     w_std: float = 0.05
     inhibit_input: bool = False
+    rule: str = ""
+    fire_at_end: bool = False
+    decide: bool = False
+    wmin: float | None = None
+    wmax: float | None = None
 
     def rates(self, position: int) -> tuple[float, float]:
         """(a+, a-) at this layer's 0-based training image ``position``: a+ doubles when
@@ -147,7 +166,9 @@ def parse_layers(value: Any, where: str) -> str:
 
 
 def _text(v: Any) -> str:
-    return ("true" if v else "false") if isinstance(v, bool) else repr(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v if isinstance(v, str) else repr(v)
 
 
 def _read(text: str, where: str) -> list[dict[str, Any]]:
@@ -158,12 +179,17 @@ def _read(text: str, where: str) -> list[dict[str, Any]]:
         for item in filter(None, rest.rstrip(")").split(",")):
             key, _, raw = item.partition("=")
             raw = raw.strip()
-            try:
-                val: Any = {"true": True, "false": False}.get(raw) if raw in (
-                    "true", "false") else (float(raw) if any(c in raw for c in ".e")
-                                           else int(raw))
-            except ValueError:
-                raise ConfigError(f"{where}: layers: '{item}' is not key=number") from None
+            val: Any
+            if raw in ("true", "false"):
+                val = raw == "true"
+            elif raw.isidentifier():
+                val = raw  # a name (a layer's rule)
+            else:
+                try:
+                    val = float(raw) if any(c in raw for c in ".e") else int(raw)
+                except ValueError:
+                    raise ConfigError(f"{where}: layers: '{item}' is not key=number, "
+                                      "key=true/false or key=name") from None
             table[key.strip()] = val
         out.append(table)
     return out
@@ -184,6 +210,22 @@ def _check_stack(layers: tuple[Layer, ...], where: str) -> None:
     if layers[0].kind != "conv":
         raise ConfigError(f"{where}: layers[0] is a {layers[0].kind}; a stack starts with "
                           "a conv layer")
+    for n, lay in enumerate(layers[:-1]):
+        if lay.decide:
+            raise ConfigError(f"{where}: layers[{n}] (conv): 'decide' = true is allowed "
+                              f"only on the last layer (layers[{len(layers) - 1}])")
+
+
+def decision_layer(layers: tuple[Layer, ...]) -> int:
+    """The index of the stack's decision layer (``decide``, always the last), -1 when
+    it has none.
+
+    >>> decision_layer(stack_layers("conv(maps=4,kernel=3);conv(maps=20,decide=true)"))
+    1
+    >>> decision_layer(stack_layers("conv(maps=4,kernel=3);pool(kernel=2)"))
+    -1
+    """
+    return len(layers) - 1 if layers[-1].decide else -1
 
 
 def stack_shapes(layers: tuple[Layer, ...], input_shape: tuple[int, int, int]

@@ -61,7 +61,7 @@ from stdp_bench.levels.spec import Level, kernel_function
 LEVEL = Level(axis="encoder", name="latency", module=__name__,
               doc="one spike per pixel, ranked brightest first, equal spikes per step "
                   "(SpykeTorch Intensity2Latency)",
-              uses=("time", "dt", "input_gain"))
+              uses=("time", "dt", "input_gain"), deterministic=True)
 
 
 @kernel_function

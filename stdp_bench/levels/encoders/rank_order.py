@@ -22,7 +22,7 @@ from stdp_bench.levels.spec import Level, kernel_function
 
 LEVEL = Level(axis="encoder", name="rank_order", module=__name__,
               doc="one spike per pixel, brightest first (time-to-first-spike)",
-              uses=("time", "dt", "input_gain"))
+              uses=("time", "dt", "input_gain"), deterministic=True)
 
 
 @kernel_function
