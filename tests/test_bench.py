@@ -136,4 +136,5 @@ def test_cli_bench_kheradpisheh_times_both_layers_and_the_twin():
         assert out[key] > 0 and out[f"ratio_{key}"] == pytest.approx(
             out[key] / out[f"torch_{key}"])
     assert out["recipe_epochs"] == [2, 20] and out["features"] == 10  # 8x8 -> 8x8 -> 4x4 -> 3x3 -> 1x1
-    assert "train, layer 2" in res.output
+    assert out["kept_sps_layer2"] > 0 and out["train_sps_layer2_kept"] > 0
+    assert "train, layer 2" in res.output and "train, layer 2, kept input" in res.output
