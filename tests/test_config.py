@@ -23,7 +23,7 @@ def test_validator_choices_come_from_the_registries():
     assert choices("encoder")[:3] == ("poisson", "bernoulli", "rank_order")
     assert registry.names("readout") == (
         "all_activity", "proportion_weighting", "ngram", "linear", "filter_proportion",
-        "linear_pooled", "svm", "output")
+        "linear_pooled", "svm", "decision", "output")
 
 
 def test_every_readout_and_dataset_level_has_its_implementation():

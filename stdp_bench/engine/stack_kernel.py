@@ -23,7 +23,14 @@ Learning one conv layer on an image (:func:`train_stack`), as SpykeTorch's train
    places from the candidates, at most ``winners`` times;
 4. each winner's field learns by the rule's update for one post spike, with "fired
    before" meaning an input step at or before the winner's (padding never fires), then
-   the clamp to [wmin, wmax].
+   the clamp to [wmin, wmax] (the whole kernel's at the layer's first image).
+
+A layer with ``fire_at_end`` has no threshold: every unit whose potential is positive
+after the last step fires on it (SpykeTorch's ``fire`` with threshold None), so its
+winner is the largest potential and "fired before" is "fired at all". A ``decide``
+layer (the last) assigns its maps to the classes in equal blocks: the winner's block is
+the image's decision, which training reports per image and the rule reads against the
+label (R-STDP), and which the frozen responses return.
 """
 
 from __future__ import annotations
@@ -385,7 +392,8 @@ def train_stack(X, Xc, first, order, start, layer_start, layer, Wflat, geo, off,
     from the encoder's spikes of ``X`` (``first`` 0) or from layer ``first``'s kept
     input times ``Xc`` (the frozen layers below already run; :func:`stack_times`).
     ``out_spikes[k]`` gets the number of the layer's units that fired (before
-    competition); on a decision layer ``outcome[k]`` gets 1 for a right decision, 0 for
+    competition), ``in_spikes[k]`` the spikes it started from (the encoder's, or the
+    kept input's); on a decision layer ``outcome[k]`` gets 1 for a right decision, 0 for
     a wrong one, -1 for none (elsewhere it is left alone). At the layer's first image
     (position ``layer_start``) its whole kernel is clamped to ``fp`` after learning, as
     SpykeTorch clamps the whole weight tensor at every update (later updates move only
