@@ -31,6 +31,16 @@ GRIDS = {
                                      "pool(kernel=2);conv(maps=6,kernel=2,threshold=0.8,"
                                      "winners=2,inhibit_input=true);pool(kernel=2)"},
               "factors": {"rule": ["multiplicative", "none"]}},
+    # A stack ending in a decision layer trained by R-STDP (Mozafari's kind): its own
+    # decision, proportion weighting and n-grams.
+    "decision": {"name": "models_decision",
+                 "settings": {**SMALL, "time": 5, "n_train": 30, "epochs": 3,
+                              "architecture": "stack", "encoder": "latency", "neuron": "if",
+                              "adapt_batch": 10,
+                              "layers": "conv(maps=4,kernel=3,pad=1,threshold=1.0,winners=2);"
+                                        "conv(maps=20,kernel=8,fire_at_end=true,decide=true,"
+                                        "rule=rstdp,epochs=2,wmin=0.2,wmax=0.8)"},
+                 "factors": {"seed": [0, 1]}},
 }
 
 
@@ -50,8 +60,9 @@ def test_predict_gives_every_records_accuracy_back(folders, name):
     res = CliRunner().invoke(app, ["predict", str(folders[name])])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    # conv/local add filter_proportion; stacks read svm, proportion_weighting and ngram.
-    n = {"stdp": 4 + 4 + 4 + 2 * 1, "baselines": 4, "stack": 2 * 3}[name]
+    # conv/local add filter_proportion; stacks read svm, proportion_weighting and ngram
+    # (a decision stack: decision in place of svm).
+    n = {"stdp": 4 + 4 + 4 + 2 * 1, "baselines": 4, "stack": 2 * 3, "decision": 2 * 3}[name]
     assert lines[-1] == f"{n} of {n} accuracies equal the records'", res.output
 
 
