@@ -161,30 +161,57 @@ def heatmaps(df: pd.DataFrame, *, x: str = "encoder", y: str = "rule", facet: st
     return save_figure(fig, path)
 
 
+# Up to this many input channels sit side by side in a neuron's tile; more are laid out
+# in a near-square grid (a stack's deep layer has hundreds: side by side, one thin strip).
+SIDE_BY_SIDE_CHANNELS = 4
+
+
+def channel_tiles(w: np.ndarray, channels: int, h: int, wd: int) -> np.ndarray:
+    """Each neuron's ``(channels * h * wd)`` weights as one 2-D tile ``(H, W, n)``: its
+    channel maps side by side, or with more than :data:`SIDE_BY_SIDE_CHANNELS` in rows
+    of ``ceil(sqrt(channels))`` (NaN where the last row has no channel).
+
+    >>> w = np.arange(2 * 2 * 1, dtype=np.float32).reshape(4, 1)  # 2 channels of 2x1
+    >>> channel_tiles(w, 2, 2, 1)[:, :, 0].tolist()
+    [[0.0, 2.0], [1.0, 3.0]]
+    >>> channel_tiles(np.arange(5.0).reshape(5, 1), 5, 1, 1)[:, :, 0].tolist()
+    [[0.0, 1.0, 2.0], [3.0, 4.0, nan]]
+    """
+    n = w.shape[1]
+    per_row = channels if channels <= SIDE_BY_SIDE_CHANNELS else math.ceil(
+        math.sqrt(channels))
+    rows = math.ceil(channels / per_row)
+    grid = np.full((rows * per_row, h, wd, n), np.nan, dtype=np.float32)
+    grid[:channels] = w.reshape(channels, h, wd, n)
+    # (rows, per_row, h, wd, n) -> (rows, h, per_row, wd, n): channels left to right,
+    # then down.
+    grid = grid.reshape(rows, per_row, h, wd, n).transpose(0, 2, 1, 3, 4)
+    return grid.reshape(rows * h, per_row * wd, n)
+
+
 def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Path,
                      title: str = "") -> Path:
     """Tile each neuron's input weights, reshaped to ``image_shape``, into one near-square
     image; with several input channels (n_input a multiple of the image), a neuron's
-    channel maps sit side by side in its tile."""
+    channel maps sit in its tile (:func:`channel_tiles`)."""
     w = np.asarray(weights, dtype=np.float32)  # stored as float16; imshow wants float32+
     h, wd = int(image_shape[0]), int(image_shape[1])
     if w.ndim != 2 or w.shape[0] % (h * wd) or not len(w):
         raise ValueError(f"weights of shape {w.shape} do not match (channels x {h * wd}, "
                          f"n_neurons) for image_shape {tuple(image_shape)}")
-    channels = w.shape[0] // (h * wd)
-    # (C, h, w) per neuron -> (h, C * w): channels left to right.
-    w = w.reshape(channels, h, wd, -1).transpose(1, 0, 2, 3).reshape(h * channels * wd, -1)
-    wd *= channels
-    n = w.shape[1]
+    tiles = channel_tiles(w, w.shape[0] // (h * wd), h, wd)
+    h, wd, n = tiles.shape
+    w = tiles.reshape(h * wd, n)
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
-    # One-pixel NaN gutters separate the tiles; NaN is drawn in the background colour.
+    # One-pixel NaN gutters separate the tiles, drawn light grey: with white (the colour
+    # of weight 0), a stack's nearly binary filters ran into each other.
     canvas = np.full((rows * (h + 1) - 1, cols * (wd + 1) - 1), np.nan, dtype=np.float32)
     for k in range(n):
         r, c = divmod(k, cols)
         canvas[r * (h + 1): r * (h + 1) + h, c * (wd + 1): c * (wd + 1) + wd] = w[:, k].reshape(h, wd)
 
-    cmap = colormaps["hot_r"].with_extremes(bad="white")
+    cmap = colormaps["hot_r"].with_extremes(bad="0.8")
     side = min(10.0, max(3.0, 0.6 * max(rows, cols) + 1.5))
     fig = Figure(figsize=(side + 1.0, side), layout="constrained")
     ax = fig.subplots()
