@@ -263,15 +263,6 @@ class StackReplicaSet:
             k = hi
         return bounds
 
-    def _layer_start(self, layer: int) -> int:
-        """The training position of conv layer ``layer``'s first image."""
-        lo = 0
-        for n in self.conv:
-            if n == layer:
-                return lo
-            lo += self.layers[n].epochs * self.cfgs[0].n_train
-        raise ValueError(f"layer {layer} is not a conv layer")
-
     def kept_inputs(self, X: np.ndarray, layer: int) -> tuple[int, list[np.ndarray]]:
         """(first layer to run, per replica the kept inputs of ``layer``): ``(layer,
         kept)`` when the code is deterministic, computed once per (layer, X) as the
@@ -343,7 +334,7 @@ class StackReplicaSet:
                     return  # weights stay as drawn: nothing to simulate
                 self.layer_kernels[r][layer].train_stack(
                     X, kept[r], first, orders[r, lo:hi], start + lo,
-                    self._layer_start(layer), layer, self.W[r], self.geo, self.off,
+                    start + lo - image, layer, self.W[r], self.geo, self.off,
                     self.thr, self.fp[r, layer], self.net[r][0],
                     self._rule_record(r, layer, image)[0], self.steps, 0, Y,
                     self.n_classes, stats.exc_spikes[r, lo:hi], stats.in_spikes[r, lo:hi],

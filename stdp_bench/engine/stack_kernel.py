@@ -367,22 +367,10 @@ def _load(X, Xc, row, first, net, T, state, ev_t, ev_i, ptr, idx, tbuf, off):
 
 
 @nb.njit(cache=True, nogil=True)
-def _decision(times, vals, n, F, hw, T, n_classes):
-    """The class of a decision layer's winner among its ``n`` units (map-major): the
-    earliest spike, then the larger potential, then the lower unit; -1 when none fired.
-    Maps belong to the classes in blocks of ``F // n_classes``."""
-    best = -1
-    bt = T
-    bv = np.float32(0.0)
-    for j in range(n):
-        t = times[j]
-        if t < bt or (t == bt and t < T and vals[j] > bv):
-            best = j
-            bt = t
-            bv = vals[j]
-    if best < 0:
-        return -1
-    return (best // hw) // (F // n_classes)
+def _class_of(unit, F, hw, n_classes):
+    """The class whose block of ``F // n_classes`` maps holds a decision layer's
+    ``unit`` (map-major)."""
+    return (unit // hw) // (F // n_classes)
 
 
 @nb.njit(cache=True, nogil=True)
@@ -436,7 +424,7 @@ def train_stack(X, Xc, first, order, start, layer_start, layer, Wflat, geo, off,
         label = Y[order[k]]
         if decide:
             outcome[k] = -1 if nwin == 0 else (
-                1 if (winners[0] // hw) // (F // n_classes) == label else 0)
+                1 if _class_of(winners[0], F, hw, n_classes) == label else 0)
         if not RULE_PLASTIC:
             continue
         learn(tbuf[off[layer]:a], tbuf[a:b], winners, nwin, g, Wm, pr, fp[0], fp[1],
@@ -484,6 +472,11 @@ def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, n_classe
     n_out = off[L + 1] - a
     g = geo[L - 1]
     decide = g[L_DECIDE] != 0
+    hw = g[L_h] * g[L_w]
+    # A decision layer's winner: the training pass's k winners, one, no radius.
+    win = np.zeros(1, np.int64)
+    map_off = np.zeros(g[L_F], np.bool_)
+    place_off = np.zeros(hw, np.bool_)
     cap = events.shape[1]
     per = np.zeros(T + 1, np.int64)
     state = np.zeros(1, np.uint64)
@@ -493,13 +486,14 @@ def respond_stack(X, order, start, Wflat, geo, off, thr, net, T, phase, n_classe
         in_spikes[k] = input_times(X[order[k]], net, T, state, ev_t, ev_i, ptr, idx,
                                    tbuf[:off[1]])
         ops[0] = 0
-        _forward(tbuf, vbuf, off, geo, Wflat, thr, T, 0, L, -1, pot, done, touched, tlist,
-                 cnt, sorder, ops, flist)
+        nfired = _forward(tbuf, vbuf, off, geo, Wflat, thr, T, 0, L, -1, pot, done,
+                          touched, tlist, cnt, sorder, ops, flist)
         synops[k] = ops[0]
         out = tbuf[a:a + n_out]
         if decide:
-            decisions[k] = _decision(out, vbuf[a:a + n_out], n_out, g[L_F],
-                                     g[L_h] * g[L_w], T, n_classes)
+            nwin = k_winners(out, vbuf[a:a + n_out], flist, nfired, g[L_F], g[L_h],
+                             g[L_w], 1, 0, T, win, map_off, place_off)
+            decisions[k] = -1 if nwin == 0 else _class_of(win[0], g[L_F], hw, n_classes)
         per[:] = 0
         total = 0
         for j in range(n_out):
