@@ -2,11 +2,16 @@
 saved cell (README: "Why 6,400 neurons swung, and the fix").
 
     python benchmarks/hub_neurons.py results/NAME/artifacts/KEY/model.npz \\
-        --data-dir ../shared/datasets [--settle 500 2000]
+        --data-dir ../shared/datasets [--settle 500 2000] [--passes 3]
 
 Responds to the whole training split and the test split with the reloaded network, then
 prints: proportion weighting with labels from each 10,000-image slice of the training
-set and from all of it (neurons labelled, predictions per class); the neurons that fire
+set and from all of it (neurons labelled, predictions per class); with labels from the
+last 10, 20, 30 and 60 thousand training images (neurons that never fire there, median
+spikes a neuron), and on the last 10,000 training images labelled from 10,000 or 40,000
+of the others (no test images); with ``--passes K``, each test image's spikes summed
+over 1..K presentations (independent trains), labelled on all of the training set;
+the neurons that fire
 on the most test images with their thresholds; the accuracy with the busiest neurons'
 spikes set to zero; and, for each ``--settle`` N, the accuracy after N training images
 with the weights frozen and the thresholds adapting (training N images, then putting
@@ -42,6 +47,7 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--settle", type=int, nargs="*", default=[])
+    ap.add_argument("--passes", type=int, default=1)
     args = ap.parse_args()
     model = load_model(args.model)
     cfg, engine = model.cfg, model.engine
@@ -57,6 +63,28 @@ def main() -> None:
         print(f"labels from train[{part.start}:{part.stop}]: {int((assigned >= 0).sum())} "
               f"neurons labelled, proportion weighting {(pred == yte).mean():.4f}, "
               f"predictions per class {np.bincount(pred[pred >= 0], minlength=10).tolist()}")
+    for n in (10_000, 20_000, 30_000, len(ytr)):
+        spikes = train[-n:].sum(0)
+        pred, _ = _pw(train[-n:], ytr[-n:], test, cfg.seed)
+        print(f"labels from the last {n}: {int((spikes == 0).sum())} neurons never fire, "
+              f"median {np.median(spikes):.0f} spikes a neuron, proportion weighting "
+              f"{(pred == yte).mean():.4f}")
+    held = slice(len(ytr) - 10_000, len(ytr))
+    for n in (10_000, 40_000):
+        lab = slice(held.start - n, held.start)
+        pred, _ = _pw(train[lab], ytr[lab], train[held], cfg.seed)
+        print(f"labels from train[{lab.start}:{lab.stop}], scored on train[{held.start}:"
+              f"{held.stop}]: proportion weighting {(pred == ytr[held]).mean():.4f}")
+    if args.passes > 1:
+        # Positions past the first pass give each repeat its own Poisson trains.
+        x = np.concatenate([ds.x_test] * args.passes)
+        each = model.respond(x).reshape(args.passes, len(yte), -1)
+        summed = np.zeros_like(test, dtype=np.float64)
+        for k in range(args.passes):
+            summed += each[k]
+            alone = (_pw(train, ytr, each[k], cfg.seed)[0] == yte).mean()
+            print(f"test pass {k + 1}: alone {alone:.4f}, passes 1-{k + 1} summed "
+                  f"{(_pw(train, ytr, summed, cfg.seed)[0] == yte).mean():.4f}")
     pred, assigned = _pw(train[last], ytr[last], test, cfg.seed)
     share = (test > 0).mean(0)
     busiest = np.argsort(-share)[:10]

@@ -15,13 +15,15 @@
 (['all_activity', 'linear'], (5,))
 >>> model.respond(ds.x_test[:5]).shape
 (5, 10)
+>>> sorted(model.refit(ds.x_train[:60], ds.y_train[:60], ["proportion_weighting"]).fitted)
+['proportion_weighting']
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,8 +31,9 @@ from stdp_bench.config import CellConfig, ConfigError, make_cell
 from stdp_bench.engine.interface import Engine
 from stdp_bench.engine.responses import Responses
 from stdp_bench.execution import ENGINES, Execution
+from stdp_bench.levels import registry
 from stdp_bench.model_file import ModelFileError, read_model, split_arrays
-from stdp_bench.readout import Params, apply_readouts
+from stdp_bench.readout import Params, apply_readouts, fit_readouts
 from stdp_bench.trainers import trainer_of
 
 
@@ -78,6 +81,25 @@ class Model:
     def respond(self, images: np.ndarray) -> np.ndarray:
         """Spike counts ``[N, neurons]`` (a baseline's: its activity per sample)."""
         return self.responses(images).counts[0]
+
+    def refit(self, images: np.ndarray, labels: np.ndarray,
+              readouts: Sequence[str] | None = None) -> "Model":
+        """This network with its readouts (or ``readouts`` only) fitted again on its
+        frozen responses to ``images`` (of classes ``labels``), presented as a run
+        presents its labelling samples: the k-th image at position k of the labelling
+        pass. Given a cell's own labelling samples it gives back the readouts its run
+        fitted; given more (Diehl & Cook label on the whole training set), it shows what a
+        larger labelling set is worth without training again."""
+        names = self.readouts if readouts is None else readouts
+        for name in names:
+            if name not in self.fitted:
+                raise ConfigError(f"readout {name!r} is not in this model; it has: "
+                                  f"{', '.join(self.readouts)}")
+        levels = [registry.get("readout", name) for name in names]
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        fit = self.engine.respond(x, np.arange(len(x))[None], phase=1).replica(0)
+        fitted = fit_readouts(levels, fit, np.asarray(labels), self.n_classes, self.cfg)
+        return Model(self.header, self.engine, fitted, self.cfg)
 
     def predict(self, images: np.ndarray, readout: str | None = None
                 ) -> dict[str, np.ndarray] | np.ndarray:

@@ -2,7 +2,10 @@
 
 On the split a cell was scored on, a reloaded model sees the same images at the same
 positions, so it gets the same spikes and must give the accuracy its record holds, for
-every readout; the table says whether it does.
+every readout; the table says whether it does. With ``n_label`` the readouts are fitted
+again first, on that many labelling samples chosen as the cell's protocol chooses its own
+(``label_source``: the last ``n_label`` of its training order, or held-out samples), so
+a trained network can be labelled as another protocol labels it without training again.
 """
 
 from __future__ import annotations
@@ -20,23 +23,28 @@ from stdp_bench.results import load_records
 SPLITS = ("test", "train")
 
 
-def _images(model: Model, data_dir: str | Path | None, split: str
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """The cell's evaluation samples (``test``: the split its record was scored on) or
-    its labelling samples (``train``), in the order the cell saw them."""
-    ds = cell_dataset(model.cfg, data_dir)
-    sub = cell_subsets(ds, model.cfg)
+def _images(model: Model, data_dir: str | Path | None, split: str, n_label: int | None
+            ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The cell's labelling samples (``n_label`` of them, else as many as it had) and
+    the samples to score (``test``: the evaluation samples its record was scored on;
+    ``train``: the labelling samples), each in the order the cell saw them."""
+    cfg = model.cfg if n_label is None else model.cfg.with_settings(n_label=n_label)
+    ds = cell_dataset(cfg, data_dir)
+    sub = cell_subsets(ds, cfg)
+    label = ds.x_train[sub.label], ds.y_train[sub.label]
     if split == "train":
-        return ds.x_train[sub.label], ds.y_train[sub.label]
+        return label, label
     x, y = sub.eval_split(ds)
-    return x[sub.evaluate], y[sub.evaluate]
+    return label, (x[sub.evaluate], y[sub.evaluate])
 
 
 def rescore(results_dir: str | Path, *, cell: str | None = None,
             data_dir: str | Path | None = None, split: str = "test",
-            readout: str | None = None) -> pd.DataFrame:
+            readout: str | None = None, n_label: int | None = None) -> pd.DataFrame:
     """Accuracy of every saved cell (or ``cell``, a record key or its prefix) per readout
-    (or ``readout``), beside the record's own (``recorded``; on ``test`` only)."""
+    (or ``readout``), beside the record's own (``recorded``; on ``test`` only); with
+    ``n_label``, of its readouts fitted again on that many labelling samples
+    (``equal`` then compares only where that is the cell's own number)."""
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r} is not allowed; allowed: {', '.join(SPLITS)}")
     results_dir = Path(results_dir)
@@ -49,13 +57,17 @@ def rescore(results_dir: str | Path, *, cell: str | None = None,
     rows = []
     for rec in records:
         model = load_model(results_dir / rec.artifacts["model"])
-        x, y = _images(model, data_dir, split)
+        (x_label, y_label), (x, y) = _images(model, data_dir, split, n_label)
+        if n_label is not None:
+            model = model.refit(x_label, y_label,
+                                None if readout is None else [readout])
         names = [readout] if readout is not None else model.readouts
         preds = model.predict(x) if readout is None else {readout: model.predict(x, readout)}
         for name in names:
             acc = float((preds[name] == y).mean())
             recorded = rec.accuracy(name) if split == "test" else None
-            rows.append({"cell": rec.key, "readout": name, "samples": len(y),
-                         "accuracy": acc, "recorded": recorded,
-                         "equal": None if recorded is None else acc == recorded})
+            comparable = split == "test" and n_label in (None, model.cfg.n_label)
+            rows.append({"cell": rec.key, "readout": name, "labelled": len(y_label),
+                         "samples": len(y), "accuracy": acc, "recorded": recorded,
+                         "equal": acc == recorded if comparable else None})
     return pd.DataFrame(rows)

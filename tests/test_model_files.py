@@ -97,3 +97,28 @@ def test_model_files_refuse_what_they_cannot_read(tmp_path):
     res = CliRunner().invoke(app, ["predict", str(tmp_path)])
     assert res.exit_code == 1
     assert f"error: {tmp_path}: no model file for any cell" in res.output
+
+
+def test_predict_fits_the_readouts_again_on_another_labelling_set(tmp_path):
+    run_grid(parse_grid({"name": "relabel", "settings": {**SMALL, "n_neurons": 8}}),
+             tmp_path, progress=False)
+    runner = CliRunner()
+    # The cell's own labelling samples give back the readouts its run fitted.
+    own = runner.invoke(app, ["predict", str(tmp_path), "--n-label", "80"])
+    assert own.exit_code == 0, own.output
+    assert own.output.strip().endswith("4 of 4 accuracies equal the records'"), own.output
+    more = runner.invoke(app, ["predict", str(tmp_path), "--n-label", "400",
+                               "--readout", "proportion_weighting"])
+    assert more.exit_code == 0, more.output
+    header, row = more.output.strip().splitlines()
+    assert header.split() == ["cell", "readout", "labelled", "samples", "accuracy",
+                              "recorded", "equal"]
+    assert row.split()[1:4] == ["proportion_weighting", "400", "60"]
+    assert row.split()[-1] == "None"
+    bad = runner.invoke(app, ["predict", str(tmp_path), "--n-label", "0"])
+    assert bad.exit_code == 1
+    assert "error: --n-label: 'n_label' = 0 must be at least 1" in bad.output
+    big = runner.invoke(app, ["predict", str(tmp_path), "--n-label", "2000"])
+    assert big.exit_code == 1
+    assert ("error: dataset 'digits' has 1300 training samples but n_train + n_label = 2040 "
+            '(label_source = "train" would label on training samples instead)') in big.output
