@@ -418,7 +418,10 @@ def plot_results(out_dir: Path, *, x: str = "encoder", y: str = "rule", facet: s
                                       path=fig_dir / f"curve_{metric}_{curve}.png",
                                       title=f"{metric} against {curve} ({records[0].grid})"))
     if any(r.curve for r in records):
+        # The readout asked for, and the linear probe beside it where cells have one (a
+        # decision stack's spike counts say nothing: it is read by its decision).
         written.append(training_curves(records, fig_dir / "curve_training.png",
+                                       readouts=tuple(dict.fromkeys((readout, "linear"))),
                                        title=f"test accuracy during training "
                                              f"({records[0].grid})"))
     chosen = records

@@ -70,7 +70,7 @@ def test_curve_needs_a_replica_architecture():
         check_cell(make_cell({"family": "ann", "architecture": "mlp", "curve_every": 10}))
 
 
-def test_plot_draws_the_training_curves(tmp_path):
+def test_plot_draws_the_training_curves(tmp_path, monkeypatch):
     path = tmp_path / "g.toml"
     path.write_text(GRID.format(every=40))
     out = tmp_path / "out"
@@ -80,3 +80,19 @@ def test_plot_draws_the_training_curves(tmp_path):
     assert res.exit_code == 0, res.output
     fig = out / "figures" / "curve_training.png"
     assert str(fig) in res.output and fig.read_bytes()[:4] == b"\x89PNG"
+    # The curve follows --readout (a decision stack is read by its decision, not by
+    # counts), with the linear probe beside it.
+    import stdp_bench.plots as plots
+
+    drawn = []
+    real = plots.training_curves
+
+    def spy(records, path, readouts=("proportion_weighting", "linear"), title=""):
+        drawn.append(readouts)
+        return real(records, path, readouts=readouts, title=title)
+
+    monkeypatch.setattr(plots, "training_curves", spy)
+    for readout in ("all_activity", "linear"):
+        res = runner.invoke(app, ["plot", str(out), "--fields", "none", "--readout", readout])
+        assert res.exit_code == 0, res.output
+    assert drawn == [("all_activity", "linear"), ("linear",)]
