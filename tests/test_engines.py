@@ -1,6 +1,8 @@
 """Every engine holds to the Engine interface: it is one, and training continued from a
 saved state (in a fresh engine) gives what one uninterrupted call gives."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,21 @@ def test_engine_continues_from_its_state_exactly(case, digits):
     assert set(whole.arrays(0)) and all(np.isfinite(v).all() for v in whole.arrays(0).values())
     assert {"exc_spikes_per_sample", "silent_fraction", "synops_per_sample"} <= set(
         whole.activity(0, a))
+
+
+@pytest.mark.parametrize("case", ["kernel", "kernel-conv", "kernel-stack"])
+def test_numba_engines_refuse_orders_past_their_samples(case, digits):
+    # The numba kernels index X without bounds checks: an order past it would read
+    # foreign memory (a segmentation fault took a whole process once) instead of raising.
+    cfgs, execution = CASES[case]
+    engine = Plan.of(cfgs, digits).build(execution)
+    X, Y = digits.x_train[:5], digits.y_train[:5]
+    past = np.tile(np.array([0, 5]), (len(cfgs), 1))
+    with pytest.raises(IndexError, match=re.escape("orders index samples 0..5, but X holds "
+                                                   "5 (0..4)")):
+        engine.train(X, Y, past)
+    with pytest.raises(IndexError, match=re.escape("orders index samples -1..4")):
+        engine.respond(X, past - 1, phase=2)
 
 
 def test_baseline_engine_is_an_engine_whose_state_reproduces_its_outputs(digits):

@@ -20,6 +20,25 @@ import numpy as np
 from stdp_bench.engine.responses import Responses, TrainStats
 
 Progress = Callable[[int], None]
+
+
+def sample_orders(X: np.ndarray, orders: np.ndarray) -> np.ndarray:
+    """``orders`` as the numba kernels read them (C-ordered int64), refused where an
+    index falls outside ``X``: the kernels index without bounds checks, so one would
+    read past the array, a crash of the whole process or silent garbage, not an error.
+
+    >>> sample_orders(np.zeros((3, 2)), np.array([[0, 2]])).dtype
+    dtype('int64')
+    >>> sample_orders(np.zeros((3, 2)), np.array([[0, 3]]))
+    Traceback (most recent call last):
+    ...
+    IndexError: orders index samples 0..3, but X holds 3 (0..2)
+    """
+    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    if orders.size and (orders.min() < 0 or orders.max() >= len(X)):
+        raise IndexError(f"orders index samples {orders.min()}..{orders.max()}, but X holds "
+                         f"{len(X)} (0..{len(X) - 1})")
+    return orders
 # Per-replica metrics an engine reports on its test responses, in the order measured.
 Metrics = dict[str, float | int | None]
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from stdp_bench.config import CellConfig
-from stdp_bench.engine.interface import Metrics
+from stdp_bench.engine.interface import Metrics, sample_orders
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats
 from stdp_bench.replica_params import initial_weights, replica_params
@@ -126,7 +126,7 @@ class ReplicaSet:
         stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
         Y = np.ascontiguousarray(Y, dtype=np.int64)
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        orders = sample_orders(X, orders)
         diverged = np.zeros((R, 1), np.int64)
         for lo in range(0, K, chunk):
             hi = min(K, lo + chunk)
@@ -156,7 +156,7 @@ class ReplicaSet:
         n = self.W.shape[2]
         spikes = np.zeros((R, K), np.int64)
         X = np.ascontiguousarray(X, dtype=np.float32)
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        orders = sample_orders(X, orders)
 
         def run(r: int) -> None:
             # Chunks bound the per-sample buffers; streams are keyed by position.
@@ -180,7 +180,7 @@ class ReplicaSet:
         out = Responses(np.zeros((R, K, n), np.int64), np.zeros((R, K, EVENT_CAP, 2), np.int32),
                         np.zeros((R, K), np.int64), np.zeros((R, K), np.int64))
         X = np.ascontiguousarray(X, dtype=np.float32)
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        orders = sample_orders(X, orders)
         for lo in range(0, K, chunk):
             hi = min(K, lo + chunk)
             # Tasks of (replica, block of samples): enough of them to keep every thread

@@ -16,7 +16,7 @@ import numpy as np
 
 from stdp_bench.config import CellConfig
 from stdp_bench.engine.feature_engine import map_activity
-from stdp_bench.engine.interface import Metrics
+from stdp_bench.engine.interface import Metrics, sample_orders
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.kernel_engine import run_tasks, worker_threads
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats
@@ -194,7 +194,7 @@ class MapReplicaSet:
         R, K = orders.shape
         stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        orders = sample_orders(X, orders)
         diverged = np.zeros((R, 1), np.int64)
         for lo in range(0, K, chunk):
             hi = min(K, lo + chunk)
@@ -221,7 +221,7 @@ class MapReplicaSet:
                         np.zeros((R, K), np.int64), np.zeros((R, K), np.int64),
                         shape=self.shape)
         X = np.ascontiguousarray(X, dtype=np.float32)
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        orders = sample_orders(X, orders)
         for lo in range(0, K, chunk):
             hi = min(K, lo + chunk)
             blocks = max(1, min(hi - lo, -(-self.threads * 4 // R)))

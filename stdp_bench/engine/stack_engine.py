@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from stdp_bench.config import CellConfig
-from stdp_bench.engine.interface import Metrics
+from stdp_bench.engine.interface import Metrics, sample_orders
 from stdp_bench.engine.kernel_build import kernel_for
 from stdp_bench.engine.kernel_engine import run_tasks, worker_threads
 from stdp_bench.engine.responses import EVENT_CAP, Responses, TrainStats
@@ -323,7 +323,7 @@ class StackReplicaSet:
         stats = TrainStats.zeros(R, K)
         X = np.ascontiguousarray(X, dtype=np.float32)
         Y = np.ascontiguousarray(Y, dtype=np.int64)
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        orders = sample_orders(X, orders)
         outcome = np.full((R, K), -2, np.int8)
         for lo, hi in self._segments(start, K, chunk):
             layer, image = self.schedule(start + lo)
@@ -361,7 +361,7 @@ class StackReplicaSet:
                         else None)
         decisions = out.decisions if out.decisions is not None else np.zeros((R, K), np.int64)
         X = np.ascontiguousarray(X, dtype=np.float32)
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        orders = sample_orders(X, orders)
         for lo in range(0, K, chunk):
             hi = min(K, lo + chunk)
             blocks = max(1, min(hi - lo, -(-self.threads * 4 // R)))
