@@ -32,14 +32,18 @@ from stdp_bench.model import load_model
 from stdp_bench.readout import _labels
 
 
+def _vote(p: dict[str, np.ndarray], test_counts: np.ndarray) -> np.ndarray:
+    """Proportion-weighting predictions of ``test_counts`` with the labels ``p``."""
+    return proportion_weighting(torch.as_tensor(test_counts, dtype=torch.float32)[:, None],
+                                torch.as_tensor(p["assignments"]),
+                                torch.as_tensor(p["proportions"]), 10).numpy()
+
+
 def _pw(label_counts: np.ndarray, label_y: np.ndarray, test_counts: np.ndarray,
         seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Proportion-weighting predictions and the label assignments behind them."""
     p = _labels(label_counts, label_y, 10, seed)
-    pred = proportion_weighting(torch.as_tensor(test_counts, dtype=torch.float32)[:, None],
-                                torch.as_tensor(p["assignments"]),
-                                torch.as_tensor(p["proportions"]), 10).numpy()
-    return pred, p["assignments"]
+    return _vote(p, test_counts), p["assignments"]
 
 
 def main() -> None:
@@ -80,11 +84,12 @@ def main() -> None:
         x = np.concatenate([ds.x_test] * args.passes)
         each = model.respond(x).reshape(args.passes, len(yte), -1)
         summed = np.zeros_like(test, dtype=np.float64)
+        labels = _labels(train, ytr, 10, cfg.seed)  # from all of the training set, once
         for k in range(args.passes):
             summed += each[k]
-            alone = (_pw(train, ytr, each[k], cfg.seed)[0] == yte).mean()
+            alone = (_vote(labels, each[k]) == yte).mean()
             print(f"test pass {k + 1}: alone {alone:.4f}, passes 1-{k + 1} summed "
-                  f"{(_pw(train, ytr, summed, cfg.seed)[0] == yte).mean():.4f}")
+                  f"{(_vote(labels, summed) == yte).mean():.4f}")
     pred, assigned = _pw(train[last], ytr[last], test, cfg.seed)
     share = (test > 0).mean(0)
     busiest = np.argsort(-share)[:10]

@@ -82,6 +82,11 @@ class Model:
         """Spike counts ``[N, neurons]`` (a baseline's: its activity per sample)."""
         return self.responses(images).counts[0]
 
+    def _require(self, readout: str) -> None:
+        if readout not in self.fitted:
+            raise ConfigError(f"readout {readout!r} is not in this model; it has: "
+                              f"{', '.join(self.readouts)}")
+
     def refit(self, images: np.ndarray, labels: np.ndarray,
               readouts: Sequence[str] | None = None) -> "Model":
         """This network with its readouts (or ``readouts`` only) fitted again on its
@@ -92,9 +97,7 @@ class Model:
         larger labelling set is worth without training again."""
         names = self.readouts if readouts is None else readouts
         for name in names:
-            if name not in self.fitted:
-                raise ConfigError(f"readout {name!r} is not in this model; it has: "
-                                  f"{', '.join(self.readouts)}")
+            self._require(name)
         levels = [registry.get("readout", name) for name in names]
         x = np.ascontiguousarray(images, dtype=np.float32)
         fit = self.engine.respond(x, np.arange(len(x))[None], phase=1).replica(0)
@@ -104,9 +107,8 @@ class Model:
     def predict(self, images: np.ndarray, readout: str | None = None
                 ) -> dict[str, np.ndarray] | np.ndarray:
         """Classes of ``images`` by every readout (a dict), or by ``readout`` alone."""
-        if readout is not None and readout not in self.fitted:
-            raise ConfigError(f"readout {readout!r} is not in this model; it has: "
-                              f"{', '.join(self.readouts)}")
+        if readout is not None:
+            self._require(readout)
         fitted = self.fitted if readout is None else {readout: self.fitted[readout]}
         preds = apply_readouts(fitted, self.responses(images).replica(0), self.n_classes,
                                self.cfg)

@@ -201,7 +201,6 @@ def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Pa
                          f"n_neurons) for image_shape {tuple(image_shape)}")
     tiles = channel_tiles(w, w.shape[0] // (h * wd), h, wd)
     h, wd, n = tiles.shape
-    w = tiles.reshape(h * wd, n)
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
     # One-pixel NaN gutters separate the tiles, drawn light grey: with white (the colour
@@ -209,7 +208,7 @@ def receptive_fields(weights: np.ndarray, image_shape: tuple[int, int], path: Pa
     canvas = np.full((rows * (h + 1) - 1, cols * (wd + 1) - 1), np.nan, dtype=np.float32)
     for k in range(n):
         r, c = divmod(k, cols)
-        canvas[r * (h + 1): r * (h + 1) + h, c * (wd + 1): c * (wd + 1) + wd] = w[:, k].reshape(h, wd)
+        canvas[r * (h + 1): r * (h + 1) + h, c * (wd + 1): c * (wd + 1) + wd] = tiles[:, :, k]
 
     cmap = colormaps["hot_r"].with_extremes(bad="0.8")
     side = min(10.0, max(3.0, 0.6 * max(rows, cols) + 1.5))

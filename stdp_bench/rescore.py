@@ -16,26 +16,29 @@ import numpy as np
 import pandas as pd
 
 from stdp_bench.config import ConfigError
-from stdp_bench.data import cell_dataset, cell_subsets
+from stdp_bench.data import Dataset, Subsets, cell_dataset, cell_subsets
 from stdp_bench.model import Model, load_model
 from stdp_bench.results import load_records
 
 SPLITS = ("test", "train")
 
 
-def _images(model: Model, data_dir: str | Path | None, split: str, n_label: int | None
-            ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """The cell's labelling samples (``n_label`` of them, else as many as it had) and
-    the samples to score (``test``: the evaluation samples its record was scored on;
-    ``train``: the labelling samples), each in the order the cell saw them."""
+def _samples(model: Model, data_dir: str | Path | None, n_label: int | None
+             ) -> tuple[Dataset, Subsets]:
+    """The cell's dataset and its subsets, with ``n_label`` labelling samples (else as
+    many as it had), chosen as its protocol chooses them."""
     cfg = model.cfg if n_label is None else model.cfg.with_settings(n_label=n_label)
     ds = cell_dataset(cfg, data_dir)
-    sub = cell_subsets(ds, cfg)
-    label = ds.x_train[sub.label], ds.y_train[sub.label]
+    return ds, cell_subsets(ds, cfg)
+
+
+def _scored(ds: Dataset, sub: Subsets, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The samples to score, in the order the cell saw them: ``test``, the evaluation
+    samples its record was scored on; ``train``, its labelling samples."""
     if split == "train":
-        return label, label
+        return ds.x_train[sub.label], ds.y_train[sub.label]
     x, y = sub.eval_split(ds)
-    return label, (x[sub.evaluate], y[sub.evaluate])
+    return x[sub.evaluate], y[sub.evaluate]
 
 
 def rescore(results_dir: str | Path, *, cell: str | None = None,
@@ -57,17 +60,18 @@ def rescore(results_dir: str | Path, *, cell: str | None = None,
     rows = []
     for rec in records:
         model = load_model(results_dir / rec.artifacts["model"])
-        (x_label, y_label), (x, y) = _images(model, data_dir, split, n_label)
+        ds, sub = _samples(model, data_dir, n_label)
         if n_label is not None:
-            model = model.refit(x_label, y_label,
+            model = model.refit(ds.x_train[sub.label], ds.y_train[sub.label],
                                 None if readout is None else [readout])
+        x, y = _scored(ds, sub, split)
         names = [readout] if readout is not None else model.readouts
         preds = model.predict(x) if readout is None else {readout: model.predict(x, readout)}
         for name in names:
             acc = float((preds[name] == y).mean())
             recorded = rec.accuracy(name) if split == "test" else None
             comparable = split == "test" and n_label in (None, model.cfg.n_label)
-            rows.append({"cell": rec.key, "readout": name, "labelled": len(y_label),
+            rows.append({"cell": rec.key, "readout": name, "labelled": len(sub.label),
                          "samples": len(y), "accuracy": acc, "recorded": recorded,
                          "equal": acc == recorded if comparable else None})
     return pd.DataFrame(rows)
