@@ -2,7 +2,8 @@
 saved cell (README: "Why 6,400 neurons swung, and the fix").
 
     python benchmarks/hub_neurons.py results/NAME/artifacts/KEY/model.npz \\
-        --data-dir ../shared/datasets [--settle 500 2000] [--passes 3]
+        --data-dir ../shared/datasets [--settle 500 2000] [--passes 3] \\
+        [--threshold-calibration weight_norm]
 
 Responds to the whole training split and the test split with the reloaded network, then
 prints: proportion weighting with labels from each 10,000-image slice of the training
@@ -16,6 +17,8 @@ on the most test images with their thresholds; the accuracy with the busiest neu
 spikes set to zero; and, for each ``--settle`` N, the accuracy after N training images
 with the weights frozen and the thresholds adapting (training N images, then putting
 the trained weights back: the same thing), labelled on the last 10,000 training images.
+With ``--threshold-calibration``, all of it is measured on the network with its
+thresholds set from its weights (:mod:`stdp_bench.threshold_calibration`).
 Test-split numbers here diagnose a network; they choose nothing.
 """
 
@@ -52,8 +55,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--settle", type=int, nargs="*", default=[])
     ap.add_argument("--passes", type=int, default=1)
+    ap.add_argument("--threshold-calibration", default=None, choices=["weight_norm"])
     args = ap.parse_args()
     model = load_model(args.model)
+    if args.threshold_calibration is not None:
+        model = model.calibrated(args.threshold_calibration)
     cfg, engine = model.cfg, model.engine
     ds = cell_dataset(cfg, args.data_dir)
     train = model.respond(ds.x_train)

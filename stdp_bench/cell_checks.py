@@ -8,9 +8,14 @@ is no whole number of steps, settings out of the order a level needs, and so on.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from stdp_bench.config import REGISTRY_AXES, CellConfig, ConfigError
 from stdp_bench.levels import registry
 from stdp_bench.levels.spec import Level
+
+if TYPE_CHECKING:  # trainers import this module at run time
+    from stdp_bench.trainers import Trainer
 
 __all__ = ["IF_PARAMS", "MAX_STEPS", "check_cell", "integrate_and_fire_params"]
 
@@ -65,6 +70,7 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
             raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} ({what}) is not "
                               f"available for architecture = {cfg.architecture!r}; "
                               f"allowed for: {', '.join(allowed)}")
+    _check_calibration(cfg, trainer, where)
     if cfg.settle > cfg.n_train:
         raise ConfigError(f"{where}: settle = {cfg.settle} is more than n_train = "
                           f"{cfg.n_train}; the settling samples are the first of the "
@@ -77,6 +83,25 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
             f"{where}: encoder = {cfg.encoder!r} is for gradient-trained baselines only; "
             f"allowed for stdp: {', '.join(allowed)}")
     trainer.check(cfg, where)
+
+
+def _check_calibration(cfg: CellConfig, trainer: type[Trainer], where: str) -> None:
+    """Calibrated thresholds need adaptive ones (a neuron level that uses
+    ``theta_plus``) in an engine that holds them with the weights (the trainers that
+    settle)."""
+    if cfg.threshold_calibration == "none":
+        return
+    head = f"{where}: threshold_calibration = {cfg.threshold_calibration!r}"
+    if not trainer.settles:
+        allowed = [a.name for a in registry.levels("architecture")
+                   if registry.load_ref(a.trainer, a.name).settles]
+        raise ConfigError(f"{head} is not available for architecture = "
+                          f"{cfg.architecture!r}; allowed for: {', '.join(allowed)}")
+    if "theta_plus" not in registry.get("neuron", cfg.neuron).uses:
+        allowed = [n.name for n in registry.levels("neuron") if "theta_plus" in n.uses]
+        raise ConfigError(f"{head} sets adaptive thresholds, which neuron = "
+                          f"{cfg.neuron!r} has not; allowed neurons: {', '.join(allowed)}; "
+                          "or threshold_calibration = 'none'")
 
 
 def _check_steps(cfg: CellConfig, where: str) -> None:

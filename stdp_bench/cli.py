@@ -259,6 +259,10 @@ def predict(
              "cell's label_source chooses them (train: the last N of its training order; "
              "60000 on MNIST is Diehl & Cook's whole training set), before scoring.")
     ] = None,
+    threshold_calibration: Annotated[Optional[str], typer.Option(
+        help="Set each network's adaptive thresholds from its weights first (weight_norm; "
+             "the threshold_calibration setting), then fit its readouts again (on "
+             "--n-label samples, else its own labelling samples).")] = None,
 ) -> None:
     """Reload saved cells from their model files and score them again."""
     from stdp_bench.config import SETTINGS
@@ -268,8 +272,12 @@ def predict(
     try:
         if n_label is not None:
             SETTINGS["n_label"].check(n_label, "--n-label")
+        if threshold_calibration is not None:
+            SETTINGS["threshold_calibration"].check(threshold_calibration,
+                                                    "--threshold-calibration")
         table = rescore(results_dir, cell=cell, data_dir=data_dir, split=split,
-                        readout=readout, n_label=n_label)
+                        readout=readout, n_label=n_label,
+                        threshold_calibration=threshold_calibration)
     except (ConfigError, ModelFileError) as exc:
         _fail(exc)
         return

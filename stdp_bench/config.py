@@ -97,6 +97,11 @@ class CellConfig:
     # thresholds on, before labelling and testing (at every curve point too, on a copy
     # that training does not continue from). 0: Diehl & Cook's freeze as it stands.
     settle: int = setting(0, low=0, high=_HUGE)
+    # Thresholds set from the weights at the freeze (after any settling, at every curve
+    # point on a copy, as settle): "weight_norm" makes each adaptive neuron's distance
+    # from rest to threshold proportional to the L2 norm of its input weights, their mean
+    # kept (stdp_bench/threshold_calibration.py); "none": the learned thresholds.
+    threshold_calibration: str = setting("none", choices=("none", "weight_norm"))
     # uint32: scikit-learn's random_state (the linear readouts) takes 0 .. 2**32 - 1,
     # and numpy's global seed is taken modulo 2**32, which would make two seeds one.
     seed: int = setting(0, low=0, dtype="uint32")
@@ -267,7 +272,8 @@ _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(CellConfig)}
 # settings here; never remove one.
 LATE_FIELDS: tuple[str, ...] = ("conv_norm", "conv_inh", "conv_learning", "level_settings",
                                  "curve_every", "color", "preprocess", "conv_kwta",
-                                 "conv_radius", "teacher_block_mv", "settle")
+                                 "conv_radius", "teacher_block_mv", "settle",
+                                 "threshold_calibration")
 
 
 def _level_param(name: str) -> Param | None:

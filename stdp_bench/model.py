@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from stdp_bench.cell_checks import check_cell
 from stdp_bench.config import CellConfig, ConfigError, make_cell
 from stdp_bench.engine.interface import Engine
 from stdp_bench.engine.responses import Responses
@@ -34,6 +35,7 @@ from stdp_bench.execution import ENGINES, Execution
 from stdp_bench.levels import registry
 from stdp_bench.model_file import ModelFileError, read_model, split_arrays
 from stdp_bench.readout import Params, apply_readouts, fit_readouts
+from stdp_bench.threshold_calibration import calibrated_state
 from stdp_bench.trainers import trainer_of
 
 
@@ -104,6 +106,16 @@ class Model:
         fitted = fit_readouts(levels, fit, np.asarray(labels), self.n_classes, self.cfg)
         return Model(self.header, self.engine, fitted, self.cfg)
 
+    def calibrated(self, calibration: str) -> "Model":
+        """This network with its thresholds set from its weights as ``calibration`` (a
+        ``threshold_calibration`` value) sets them, and no readouts: its responses
+        change, so :meth:`refit` must label it again before it predicts."""
+        cfg = self.cfg.with_settings(threshold_calibration=calibration)
+        check_cell(cfg, "--threshold-calibration")
+        engine = _engine(self.header, cfg, self.engine.device,
+                         calibrated_state(self.engine.state(), [cfg]))
+        return Model(self.header, engine, {name: {} for name in self.fitted}, cfg)
+
     def predict(self, images: np.ndarray, readout: str | None = None
                 ) -> dict[str, np.ndarray] | np.ndarray:
         """Classes of ``images`` by every readout (a dict), or by ``readout`` alone."""
@@ -128,12 +140,22 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
         if cfg.cell_id() != header["cell_id"]:
             raise ModelFileError(f"{path}: its settings give cell {cfg.cell_id()}, not the "
                                  f"{header['cell_id']} it names (edited or corrupted)")
-        shape = _Shape(tuple(header["input_shape"]), int(header["n_classes"]))
+        # Read here so that a header without them fails as incomplete, in one line.
+        _Shape(tuple(header["input_shape"]), int(header["n_classes"]))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(f"{path}: its header is incomplete ({exc!r})") from None
     state, fitted = split_arrays(arrays)
+    return Model(header, _engine(header, cfg, device, state),
+                 {name: fitted.get(name, {}) for name in header["readouts"]}, cfg)
+
+
+def _engine(header: dict[str, Any], cfg: CellConfig, device: str,
+            state: dict[str, np.ndarray]) -> Engine:
+    """The engine that trained the model ``header`` describes, built as the cell's
+    trainer builds it on ``device`` and loaded with ``state``."""
+    shape = _Shape(tuple(header["input_shape"]), int(header["n_classes"]))
     # A replica engine's state is its own (the kernel's is not the torch network's).
     engine_name = header.get("engine")
     # BindsNET's conv / local layers are what --engine torch runs for those cells.
@@ -141,5 +163,4 @@ def load_model(path: str | Path, device: str = "cpu") -> Model:
     execution = Execution.resolve(device, engine_name if engine_name in ENGINES else "auto")
     engine = trainer_of(cfg).build([cfg], shape, [float(header["input_gain"])], execution)
     engine.load_state(state)
-    return Model(header, engine, {name: fitted.get(name, {}) for name in header["readouts"]},
-                 cfg)
+    return engine

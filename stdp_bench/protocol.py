@@ -4,8 +4,9 @@ readouts -> status. ``run`` (:mod:`stdp_bench.train`), ``tune``'s rungs
 
 1. Train with plasticity on, one sample at a time, on each replica's training order
    (the training subset, reshuffled every later epoch).
-2. Freeze (after letting adaptive thresholds settle with the weights frozen, when the
-   cell asks: ``settle``). Run the labelling samples (drawn from the training split)
+2. Freeze (after letting adaptive thresholds settle with the weights frozen, and then
+   setting them from the weights, when the cell asks: ``settle``,
+   ``threshold_calibration``). Run the labelling samples (drawn from the training split)
    and fit every readout of the cell's family whose response kinds the trainer
    provides.
 3. Run the evaluation samples (test split, or validation samples carved from the
@@ -40,6 +41,7 @@ from stdp_bench.readout import (Params, apply_readouts, confusion, fit_readouts,
 from stdp_bench.records import CurvePoint, ModelParts, ReadoutScore, Status
 from stdp_bench.replica_params import auto_gain
 from stdp_bench.tensorboard_log import TensorBoardLog
+from stdp_bench.threshold_calibration import calibrated_state
 from stdp_bench.trainers import Trainer, trainer_of
 
 Progress = Callable[[int], None]
@@ -144,6 +146,26 @@ class Plan:
                               "settle thresholds with the weights frozen; use settle = 0")
         engine.settle(self.ds.x_train, np.ascontiguousarray(self.orders[:, :counts.max()]),
                       counts)
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether any replica sets its thresholds from its weights at the freeze."""
+        return any(c.threshold_calibration != "none" for c in self.cfgs)
+
+    def calibrate(self, engine: Engine) -> None:
+        """Set the thresholds of the replicas that ask (``threshold_calibration``) from
+        their weights (:mod:`stdp_bench.threshold_calibration`); the others keep theirs."""
+        if not self.calibrates:
+            return
+        # check_cell admits calibration only where the engines hold W [R, n_in, n] and
+        # theta [R, n] (the replica trainers' dc2015 networks).
+        engine.load_state(calibrated_state(engine.state(), self.cfgs))
+
+    def freeze(self, engine: Engine) -> None:
+        """What happens to the thresholds between training and labelling: settling,
+        then calibration (each only where a replica asks)."""
+        self.settle(engine)
+        self.calibrate(engine)
 
     def respond(self, engine: Engine, on_progress: Progress | None = None
                 ) -> tuple[Responses | None, Responses]:
@@ -298,10 +320,10 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
                 _save(checkpoints, engine, stop, stats, curves, t)
         if hi < K:
             t0 = time.perf_counter()
-            # Settled thresholds are measured, not trained on: training goes on from
-            # the state before settling.
-            trained = engine.state() if plan.settles else None
-            plan.settle(engine)
+            # Settled or calibrated thresholds are measured, not trained on: training
+            # goes on from the state before the freeze.
+            trained = engine.state() if plan.settles or plan.calibrates else None
+            plan.freeze(engine)
             labelled, tested = plan.respond(engine, on_progress)
             for r in range(len(cfgs)):
                 if stats.diverged_at[r] == 0:
@@ -320,7 +342,7 @@ def run_cells(cfgs: Sequence[CellConfig], ds: Dataset, *,
     # Before the last responses: the baselines' encoders draw from a generator that
     # responding moves on, and a model file must answer as the evaluated network did.
     t0 = time.perf_counter()
-    plan.settle(engine)
+    plan.freeze(engine)
     state = engine.state()
     labelled, tested = plan.respond(engine, on_progress)
     t.eval = time.perf_counter() - t0

@@ -40,12 +40,14 @@ NETWORK_RECORD = np.dtype([
 def replica_seed(cfg: CellConfig) -> int:
     """63-bit seed of a cell's weights and spike draws, from its id and seed factor.
 
-    ``curve_every`` only adds measurements (labelling and testing during training) and
-    ``settle`` acts after training, so both are left out: a cell with a learning curve
-    or settled thresholds trains the network the cell without them trains.
+    ``curve_every`` only adds measurements (labelling and testing during training), and
+    ``settle`` and ``threshold_calibration`` act after training, so all three are left
+    out: a cell with a learning curve, settled or calibrated thresholds trains the
+    network the cell without them trains.
     """
-    network = (cfg.with_settings(curve_every=0, settle=0) if cfg.curve_every or cfg.settle
-               else cfg)
+    after = {"curve_every": 0, "settle": 0, "threshold_calibration": "none"}
+    network = (cfg.with_settings(**after)
+               if any(getattr(cfg, k) != v for k, v in after.items()) else cfg)
     digest = hashlib.sha256(f"{network.cell_id()}:{cfg.seed}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 

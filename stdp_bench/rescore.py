@@ -6,6 +6,10 @@ every readout; the table says whether it does. With ``n_label`` the readouts are
 again first, on that many labelling samples chosen as the cell's protocol chooses its own
 (``label_source``: the last ``n_label`` of its training order, or held-out samples), so
 a trained network can be labelled as another protocol labels it without training again.
+With ``threshold_calibration`` its thresholds are first set from its weights
+(:mod:`stdp_bench.threshold_calibration`) and the readouts fitted again, on the cell's own
+labelling samples unless ``n_label`` says otherwise: what calibration would have given a
+network trained without it.
 """
 
 from __future__ import annotations
@@ -43,11 +47,14 @@ def _scored(ds: Dataset, sub: Subsets, split: str) -> tuple[np.ndarray, np.ndarr
 
 def rescore(results_dir: str | Path, *, cell: str | None = None,
             data_dir: str | Path | None = None, split: str = "test",
-            readout: str | None = None, n_label: int | None = None) -> pd.DataFrame:
+            readout: str | None = None, n_label: int | None = None,
+            threshold_calibration: str | None = None) -> pd.DataFrame:
     """Accuracy of every saved cell (or ``cell``, a record key or its prefix) per readout
     (or ``readout``), beside the record's own (``recorded``; on ``test`` only); with
     ``n_label``, of its readouts fitted again on that many labelling samples
-    (``equal`` then compares only where that is the cell's own number)."""
+    (``equal`` then compares only where that is the cell's own number); with
+    ``threshold_calibration``, of its network with thresholds set so, labelled again
+    (``equal`` is then None: it is another network than the record's)."""
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r} is not allowed; allowed: {', '.join(SPLITS)}")
     results_dir = Path(results_dir)
@@ -61,7 +68,9 @@ def rescore(results_dir: str | Path, *, cell: str | None = None,
     for rec in records:
         model = load_model(results_dir / rec.artifacts["model"])
         ds, sub = _samples(model, data_dir, n_label)
-        if n_label is not None:
+        if threshold_calibration is not None:
+            model = model.calibrated(threshold_calibration)
+        if n_label is not None or threshold_calibration is not None:
             model = model.refit(ds.x_train[sub.label], ds.y_train[sub.label],
                                 None if readout is None else [readout])
         x, y = _scored(ds, sub, split)
@@ -70,8 +79,12 @@ def rescore(results_dir: str | Path, *, cell: str | None = None,
         for name in names:
             acc = float((preds[name] == y).mean())
             recorded = rec.accuracy(name) if split == "test" else None
-            comparable = split == "test" and n_label in (None, model.cfg.n_label)
-            rows.append({"cell": rec.key, "readout": name, "labelled": len(sub.label),
+            comparable = (split == "test" and n_label in (None, model.cfg.n_label)
+                          and threshold_calibration is None)
+            calibrated = ({} if threshold_calibration is None
+                          else {"thresholds": threshold_calibration})
+            rows.append({"cell": rec.key, "readout": name, **calibrated,
+                         "labelled": len(sub.label),
                          "samples": len(y), "accuracy": acc, "recorded": recorded,
                          "equal": acc == recorded if comparable else None})
     return pd.DataFrame(rows)
