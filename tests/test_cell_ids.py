@@ -77,11 +77,12 @@ def test_records_keep_their_network_seeds(folder):
     for stem, rec in _records(folder).items():
         cfg = make_cell(rec["settings"])
         seed = rec["provenance"]["seed"]
-        # A learning curve only adds measurements and settling acts after training: the
-        # network is the cell's without them, so the seed comes from that cell's id.
-        network_id = (rec["cell_id"] if not (cfg.curve_every or cfg.settle)
-                      else make_cell({**rec["settings"], "curve_every": 0,
-                                      "settle": 0}).cell_id())
+        # A learning curve only adds measurements, and settling and calibrating
+        # thresholds act after training: the network is the cell's without them, so the
+        # seed comes from that cell's id.
+        after = {"curve_every": 0, "settle": 0, "threshold_calibration": "none"}
+        network_id = (rec["cell_id"] if all(getattr(cfg, k) == v for k, v in after.items())
+                      else make_cell({**rec["settings"], **after}).cell_id())
         if not (seed == rec["settings"]["seed"] == cfg.seed
                 and replica_seed(cfg) == _network_seed(network_id, seed)):
             wrong.append(stem)
