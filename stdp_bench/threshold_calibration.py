@@ -3,14 +3,15 @@
 Why: a Diehl & Cook neuron's drive from an image is ``x . w_j`` (weights normalised to a
 fixed *sum*), and it fires first when that drive is large against the distance from rest
 to its threshold, ``thresh - rest + theta_j``. Unsupervised STDP's thresholds grow, in
-free competition, until each neuron wins its share; measured on the workbench's trained
-networks, ``thresh - rest + theta_j`` then tracks the L2 norm of ``w_j`` (correlation
-0.98 at 100 and 400 neurons, 1.00 at 1,600), so the first neuron to fire is close to the
-one whose weights point most nearly the image's way (cosine similarity). A teacher that
+free competition, until each neuron wins its share; on the workbench's trained networks
+``thresh - rest + theta_j`` then tracks the L2 norm of ``w_j`` (correlation 0.97-0.99 at
+100 and 400 neurons, 0.995 at 1,600), so the first neuron to fire is close to the one
+whose weights point most nearly the image's way (cosine similarity). A teacher that
 blocks the other classes lets thresholds compete only inside a class, and that relation
-breaks across classes (0.94-0.98): its weights are good class prototypes (nearest by
-cosine: 92.0 / 94.7 / 95.8% at 100 / 400 / 1,600 neurons) that its spiking competition
-reads at 87.9 / 91.8 / 91.0% (README: "A teacher that forces spikes").
+breaks across classes (0.93-0.98): its weights are good class prototypes (nearest by
+cosine: 91.9 / 94.7 / 95.8% at 100 / 400 / 1,600 neurons) that its spiking competition
+reads at 87.9 / 91.8 / 91.0%. ``benchmarks/teacher_thresholds.py`` measures these; README:
+"Thresholds set from the weights".
 
 ``weight_norm`` sets the relation outright: ``thresh - rest + theta_j = kappa ||w_j||``,
 with ``kappa`` keeping the network's mean distance to threshold (so the network fires
