@@ -57,6 +57,11 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=1)
     ap.add_argument("--threshold-calibration", default=None, choices=["weight_norm"])
     args = ap.parse_args()
+    if args.threshold_calibration is not None and args.settle:
+        # --settle trains from the loaded state, which calibration has already changed:
+        # the reverse of the protocol's order (settle, then calibrate).
+        ap.error("--settle and --threshold-calibration measure different networks; "
+                 "give one of them")
     model = load_model(args.model)
     if args.threshold_calibration is not None:
         model = model.calibrated(args.threshold_calibration)

@@ -87,14 +87,14 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
 
 def _check_calibration(cfg: CellConfig, trainer: type[Trainer], where: str) -> None:
     """Calibrated thresholds need adaptive ones (a neuron level that uses
-    ``theta_plus``) in an engine that holds them with the weights (the trainers that
-    settle)."""
+    ``theta_plus``) in an engine that holds them beside the weights
+    (``Trainer.calibrates``)."""
     if cfg.threshold_calibration == "none":
         return
     head = f"{where}: threshold_calibration = {cfg.threshold_calibration!r}"
-    if not trainer.settles:
+    if not trainer.calibrates:
         allowed = [a.name for a in registry.levels("architecture")
-                   if registry.load_ref(a.trainer, a.name).settles]
+                   if registry.load_ref(a.trainer, a.name).calibrates]
         raise ConfigError(f"{head} is not available for architecture = "
                           f"{cfg.architecture!r}; allowed for: {', '.join(allowed)}")
     if "theta_plus" not in registry.get("neuron", cfg.neuron).uses:

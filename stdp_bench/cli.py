@@ -272,7 +272,7 @@ def predict(
     try:
         if n_label is not None:
             SETTINGS["n_label"].check(n_label, "--n-label")
-        if threshold_calibration is not None:
+        if threshold_calibration is not None:  # before any model file is read
             SETTINGS["threshold_calibration"].check(threshold_calibration,
                                                     "--threshold-calibration")
         table = rescore(results_dir, cell=cell, data_dir=data_dir, split=split,

@@ -28,14 +28,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from stdp_bench.cell_checks import check_cell
-from stdp_bench.config import CellConfig, ConfigError, make_cell
+from stdp_bench.config import SETTINGS, CellConfig, ConfigError, make_cell
 from stdp_bench.engine.interface import Engine
 from stdp_bench.engine.responses import Responses
 from stdp_bench.execution import ENGINES, Execution
 from stdp_bench.levels import registry
 from stdp_bench.model_file import ModelFileError, read_model, split_arrays
 from stdp_bench.readout import Params, apply_readouts, fit_readouts
-from stdp_bench.threshold_calibration import calibrated_state
+from stdp_bench.threshold_calibration import CALIBRATIONS, calibrated_state
 from stdp_bench.trainers import trainer_of
 
 
@@ -63,12 +63,15 @@ class Model:
     """
 
     def __init__(self, header: dict[str, Any], engine: Engine,
-                 fitted: dict[str, Params], cfg: CellConfig) -> None:
+                 fitted: dict[str, Params], cfg: CellConfig, *, fitted_here: bool = True
+                 ) -> None:
         self.header = header
         self.engine = engine
         self.fitted = fitted
         self.cfg = cfg
         self.n_classes = int(header["n_classes"])
+        # False when the network changed after its readouts were fitted (calibrated).
+        self.fitted_here = fitted_here
 
     @property
     def readouts(self) -> list[str]:
@@ -89,6 +92,11 @@ class Model:
             raise ConfigError(f"readout {readout!r} is not in this model; it has: "
                               f"{', '.join(self.readouts)}")
 
+    def _require_fitted(self) -> None:
+        if not self.fitted_here:
+            raise ConfigError("this model's thresholds were calibrated after its readouts "
+                              "were fitted; label it again first (Model.refit)")
+
     def refit(self, images: np.ndarray, labels: np.ndarray,
               readouts: Sequence[str] | None = None) -> "Model":
         """This network with its readouts (or ``readouts`` only) fitted again on its
@@ -106,19 +114,27 @@ class Model:
         fitted = fit_readouts(levels, fit, np.asarray(labels), self.n_classes, self.cfg)
         return Model(self.header, self.engine, fitted, self.cfg)
 
-    def calibrated(self, calibration: str) -> "Model":
+    def calibrated(self, calibration: str, where: str = "calibration") -> "Model":
         """This network with its thresholds set from its weights as ``calibration`` (a
-        ``threshold_calibration`` value) sets them, and no readouts: its responses
-        change, so :meth:`refit` must label it again before it predicts."""
+        ``threshold_calibration`` value other than "none") sets them. Its responses
+        change, so it predicts only once :meth:`refit` has labelled it again; ``where``
+        names the caller in error messages."""
+        SETTINGS["threshold_calibration"].check(calibration, where)
+        if calibration == "none":
+            raise ConfigError(f"{where}: 'threshold_calibration' = 'none' is what an "
+                              "uncalibrated model has already, and a calibrated cell's model "
+                              "file no longer keeps its learned thresholds; allowed: "
+                              f"{', '.join(CALIBRATIONS)}")
         cfg = self.cfg.with_settings(threshold_calibration=calibration)
-        check_cell(cfg, "--threshold-calibration")
+        check_cell(cfg, where)
         engine = _engine(self.header, cfg, self.engine.device,
                          calibrated_state(self.engine.state(), [cfg]))
-        return Model(self.header, engine, {name: {} for name in self.fitted}, cfg)
+        return Model(self.header, engine, self.fitted, cfg, fitted_here=False)
 
     def predict(self, images: np.ndarray, readout: str | None = None
                 ) -> dict[str, np.ndarray] | np.ndarray:
         """Classes of ``images`` by every readout (a dict), or by ``readout`` alone."""
+        self._require_fitted()
         if readout is not None:
             self._require(readout)
         fitted = self.fitted if readout is None else {readout: self.fitted[readout]}

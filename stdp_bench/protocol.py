@@ -158,7 +158,7 @@ class Plan:
         if not self.calibrates:
             return
         # check_cell admits calibration only where the engines hold W [R, n_in, n] and
-        # theta [R, n] (the replica trainers' dc2015 networks).
+        # theta [R, n] (Trainer.calibrates).
         engine.load_state(calibrated_state(engine.state(), self.cfgs))
 
     def freeze(self, engine: Engine) -> None:

@@ -54,7 +54,7 @@ def rescore(results_dir: str | Path, *, cell: str | None = None,
     ``n_label``, of its readouts fitted again on that many labelling samples
     (``equal`` then compares only where that is the cell's own number); with
     ``threshold_calibration``, of its network with thresholds set so, labelled again
-    (``equal`` is then None: it is another network than the record's)."""
+    (``equal`` is then None, even for a cell that ran calibrated already)."""
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r} is not allowed; allowed: {', '.join(SPLITS)}")
     results_dir = Path(results_dir)
@@ -69,7 +69,8 @@ def rescore(results_dir: str | Path, *, cell: str | None = None,
         model = load_model(results_dir / rec.artifacts["model"])
         ds, sub = _samples(model, data_dir, n_label)
         if threshold_calibration is not None:
-            model = model.calibrated(threshold_calibration)
+            model = model.calibrated(threshold_calibration,
+                                     f"--threshold-calibration, cell {rec.key}")
         if n_label is not None or threshold_calibration is not None:
             model = model.refit(ds.x_train[sub.label], ds.y_train[sub.label],
                                 None if readout is None else [readout])

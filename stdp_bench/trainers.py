@@ -50,6 +50,9 @@ class Trainer:
     #: The engines can let adaptive thresholds settle with the weights frozen
     #: (``settle``; the replica engines' ``settle``).
     settles: ClassVar[bool] = False
+    #: The engines' state holds ``W [R, n_input, n]`` and ``theta [R, n]``, which
+    #: ``threshold_calibration`` sets from each other (stdp_bench/threshold_calibration.py).
+    calibrates: ClassVar[bool] = False
     #: The readouts that score its cells, of those whose kinds it provides (None: all).
     readouts: ClassVar[tuple[str, ...] | None] = None
 
@@ -92,6 +95,7 @@ class ReplicaTrainer(Trainer):
 
     curve = True
     settles = True
+    calibrates = True
 
     @classmethod
     def group_key(cls, cfg: CellConfig, engine: str) -> tuple | None:

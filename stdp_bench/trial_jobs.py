@@ -85,6 +85,10 @@ def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
         if task.state is not None:
             engine.load_state(task.state)
         stats = plan.train(engine, task.lo, task.hi, on_progress)
+        # As at run's curve points: settled or calibrated thresholds are scored, and the
+        # next rung continues from the network as trained.
+        state = engine.state()
+        plan.freeze(engine)
         labelled, tested = plan.respond(engine, on_progress)
         scores = np.zeros(R)
         status = []
@@ -96,7 +100,6 @@ def run_rung(task: RungTask, on_progress: Progress | None = None) -> RungResult:
             pred = plan.predictions(r, labelled, tested, readouts=(task.metric,))
             if task.metric in pred:
                 scores[r] = accuracy(pred[task.metric], plan.test_labels(r))
-        state = engine.state()
         if task.execution.tensorboard is not None:  # each trial's rungs, as curve points
             log = TensorBoardLog(task.execution.tensorboard, task.cfgs, plan.ds.image_shape)
             for r in range(R):

@@ -14,14 +14,16 @@ from typer.testing import CliRunner
 
 from stdp_bench.cell_checks import check_cell
 from stdp_bench.cli import app
-from stdp_bench.config import CellConfig, ConfigError
+from stdp_bench.config import CellConfig, ConfigError, choices
 from stdp_bench.data import load_dataset
 from stdp_bench.execution import Execution
 from stdp_bench.grid_file import parse_grid
-from stdp_bench.protocol import run_cells
+from stdp_bench.model import load_model
+from stdp_bench.protocol import Plan, run_cells
 from stdp_bench.replica_params import replica_seed
 from stdp_bench.runner import run_grid
-from stdp_bench.threshold_calibration import weight_norm_thresholds
+from stdp_bench.threshold_calibration import (CALIBRATIONS, calibrated_state,
+                                               weight_norm_thresholds)
 
 
 def digits_cfg(**settings) -> CellConfig:
@@ -44,8 +46,22 @@ def test_weight_norm_thresholds_follow_the_norms_and_keep_the_mean_gap():
     assert np.isclose((13.0 + got).mean(), (13.0 + theta).mean(), rtol=1e-6)
     # Only the norm counts: a permuted column has the same threshold.
     assert np.allclose(weight_norm_thresholds(W[::-1], theta, 13.0), got)
+    # Floored at 0 (thresholds never below the base one, so never at reset or rest,
+    # where a neuron would fire every step): weightless columns, or a weightless network.
+    W[:, 0] = 0.0
+    floored = weight_norm_thresholds(W, theta, 13.0)
+    assert floored[0] == 0.0 and (floored[1:] > 0).all()
     assert np.array_equal(weight_norm_thresholds(np.zeros((3, 2)), np.ones(2), 13.0),
-                          np.array([-13.0, -13.0]))
+                          np.zeros(2))
+
+
+def test_every_declared_calibration_has_its_function():
+    assert set(CALIBRATIONS) | {"none"} == set(choices("threshold_calibration"))
+    with pytest.raises(ConfigError) as err:
+        calibrated_state({"W": np.ones((1, 2, 2)), "theta": np.zeros((1, 2))},
+                         [digits_cfg(threshold_calibration="l2")])
+    assert str(err.value) == ("replica 0: 'threshold_calibration' = 'l2' is not allowed; "
+                              "allowed: none, weight_norm")
 
 
 def test_calibration_is_refused_where_there_are_no_adaptive_thresholds():
@@ -132,5 +148,50 @@ def test_predict_calibrates_a_saved_network_as_a_calibrated_run_would(tmp_path):
     bad = CliRunner().invoke(app, ["predict", str(lif), "--threshold-calibration",
                                    "weight_norm"])
     assert bad.exit_code == 1
-    assert ("error: --threshold-calibration: threshold_calibration = 'weight_norm' sets "
-            "adaptive thresholds, which neuron = 'lif' has not") in bad.output
+    key = next((lif / "cells").glob("*.json")).stem
+    assert (f"error: --threshold-calibration, cell {key}: threshold_calibration = "
+            "'weight_norm' sets adaptive thresholds, which neuron = 'lif' has not") in bad.output
+    bad = CliRunner().invoke(app, ["predict", str(tmp_path / "p"),
+                                   "--threshold-calibration", "none"])
+    assert bad.exit_code == 1 and "'threshold_calibration' = 'none' is what" in bad.output
+
+
+def test_a_calibrated_model_predicts_only_once_labelled_again(tmp_path):
+    run_grid(parse_grid({"name": "m", "settings": {
+        "dataset": "digits", "n_neurons": 12, "time": 40, "n_train": 60, "n_label": 80,
+        "n_test": 60}}), tmp_path, progress=False)
+    model = load_model(next(tmp_path.glob("artifacts/*/model.npz")))
+    ds = load_dataset("digits")
+    calibrated = model.calibrated("weight_norm")
+    with pytest.raises(ConfigError, match=r"^this model's thresholds were calibrated after "
+                                          r"its readouts were fitted; label it again first"):
+        calibrated.predict(ds.x_test[:5])
+    labelled = calibrated.refit(ds.x_train[:80], ds.y_train[:80])
+    assert labelled.predict(ds.x_test[:5], "linear").shape == (5,)
+    assert not np.array_equal(labelled.engine.state()["theta"], model.engine.state()["theta"])
+
+
+def test_a_tuning_trial_scores_its_calibrated_and_settled_cell_as_run_does():
+    """``tune`` scores a trial's rungs through ``run_rung``: its last rung must score what
+    the cell scores alone through ``run_cells`` (settled, then calibrated), and the
+    state it hands the next rung is the network as trained (before the freeze)."""
+    from stdp_bench.trial_jobs import RungTask, run_rung
+
+    # Digits settings under which the network learns (about 60% on the validation
+    # split, where calibration moves proportion weighting by 5 points).
+    cfg = CellConfig(dataset="digits", split="validation", n_neurons=30, time=100,
+                     n_train=400, n_label=200, n_test=200, intensity_hz=1024.0, norm=16.0,
+                     theta_plus=0.5, settle=30, threshold_calibration="weight_norm")
+    ds = load_dataset("digits")
+    alone, plain = run_cells([cfg, cfg.with_settings(threshold_calibration="none")], ds)
+    assert (alone.readouts["proportion_weighting"].accuracy
+            != plain.readouts["proportion_weighting"].accuracy)
+    first = run_rung(RungTask((0,), (cfg,), 0, 200, "proportion_weighting"))
+    last = run_rung(RungTask((0,), (cfg,), 200, 400, "proportion_weighting",
+                             state=first.state))
+    assert last.error is None, last.error
+    assert float(last.accuracy[0]) == alone.readouts["proportion_weighting"].accuracy
+    plan = Plan.of([cfg], ds)
+    engine = plan.build(Execution())
+    plan.train(engine, 0, 200)
+    assert np.array_equal(first.state["theta"], engine.state()["theta"])
