@@ -65,11 +65,9 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
     for key, what, feature in (("curve_every", "a learning curve", "curve"),
                                ("settle", "thresholds settling before the freeze", "settles")):
         if getattr(cfg, key) and not getattr(trainer, feature):
-            allowed = [a.name for a in registry.levels("architecture")
-                       if getattr(registry.load_ref(a.trainer, a.name), feature)]
             raise ConfigError(f"{where}: {key} = {getattr(cfg, key)} ({what}) is not "
                               f"available for architecture = {cfg.architecture!r}; "
-                              f"allowed for: {', '.join(allowed)}")
+                              f"allowed for: {', '.join(_architectures_with(feature))}")
     _check_calibration(cfg, trainer, where)
     if cfg.settle > cfg.n_train:
         raise ConfigError(f"{where}: settle = {cfg.settle} is more than n_train = "
@@ -85,6 +83,12 @@ def check_cell(cfg: CellConfig, where: str = "cell") -> None:
     trainer.check(cfg, where)
 
 
+def _architectures_with(feature: str) -> list[str]:
+    """Architectures whose trainer has ``feature`` (a ``Trainer`` flag, e.g. ``settles``)."""
+    return [a.name for a in registry.levels("architecture")
+            if getattr(registry.load_ref(a.trainer, a.name), feature)]
+
+
 def _check_calibration(cfg: CellConfig, trainer: type[Trainer], where: str) -> None:
     """Calibrated thresholds need adaptive ones (a neuron level that uses
     ``theta_plus``) in an engine that holds them beside the weights
@@ -93,10 +97,9 @@ def _check_calibration(cfg: CellConfig, trainer: type[Trainer], where: str) -> N
         return
     head = f"{where}: threshold_calibration = {cfg.threshold_calibration!r}"
     if not trainer.calibrates:
-        allowed = [a.name for a in registry.levels("architecture")
-                   if registry.load_ref(a.trainer, a.name).calibrates]
         raise ConfigError(f"{head} is not available for architecture = "
-                          f"{cfg.architecture!r}; allowed for: {', '.join(allowed)}")
+                          f"{cfg.architecture!r}; allowed for: "
+                          f"{', '.join(_architectures_with('calibrates'))}")
     if "theta_plus" not in registry.get("neuron", cfg.neuron).uses:
         allowed = [n.name for n in registry.levels("neuron") if "theta_plus" in n.uses]
         raise ConfigError(f"{head} sets adaptive thresholds, which neuron = "

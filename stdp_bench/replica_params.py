@@ -37,17 +37,21 @@ NETWORK_RECORD = np.dtype([
 ])
 
 
+#: Settings that do not change the network a cell trains, at their "off" values:
+#: ``curve_every`` only adds measurements (labelling and testing during training), and
+#: ``settle`` and ``threshold_calibration`` act after training.
+AFTER_TRAINING: dict[str, Any] = {"curve_every": 0, "settle": 0,
+                                  "threshold_calibration": "none"}
+
+
 def replica_seed(cfg: CellConfig) -> int:
     """63-bit seed of a cell's weights and spike draws, from its id and seed factor.
 
-    ``curve_every`` only adds measurements (labelling and testing during training), and
-    ``settle`` and ``threshold_calibration`` act after training, so all three are left
-    out: a cell with a learning curve, settled or calibrated thresholds trains the
-    network the cell without them trains.
+    The :data:`AFTER_TRAINING` settings are left out: a cell with a learning curve,
+    settled or calibrated thresholds trains the network the cell without them trains.
     """
-    after = {"curve_every": 0, "settle": 0, "threshold_calibration": "none"}
-    network = (cfg.with_settings(**after)
-               if any(getattr(cfg, k) != v for k, v in after.items()) else cfg)
+    network = (cfg.with_settings(**AFTER_TRAINING)
+               if any(getattr(cfg, k) != v for k, v in AFTER_TRAINING.items()) else cfg)
     digest = hashlib.sha256(f"{network.cell_id()}:{cfg.seed}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 

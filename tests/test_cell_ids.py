@@ -20,7 +20,7 @@ import pytest
 from stdp_bench.config import make_cell
 from stdp_bench.grid import expand
 from stdp_bench.grid_file import grids_dir, load_grid
-from stdp_bench.replica_params import replica_seed
+from stdp_bench.replica_params import AFTER_TRAINING, replica_seed
 from stdp_bench.records import record_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,9 +80,9 @@ def test_records_keep_their_network_seeds(folder):
         # A learning curve only adds measurements, and settling and calibrating
         # thresholds act after training: the network is the cell's without them, so the
         # seed comes from that cell's id.
-        after = {"curve_every": 0, "settle": 0, "threshold_calibration": "none"}
-        network_id = (rec["cell_id"] if all(getattr(cfg, k) == v for k, v in after.items())
-                      else make_cell({**rec["settings"], **after}).cell_id())
+        network_id = (rec["cell_id"]
+                      if all(getattr(cfg, k) == v for k, v in AFTER_TRAINING.items())
+                      else make_cell({**rec["settings"], **AFTER_TRAINING}).cell_id())
         if not (seed == rec["settings"]["seed"] == cfg.seed
                 and replica_seed(cfg) == _network_seed(network_id, seed)):
             wrong.append(stem)

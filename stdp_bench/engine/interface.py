@@ -39,6 +39,8 @@ def sample_orders(X: np.ndarray, orders: np.ndarray) -> np.ndarray:
         raise IndexError(f"orders index samples {orders.min()}..{orders.max()}, but X holds "
                          f"{len(X)} (0..{len(X) - 1})")
     return orders
+
+
 # Per-replica metrics an engine reports on its test responses, in the order measured.
 Metrics = dict[str, float | int | None]
 
